@@ -1,0 +1,1 @@
+"""Technic HTTP API (FastAPI): reads the warehouse, serves results and streams new ones."""

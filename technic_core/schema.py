@@ -1,0 +1,152 @@
+"""Column names and polars dtypes of every dataset — the one place they are spelled.
+
+Every writer casts to these schemas (`conform`) before writing, so Parquet files of the same dataset always
+share one schema and DuckDB views over their globs never see conflicting types.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from technic_core.errors import ConfigError
+
+#: One row per symbol and session. `vwap` and `trades` may be null when a source lacks them.
+BARS: dict[str, pl.DataType] = {
+    "symbol": pl.String,
+    "date": pl.Date,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "vwap": pl.Float64,
+    "trades": pl.Int64,
+}
+
+#: Point-in-time reference data of a listed symbol (what a vendor's ticker reference gives).
+REFERENCE: dict[str, pl.DataType] = {
+    "symbol": pl.String,
+    "name": pl.String,
+    "sector": pl.String,
+    "industry": pl.String,
+    "market_cap": pl.Float64,
+    "shares_outstanding": pl.Int64,
+    "list_date": pl.Date,
+    "delist_date": pl.Date,
+}
+
+#: Reference data plus the pre-screen verdict for one session. `reason` is null exactly when `passed`.
+UNIVERSE: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    **REFERENCE,
+    "close": pl.Float64,
+    "avg_dollar_volume": pl.Float64,
+    "daily_volatility": pl.Float64,
+    "history_sessions": pl.Int64,
+    "passed": pl.Boolean,
+    "reason": pl.String,
+}
+
+#: Scheduled and reported earnings: `surprise_pct` is null until the report date has passed.
+EARNINGS: dict[str, pl.DataType] = {
+    "symbol": pl.String,
+    "date": pl.Date,
+    "surprise_pct": pl.Float64,
+}
+
+#: Market conditions for one session (a single row).
+CONDITIONS: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "regime": pl.String,
+    "trend": pl.String,
+    "volatility_state": pl.String,
+    "index_close": pl.Float64,
+    "index_return_1d": pl.Float64,
+    "index_sma_50": pl.Float64,
+    "index_sma_200": pl.Float64,
+    "index_volatility_20d": pl.Float64,
+    "vix": pl.Float64,
+    "pct_advancing": pl.Float64,
+    "pct_above_sma_50": pl.Float64,
+    "symbols": pl.Int64,
+}
+
+#: Indicator columns `technic_core.indicators.compute_indicators` appends to a bars panel.
+INDICATORS: dict[str, pl.DataType] = {
+    "rsi": pl.Float64,
+    "macd": pl.Float64,
+    "macd_signal": pl.Float64,
+    "macd_hist": pl.Float64,
+    "bb_width": pl.Float64,
+    "atr": pl.Float64,
+    "atr_pct": pl.Float64,
+    "volume_ratio": pl.Float64,
+    "mom_21": pl.Float64,
+    "mom_63": pl.Float64,
+    "mom_126": pl.Float64,
+    "sma_50": pl.Float64,
+    "sma_200": pl.Float64,
+    "dist_high_20": pl.Float64,
+    "dist_low_20": pl.Float64,
+}
+
+#: Scan results: one row per scanned symbol, written batch by batch; `seq` is the per-scan row sequence.
+RESULTS: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "sector": pl.String,
+    "industry": pl.String,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    **{name: dtype for name, dtype in INDICATORS.items()},
+    "trend_score": pl.Float64,
+    "momentum_score": pl.Float64,
+    "oscillator_score": pl.Float64,
+    "volume_score": pl.Float64,
+    "tech_rating": pl.Float64,
+    "signal": pl.String,
+    "regime": pl.String,
+    "batch": pl.Int64,
+    "seq": pl.Int64,
+}
+
+#: Symbols a scan looked at but could not score, with the reason (never silently dropped).
+REJECTIONS: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "reason": pl.String,
+}
+
+#: One row per scan run.
+SCAN_RUNS: dict[str, pl.DataType] = {
+    "scan_id": pl.String,
+    "date": pl.Date,
+    "started_at": pl.Datetime("us", "UTC"),
+    "duration_s": pl.Float64,
+    "config_json": pl.String,
+    "regime": pl.String,
+    "symbols_screened": pl.Int64,
+    "symbols_scanned": pl.Int64,
+    "symbols_rejected": pl.Int64,
+    "result_count": pl.Int64,
+    "signal_count": pl.Int64,
+    "end_reason": pl.String,
+}
+
+SIGNALS = ("Strong Buy", "Buy", "Neutral", "Sell", "Strong Sell")
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with exactly `schema`."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], name: str) -> pl.DataFrame:
+    """Select and cast `frame` to `schema` in schema order; missing columns raise, naming them.
+
+    Why strict: a silently missing column would surface days later as a broken DuckDB view.
+    """
+    missing = [c for c in schema if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{name}: missing column(s) {', '.join(missing)}")
+    return frame.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])

@@ -1,0 +1,75 @@
+"""Market-data sources behind one protocol, so the rest of Technic never cares where bars come from.
+
+A source answers four questions for NYSE sessions: which symbols were listed (point in time), their daily
+bars, the index / volatility-index series, and earnings events. Sources count their calls and cache hits
+so runs can report them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import polars as pl
+
+from technic_core.config import Settings
+from technic_core.errors import UnknownSourceError
+
+#: Symbol of the broad-market index series in `index_bars` (an S&P 500 tracker, like SPY).
+INDEX_SYMBOL = "SPY"
+#: Symbol of the volatility index series in `index_bars` (like VIX); its OHLC are index levels.
+VOLATILITY_SYMBOL = "VIX"
+
+
+@dataclass
+class SourceStats:
+    """Calls a source made to its upstream and lookups it answered from its cache."""
+
+    api_calls: int = 0
+    cache_hits: int = 0
+
+
+@runtime_checkable
+class MarketDataSource(Protocol):
+    """What the pipeline needs from a market-data provider. All frames follow `technic_core.schema`."""
+
+    name: str
+    stats: SourceStats
+
+    def reference(self, session: dt.date) -> pl.DataFrame:
+        """Symbols listed on `session` with `schema.REFERENCE` columns, sorted by symbol."""
+        ...
+
+    def bars(self, start: dt.date, end: dt.date, symbols: Sequence[str] | None = None) -> pl.DataFrame:
+        """`schema.BARS` rows for sessions in [start, end], sorted by (date, symbol); halted days absent."""
+        ...
+
+    def index_bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """`schema.BARS` rows of `INDEX_SYMBOL` and `VOLATILITY_SYMBOL` for sessions in [start, end]."""
+        ...
+
+    def earnings(self, start: dt.date, end: dt.date) -> pl.DataFrame:
+        """`schema.EARNINGS` rows with report dates in [start, end] (empty where the source has none)."""
+        ...
+
+
+def _simulated(settings: Settings) -> MarketDataSource:
+    from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
+
+    return SimulatedMarket(SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed))
+
+
+#: Registered sources by name; `make_source` builds one from `Settings`.
+SOURCE_FACTORIES: dict[str, Callable[[Settings], MarketDataSource]] = {
+    "simulated": _simulated,
+}
+
+
+def make_source(settings: Settings) -> MarketDataSource:
+    """Build the source `settings.source` names, or fail listing the known names."""
+    factory = SOURCE_FACTORIES.get(settings.source)
+    if factory is None:
+        known = ", ".join(sorted(SOURCE_FACTORIES))
+        raise UnknownSourceError(f"unknown source {settings.source!r}; known sources: {known}")
+    return factory(settings)

@@ -1,0 +1,1 @@
+"""Dagster definitions for Technic: a thin adapter over `technic_core`."""
