@@ -7,6 +7,7 @@ exchange_calendars tracks them upstream.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from functools import lru_cache
 
 import exchange_calendars as xcals
@@ -22,7 +23,11 @@ CALENDAR_START = dt.date(2006, 1, 3)
 
 @lru_cache(maxsize=1)
 def _xnys() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start=pd.Timestamp(CALENDAR_START))
+    # exchange_calendars 4.13 trips a pandas 3.1 deprecation warning while building its tables; it is the
+    # library's to fix and says nothing about our inputs, so keep it out of users' terminals.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        return xcals.get_calendar("XNYS", start=pd.Timestamp(CALENDAR_START))
 
 
 @lru_cache(maxsize=1)
