@@ -199,6 +199,13 @@ def test_sessions_lists_partitions_with_data_sorted(warehouse):
     assert warehouse.sessions("conditions") == []
 
 
+def test_an_empty_frame_is_a_present_partition_with_zero_rows(warehouse):
+    warehouse.write_partition("rejections", DAYS[0], schema.empty(schema.REJECTIONS))
+    assert warehouse.sessions("rejections") == [DAYS[0]]
+    assert warehouse.read("rejections").schema == pl.Schema(schema.REJECTIONS)
+    assert warehouse.connect().execute("SELECT count(*) FROM rejections").fetchone()[0] == 0
+
+
 # ------------------------------------------------------------------ determinism and schema
 
 
