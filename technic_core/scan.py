@@ -1,0 +1,202 @@
+"""The scan engine: screened universe + bar history → scored results, batch by batch, in a chosen order.
+
+Why batches: consumers (the warehouse writer, API streams) publish each batch as soon as it is computed, so
+the best candidates reach users first and a scan can stop early (`max_signals`, `timeout`, a stop request)
+without computing the rest. Each batch is one vectorized indicator + scoring pass over its symbols.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import polars as pl
+
+from technic_core import schema
+from technic_core.config import ScanConfig
+from technic_core.indicators import compute_indicators
+from technic_core.scoring import BUY_SIGNALS, score
+
+#: Why a scan ended; also the `end` event reason on streams.
+END_COMPLETE = "complete"
+END_MAX_SIGNALS = "max_signals"
+END_TIMEOUT = "timeout"
+END_STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ScanBatch:
+    """One published unit of a scan: its results and the symbols it could not score."""
+
+    batch: int
+    results: pl.DataFrame
+    rejections: pl.DataFrame
+    scanned: int
+    total: int
+    signals: int
+    elapsed_s: float
+
+
+@dataclass
+class ScanRun:
+    """An iterator of `ScanBatch` that remembers how the scan ended once iteration stops."""
+
+    batches: Iterator[ScanBatch]
+    total: int
+    end_reason: str | None = None
+    scanned: int = 0
+    results: int = 0
+    signals: int = 0
+    rejected: int = 0
+    elapsed_s: float = 0.0
+    rejection_counts: dict[str, int] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[ScanBatch]:
+        return self.batches
+
+
+def scan_candidates(universe: pl.DataFrame, config: ScanConfig, order: Sequence[str] | None = None) -> list[str]:
+    """Screened symbols the scan will visit, in visiting order.
+
+    `order` (e.g. a priority plan) decides the sequence; symbols it does not name follow alphabetically, so
+    a partial or stale plan never loses a screened symbol.
+    """
+    passed = universe.filter(pl.col("passed"))
+    if config.sectors is not None:
+        passed = passed.filter(pl.col("sector").is_in(list(config.sectors)))
+    screened = passed.get_column("symbol").sort().to_list()
+    if order is not None:
+        wanted = set(screened)
+        planned = [s for s in dict.fromkeys(order) if s in wanted]
+        seen = set(planned)
+        screened = planned + [s for s in screened if s not in seen]
+    if config.max_symbols is not None:
+        screened = screened[: config.max_symbols]
+    return screened
+
+
+def run_scan(
+    config: ScanConfig,
+    session: dt.date,
+    bars: pl.DataFrame,
+    universe: pl.DataFrame,
+    regime: str | None = None,
+    order: Sequence[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ScanRun:
+    """Scan `session`: returns a `ScanRun` to iterate for `ScanBatch`es in visiting order.
+
+    `bars` is the history (any sessions up to `session`, more is ignored), `universe` the screened universe
+    of the session (`schema.UNIVERSE`). Symbols with fewer than `config.min_history_sessions` bars or no
+    computable rating are reported in `rejections` with a reason, never silently dropped. `seq` numbers
+    published result rows 1, 2, 3 … across batches with no gaps.
+    """
+    candidates = scan_candidates(universe, config, order)
+    reference = universe.select("symbol", "sector", "industry")
+    history = _history_window(bars, session, config.lookback_sessions)
+    run = ScanRun(batches=iter(()), total=len(candidates))
+    run.batches = _batches(run, config, session, history, reference, candidates, regime, should_stop, clock)
+    return run
+
+
+def _history_window(bars: pl.DataFrame, session: dt.date, lookback: int) -> pl.DataFrame:
+    """The last `lookback` sessions of bars up to `session`, partitioned by symbol for cheap batch slicing."""
+    upto = bars.filter(pl.col("date") <= session)
+    dates = upto.get_column("date").unique().sort()
+    if dates.len() > lookback:
+        upto = upto.filter(pl.col("date") >= dates[-lookback])
+    return upto
+
+
+def _batches(
+    run: ScanRun,
+    config: ScanConfig,
+    session: dt.date,
+    history: pl.DataFrame,
+    reference: pl.DataFrame,
+    candidates: list[str],
+    regime: str | None,
+    should_stop: Callable[[], bool] | None,
+    clock: Callable[[], float],
+) -> Iterator[ScanBatch]:
+    started = clock()
+    next_seq = 1
+    history_by_symbol = history.partition_by("symbol", as_dict=True, maintain_order=False)
+    run.end_reason = END_COMPLETE
+    for batch_no, offset in enumerate(range(0, len(candidates), config.batch_size)):
+        if should_stop is not None and should_stop():
+            run.end_reason = END_STOPPED
+            break
+        if config.timeout_s is not None and clock() - started >= config.timeout_s:
+            run.end_reason = END_TIMEOUT
+            break
+        symbols = candidates[offset : offset + config.batch_size]
+        frames = [history_by_symbol[(s,)] for s in symbols if (s,) in history_by_symbol]
+        panel = pl.concat(frames) if frames else schema.empty(schema.BARS)
+        results, rejections = _score_batch(config, session, panel, symbols, reference, regime)
+        results = results.with_columns(
+            pl.lit(batch_no, dtype=pl.Int64).alias("batch"),
+            pl.int_range(next_seq, next_seq + results.height, dtype=pl.Int64).alias("seq"),
+        )
+        next_seq += results.height
+        batch_signals = int(results.get_column("signal").is_in(BUY_SIGNALS).sum())
+        run.scanned += len(symbols)
+        run.results += results.height
+        run.signals += batch_signals
+        run.rejected += rejections.height
+        for reason, count in rejections.group_by("reason").len().iter_rows():
+            run.rejection_counts[reason] = run.rejection_counts.get(reason, 0) + count
+        run.elapsed_s = clock() - started
+        yield ScanBatch(
+            batch=batch_no,
+            results=schema.conform(results, schema.RESULTS, "scan results"),
+            rejections=schema.conform(rejections, schema.REJECTIONS, "scan rejections"),
+            scanned=run.scanned,
+            total=run.total,
+            signals=run.signals,
+            elapsed_s=run.elapsed_s,
+        )
+        if config.max_signals is not None and run.signals >= config.max_signals:
+            run.end_reason = END_MAX_SIGNALS
+            break
+    run.elapsed_s = clock() - started
+
+
+def _score_batch(
+    config: ScanConfig,
+    session: dt.date,
+    panel: pl.DataFrame,
+    symbols: list[str],
+    reference: pl.DataFrame,
+    regime: str | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Indicators + scores for one batch; split into publishable results and reasoned rejections."""
+    requested = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String})
+    latest = compute_indicators(panel if panel.height else schema.empty(schema.BARS), last_only=True)
+    scored = requested.join(score(latest), on="symbol", how="left")
+    reason = (
+        pl.when(pl.col("date").is_null())
+        .then(pl.lit("no_bars"))
+        .when(pl.col("date") != session)
+        .then(pl.lit("no_bar_on_session"))
+        .when(pl.col("history_sessions") < config.min_history_sessions)
+        .then(pl.lit("insufficient_history"))
+        .when(pl.col("tech_rating").is_null() | pl.col("close").is_null())
+        .then(pl.lit("no_rating"))
+        .when(pl.col("tech_rating") < config.min_tech_rating)
+        .then(pl.lit("below_min_tech_rating"))
+    )
+    judged = scored.with_columns(reason.alias("reason"))
+    rejections = judged.filter(pl.col("reason").is_not_null()).select(
+        pl.lit(session).alias("date"), "symbol", "reason"
+    )
+    kept = (
+        judged.filter(pl.col("reason").is_null())
+        .drop("reason")
+        .join(reference, on="symbol", how="left")
+        .with_columns(pl.lit(regime, dtype=pl.String).alias("regime"))
+    )
+    return kept, rejections

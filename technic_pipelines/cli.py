@@ -1,0 +1,205 @@
+"""`technic` command line: run the daily scan through Dagster from a terminal.
+
+`technic run` materializes, in-process and with the same `Definitions` the UI loads, what a session needs:
+the bar history (in one backfill run the first time), then universe → conditions → scan for the session.
+Runs are recorded in the Dagster instance at `DAGSTER_HOME` (default `.dagster_home/`), so they show up in
+the UI too. Exit codes: 0 success, 1 the run failed (message printed), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from technic_core import calendar
+from technic_core.errors import NotASessionError, TechnicError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Technic: daily US-stock technical scan.")
+console = Console()
+err_console = Console(stderr=True)
+
+STAGES = ("price_bars", "universe", "market_conditions", "scan_results")
+TOP_COLUMNS = ("symbol", "sector", "close", "tech_rating", "signal", "rsi", "macd", "atr_pct", "volume_ratio", "mom_21")
+
+
+class RunFailed(TechnicError):
+    """A Dagster run ended unsuccessfully; the message is the failing step's error."""
+
+
+def _parse_session(value: Optional[str]) -> dt.date:
+    """The session to scan: `value` (YYYY-MM-DD) or the latest complete session."""
+    latest = calendar.latest_complete_session()
+    if value is None:
+        return latest
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form", param_hint="--date") from None
+    try:
+        calendar.require_session(day)
+    except NotASessionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--date") from None
+    if day > latest:
+        raise typer.BadParameter(
+            f"{day} has not closed yet; the latest complete session is {latest}", param_hint="--date"
+        )
+    return day
+
+
+def _configure_environment(symbols: Optional[int], source: Optional[str], warehouse: Optional[Path]) -> None:
+    """Options become `TECHNIC_*` variables before the definitions load, so CLI and UI read one config."""
+    from technic_core.sources import SOURCE_FACTORIES
+
+    if source is not None:
+        if source not in SOURCE_FACTORIES:
+            known = ", ".join(sorted(SOURCE_FACTORIES))
+            raise typer.BadParameter(f"unknown source {source!r}; known sources: {known}", param_hint="--source")
+        os.environ["TECHNIC_SOURCE"] = source
+    if symbols is not None:
+        os.environ["TECHNIC_SIM_SYMBOLS"] = str(symbols)
+    if warehouse is not None:
+        os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+
+
+def _execute(job_name: str, tags: dict[str, str], partition_key: Optional[str] = None):
+    """Run a job of the loaded definitions in-process against the persistent instance."""
+    from dagster import DagsterInstance
+
+    from technic_pipelines.definitions import defs
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition_key, tags=tags, run_config=quiet, raise_on_error=False
+        )
+    if not result.success:
+        failures = result.get_step_failure_events()
+        message = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+        raise RunFailed(message.splitlines()[-1] if message else "run failed")
+    return result
+
+
+def _watch_partitions(store, dataset: str, sessions: list[dt.date], progress: Progress, task) -> threading.Event:
+    """Advance `task` as partitions of `dataset` appear; returns the event that stops the watcher."""
+    done = threading.Event()
+    wanted = set(sessions)
+
+    def poll() -> None:
+        while not done.wait(0.2):
+            progress.update(task, completed=len(wanted.intersection(store.sessions(dataset))))
+
+    threading.Thread(target=poll, daemon=True).start()
+    return done
+
+
+def _backfill_bars(store, missing: list[dt.date], stage_seconds: dict[str, float]) -> None:
+    """Load missing bar history in one run over the partition range (one Dagster run, not one per day)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from technic_pipelines.definitions import BARS_BACKFILL_JOB
+    from technic_pipelines.partitions import session_key
+
+    span = calendar.sessions_between(missing[0], missing[-1])
+    tags = {ASSET_PARTITION_RANGE_START_TAG: session_key(span[0]), ASSET_PARTITION_RANGE_END_TAG: session_key(span[-1])}
+    with Progress(
+        TextColumn("[bold]backfill bars"), BarColumn(), TextColumn("{task.completed}/{task.total} sessions"),
+        TimeElapsedColumn(), console=err_console, transient=False,
+    ) as progress:
+        task = progress.add_task("bars", total=len(span))
+        done = _watch_partitions(store, "bars", span, progress, task)
+        started = time.perf_counter()
+        try:
+            _execute(BARS_BACKFILL_JOB, tags)
+        finally:
+            done.set()
+        progress.update(task, completed=len(span))
+    stage_seconds[f"backfill ({len(span)} sessions)"] = time.perf_counter() - started
+
+
+def _run_session(session: dt.date, stage_seconds: dict[str, float]) -> None:
+    from technic_pipelines.definitions import DAILY_SCAN_JOB
+    from technic_pipelines.partitions import session_key
+
+    with err_console.status(f"[bold]scanning {session}: " + " → ".join(STAGES)):
+        result = _execute(DAILY_SCAN_JOB, {}, partition_key=session_key(session))
+    for stage in STAGES:
+        for materialization in result.asset_materializations_for_node(stage):
+            seconds = materialization.metadata.get("seconds")
+            if seconds is not None:
+                stage_seconds[stage] = float(seconds.value)
+
+
+def _print_report(store, session: dt.date, stage_seconds: dict[str, float], wall: float) -> None:
+    import polars as pl
+
+    results = store.read("results", session, session)
+    top = results.sort(["tech_rating", "symbol"], descending=[True, False]).head(20)
+    table = Table(title=f"Top 20 by TechRating — {session} ({results.height} results)")
+    for column in TOP_COLUMNS:
+        table.add_column(column, justify="left" if results.schema[column] == pl.String else "right")
+    for row in top.select(TOP_COLUMNS).iter_rows():
+        table.add_row(*[f"{v:,.2f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+    timing = Table(title="Time per stage")
+    timing.add_column("stage")
+    timing.add_column("seconds", justify="right")
+    for stage, seconds in stage_seconds.items():
+        timing.add_row(stage, f"{seconds:.2f}")
+    timing.add_row("[bold]total (wall)", f"[bold]{wall:.2f}")
+    console.print(timing)
+    console.print(f"results: {store.root / 'results' / f'date={session.isoformat()}'}")
+
+
+@app.command()
+def run(
+    date: Optional[str] = typer.Option(None, "--date", help="Session to scan, YYYY-MM-DD (default: latest complete)."),
+    symbols: Optional[int] = typer.Option(None, "--symbols", min=1, help="Simulated market size (default 5000)."),
+    source: Optional[str] = typer.Option(None, "--source", help="Market-data source (default: TECHNIC_SOURCE or simulated)."),
+    warehouse: Optional[Path] = typer.Option(None, "--warehouse", help="Warehouse root (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+) -> None:
+    """Scan one session through Dagster and print the top 20 by TechRating."""
+    started = time.perf_counter()
+    session = _parse_session(date)
+    _configure_environment(symbols, source, warehouse)
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    from technic_core.config import ScanConfig, Settings
+    from technic_core.warehouse import Warehouse
+    from technic_pipelines.partitions import partitions_start
+
+    store = Warehouse(Settings.from_env().warehouse)
+    needed = [s for s in calendar.sessions_back(session, ScanConfig().lookback_sessions) if s >= partitions_start()]
+    stage_seconds: dict[str, float] = {}
+    try:
+        missing = [s for s in needed[:-1] if not store.has_partition("bars", s)]
+        if missing:
+            _backfill_bars(store, missing, stage_seconds)
+        _run_session(session, stage_seconds)
+        _print_report(store, session, stage_seconds, time.perf_counter() - started)
+    except TechnicError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.callback()
+def _main() -> None:
+    """Technic: daily US-stock technical scan (Dagster + Parquet/DuckDB)."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Dagster resources: thin wrappers that hand assets the core warehouse and market-data source.
+
+Unset fields fall back to the `TECHNIC_*` variables (`Settings.from_env`) when a run starts, not when the
+code location loads, so the UI, the daemon and `technic run` (which sets them from its options) always
+point at the same data, and a field set in the launchpad wins over the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional
+
+from dagster import ConfigurableResource
+
+from technic_core.config import Settings
+from technic_core.sources import MarketDataSource, make_source
+from technic_core.warehouse import Warehouse
+
+
+class WarehouseResource(ConfigurableResource):
+    """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`)."""
+
+    root: Optional[str] = None
+
+    def get(self) -> Warehouse:
+        return Warehouse(Settings.from_env(warehouse=self.root).warehouse)
+
+
+@lru_cache(maxsize=4)
+def _shared_source(settings: Settings) -> MarketDataSource:
+    """One source per configuration and process: the simulator's checkpoints and vendors' caches survive
+    across the assets of a run and across in-process runs of the CLI."""
+    return make_source(settings)
+
+
+class MarketDataResource(ConfigurableResource):
+    """Which market-data source assets read (default: `TECHNIC_SOURCE`, else simulated)."""
+
+    source: Optional[str] = None
+    sim_symbols: Optional[int] = None
+    sim_seed: Optional[int] = None
+
+    def settings(self) -> Settings:
+        return Settings.from_env(source=self.source, sim_symbols=self.sim_symbols, sim_seed=self.sim_seed)
+
+    def get(self) -> MarketDataSource:
+        return _shared_source(self.settings())
+
+    def identity(self) -> dict[str, object]:
+        """What the data in a warehouse was produced from; a warehouse must not mix two sources."""
+        settings = self.settings()
+        if settings.source == "simulated":
+            return {"source": settings.source, "sim_symbols": settings.sim_symbols, "sim_seed": settings.sim_seed}
+        return {"source": settings.source}
