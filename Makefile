@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The instance config (dagster.yaml) lives at the top level; its storage goes to .dagster_home/.
+export DAGSTER_HOME ?= $(CURDIR)
 
 .PHONY: install run test bench clean
 
@@ -16,7 +17,6 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/technic run $(ARGS)
 
 test: $(STAMP)

@@ -9,10 +9,10 @@ symbol's price, dollar volume and volatility, which come from bars; with grouped
 returns every symbol's bar, so screening before fetching would save nothing.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import time
+import warnings
 from collections import Counter
 from typing import Iterable
 
@@ -21,6 +21,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -36,8 +37,13 @@ from technic_core.scoring import market_conditions as compute_market_conditions
 from technic_core.scoring import sector_statistics
 from technic_core.screening import screen
 from technic_core.sources import MarketDataSource
+from technic_core.warehouse import Warehouse
 from technic_pipelines.partitions import key_session, session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
+
+# Single-run backfills and tolerant window mappings are beta in dagster 1.13; we opt in knowingly, so the
+# warning would only be noise in every CLI run and UI load.
+warnings.filterwarnings("ignore", category=BetaWarning)
 
 #: Sessions of bars the breadth measure needs: a 50-bar SMA plus the previous close.
 CONDITIONS_LOOKBACK = 51
@@ -231,7 +237,7 @@ def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -
     return MaterializeResult(metadata=summaries[-1])
 
 
-def _scan_session(context: AssetExecutionContext, store, session: dt.date) -> dict[str, object]:
+def _scan_session(context: AssetExecutionContext, store: Warehouse, session: dt.date) -> dict[str, object]:
     """Scan one session, writing each batch as soon as it is computed; returns UI metadata."""
     started = time.perf_counter()
     bars = store.read("bars", _window_start(session, DEFAULT_SCAN.lookback_sessions), session)

@@ -69,8 +69,20 @@ def _configure_environment(symbols: Optional[int], source: Optional[str], wareho
         os.environ["TECHNIC_SIM_SYMBOLS"] = str(symbols)
     if warehouse is not None:
         os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    _ensure_dagster_home()
+
+
+def _ensure_dagster_home() -> Path:
+    """DAGSTER_HOME: as set, else the current directory when it holds the project's dagster.yaml, else
+    `.dagster_home/`. A home without a dagster.yaml gets a minimal one, so runs neither print Dagster's
+    first-use banner nor send telemetry."""
+    default = Path.cwd() if Path("dagster.yaml").is_file() else Path(".dagster_home").resolve()
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default)))
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return home
 
 
 def _execute(job_name: str, tags: dict[str, str], partition_key: Optional[str] = None):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from technic_pipelines.assets import session_assets
-from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
 DAILY_SCAN_JOB = "daily_scan_job"
@@ -18,14 +17,12 @@ BARS_BACKFILL_JOB = "price_bars_backfill_job"
 daily_scan_job = define_asset_job(
     DAILY_SCAN_JOB,
     selection=AssetSelection.assets(*session_assets),
-    partitions_def=session_partitions,
     description="Every session-partitioned asset of one session (or a range, in one run), in dependency order.",
 )
 
 price_bars_backfill_job = define_asset_job(
     BARS_BACKFILL_JOB,
     selection=AssetSelection.assets("price_bars"),
-    partitions_def=session_partitions,
     description="Bar history only: run over a partition range to load the lookback a scan needs, in one run.",
 )
 
