@@ -223,7 +223,8 @@ def market_conditions(
     backfill_policy=BackfillPolicy.single_run(),
     deps=["universe", "market_conditions", _bars_window(DEFAULT_SCAN.lookback_sessions)],
     group_name="scan",
-    kinds={"polars", "parquet"},
+    pool="duckdb_catalog",
+    kinds={"polars", "parquet", "duckdb"},
     description=(
         "The technical scan of every screened symbol: RSI, MACD, Bollinger width, ATR %, volume ratio, "
         "momentum 21/63/126, TechRating 0-100 and Signal. Written batch by batch under "
@@ -234,6 +235,9 @@ def market_conditions(
 def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     store = warehouse.get()
     summaries = [_scan_session(context, store, session) for session in _sessions(context)]
+    # Views are globs, so a rebuild only matters for new datasets; it is cheap (tens of ms) and renamed
+    # into place, and the `duckdb_catalog` pool keeps two runs from building it at once.
+    store.refresh_catalog()
     return MaterializeResult(metadata=summaries[-1])
 
 
