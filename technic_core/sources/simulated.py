@@ -19,7 +19,8 @@ Universe
 of single letters, a few class shares (``ABC.B``) and a few invalid-looking tickers with a digit, never
 `INDEX_SYMBOL` or `VOLATILITY_SYMBOL`. Each has a GICS sector (`config.SECTORS`) and industry, a
 log-normal market cap (median $2.5B, within $50M–$2T), a fixed share count, a market beta, a sector
-loading and an idiosyncratic volatility that falls with size. About `ipo_fraction` of the names list after
+loading and an idiosyncratic volatility that falls with size. Start prices are log-normal around $25 and
+lower for small caps, so a few percent are penny stocks (< $5) the pre-screen must reject. About `ipo_fraction` of the names list after
 the epoch and `delist_fraction` delist (small caps more often), both spread over [epoch, `history_end`];
 a delisting is announced 5–30 sessions ahead, and from then on `reference` shows its `delist_date` (the
 first session the symbol is no longer listed). Market caps in `reference` are shares × the session's (or
@@ -45,8 +46,9 @@ moves, earnings reactions, listing days and volatile markets; trades = volume / 
 Trading halts (`halt_probability` per listed symbol-day, lasting 1–3 sessions) remove the symbol's bars;
 the price moves on underneath and gaps on resumption. `INDEX_SYMBOL` follows the cap-weighted common
 (market + sector) return of the listed names plus a little tracking noise — a diversified index, free of
-idiosyncratic and planted moves — starting near $268 like SPY on the epoch; `VOLATILITY_SYMBOL` is a mean-reverting level
-tracking the market's conditional volatility plus a regime premium, jumping when the index falls.
+idiosyncratic and planted moves — starting near $268 like SPY on the epoch; `VOLATILITY_SYMBOL` is a
+mean-reverting level tracking the market's conditional volatility plus a regime premium, jumping when the
+index falls.
 
 Planted predictable part (ground truth for ML and prioritization)
 -----------------------------------------------------------------
@@ -80,17 +82,21 @@ to close(t + h) is the part already fixed by scores up to t:
 ``oracle_i(t, h) = alpha_strength × Σ_{m=0..H−1} a_i(t − m) × Σ_{k=1..min(h, H−m)} w_{k+m}``
 
 (horizons beyond H equal H's). `oracle_expected_return` returns it. With the defaults its mean daily
-cross-sectional Spearman rank IC against realized forward log returns is about 0.15 for h = 5 and 0.17 for
-h = 10 (5,000 names, 2018-06 to 2026-10); the tests hold it to 0.10–0.20. The oracle is for evaluation only: it must never be used as a model feature or reach a warehouse.
+cross-sectional Spearman rank IC against realized forward log returns is about 0.15 for h = 5 and 0.16 for
+h = 10 (5,000 names, 2018-06 to 2026-10); the tests hold it to 0.10–0.20. The weights, strength and
+horizon are `SimulationConfig` knobs.
+
+The oracle (and `market_regimes`) are for evaluation only: never a model feature, never in a warehouse.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -102,7 +108,7 @@ from technic_core.errors import ConfigError
 from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, SourceStats
 
 #: Columns of `SimulatedMarket.oracle_expected_return`.
-ORACLE: dict[str, pl.DataType] = {
+ORACLE_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String,
     "date": pl.Date,
     "horizon": pl.Int64,
@@ -376,11 +382,14 @@ class _Universe:
         log_cap = np.log(_MEDIAN_MARKET_CAP) + 1.8 * rng.standard_normal(n)
         cap = np.clip(np.exp(log_cap), *_MARKET_CAP_BOUNDS)
         size_score = np.log(cap / _MEDIAN_MARKET_CAP)
-        log_price = np.log(28.0) + 0.35 * size_score + 0.7 * rng.standard_normal(n)
+        log_price = np.log(25.0) + 0.45 * size_score + 0.7 * rng.standard_normal(n)
         ipo_log_price = np.log(18.0) + 0.25 * size_score + 0.4 * rng.standard_normal(n)
+        ipo_names = rng.choice(n, size=round(config.ipo_fraction * n), replace=False)
         is_ipo = np.zeros(n, dtype=bool)
-        is_ipo[rng.choice(n, size=round(config.ipo_fraction * n), replace=False)] = True
-        self.start_price = np.where(is_ipo, np.clip(np.exp(ipo_log_price), 4.0, 80.0), np.clip(np.exp(log_price), 0.5, 2_000.0))
+        is_ipo[ipo_names] = True
+        self.start_price = np.where(
+            is_ipo, np.clip(np.exp(ipo_log_price), 4.0, 80.0), np.clip(np.exp(log_price), 0.5, 2_000.0)
+        )
         self.shares = np.maximum(np.round(cap / self.start_price), 1_000).astype(np.int64)
 
         sector_volatility = np.array([p.volatility for p in profiles])[self.sector]
@@ -397,7 +406,7 @@ class _Universe:
         self.halt_weight = np.clip(np.exp(-0.18 * size_score), 0.5, 2.0)
         self.earnings_offset = rng.integers(0, 41, n)
 
-        self._draw_listing_dates(rng, config, session_days, is_ipo, cap)
+        self._draw_listing_dates(rng, config, session_days, ipo_names, cap)
 
     @staticmethod
     def _draw_tickers(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -443,25 +452,30 @@ class _Universe:
         rng: np.random.Generator,
         config: SimulationConfig,
         session_days: np.ndarray,
-        is_ipo: np.ndarray,
+        ipo_names: np.ndarray,
         cap: np.ndarray,
     ) -> None:
         """Listing and delisting session indices (into the simulated sessions), and the displayed list date.
 
-        Names listed at the epoch get a historical list date between 1980 and the epoch; IPOs list on a session
-        after it. Delistings need 180 calendar days of listing and favour small caps.
+        Names listed at the epoch get a historical list date between 1980 and the epoch. IPO dates are
+        stratified — one in each equal slice of (epoch, history_end] — so every stretch of history sees its
+        share of new names, even in a small universe. Delistings need 180 calendar days of listing and
+        favour small caps.
         """
         n = self.size
         first_day = int(session_days[0])
         last_day = int(_day_numbers(np.array([config.history_end]))[0])
-        ipo_day = rng.integers(first_day + 1, last_day + 1, n)
-        self.list_index = np.where(is_ipo, np.searchsorted(session_days, ipo_day, side="left"), 0).astype(np.int64)
+        strata = (np.arange(len(ipo_names)) + rng.random(len(ipo_names))) / max(len(ipo_names), 1)
+        ipo_day = first_day + 1 + (strata * (last_day - first_day)).astype(np.int64)
+        self.list_index = np.zeros(n, dtype=np.int64)
+        self.list_index[ipo_names] = np.searchsorted(session_days, ipo_day, side="left")
+        is_ipo = self.list_index > 0
 
         historical_start = int(_day_numbers(np.array([dt.date(1980, 1, 2)]))[0])
         historical = np.busday_offset(
-            rng.integers(historical_start, first_day - 1, n).astype("datetime64[D]"), 0, roll="forward"
+            rng.integers(historical_start, first_day - 7, n).astype("datetime64[D]"), 0, roll="forward"
         )
-        listed_day = np.where(is_ipo, session_days[np.minimum(self.list_index, len(session_days) - 1)], _day_numbers(historical))
+        listed_day = np.where(is_ipo, session_days[self.list_index], _day_numbers(historical))
         self.list_date = listed_day.astype("datetime64[D]")
 
         earliest_delist_day = np.maximum(first_day + 30, listed_day + 180)
@@ -469,7 +483,8 @@ class _Universe:
         weights = cap[eligible] ** -0.35
         count = min(round(config.delist_fraction * n), len(eligible))
         delisted = rng.choice(eligible, size=count, replace=False, p=weights / weights.sum())
-        delist_day = earliest_delist_day + (rng.random(n) * np.maximum(last_day + 1 - earliest_delist_day, 0)).astype(np.int64)
+        room = np.maximum(last_day + 1 - earliest_delist_day, 0)
+        delist_day = earliest_delist_day + (rng.random(n) * room).astype(np.int64)
         self.delist_index = np.full(n, _NOT_DELISTED, dtype=np.int64)
         self.delist_index[delisted] = np.searchsorted(session_days, delist_day[delisted], side="left")
         lead = rng.integers(5, 31, n)
@@ -517,13 +532,8 @@ class _EarningsSchedule:
         order = np.lexsort((symbol, session))
         self.symbol, self.session, self.surprise = symbol[order], session[order], np.concatenate(surprises)[order]
 
-    def reported_on(self, session_index: int) -> slice:
-        """Rows of reports made at the close of `session_index`."""
-        lo = np.searchsorted(self.session, session_index, side="left")
-        hi = np.searchsorted(self.session, session_index, side="right")
-        return slice(int(lo), int(hi))
-
     def between(self, first: int, last: int) -> slice:
+        """Rows of the reports made at the close of sessions first..last (indices, inclusive)."""
         lo = np.searchsorted(self.session, first, side="left")
         hi = np.searchsorted(self.session, last, side="right")
         return slice(int(lo), int(hi))
@@ -555,13 +565,7 @@ class _State:
     score_ring: np.ndarray  # (H, N) planted scores, slot session_index % H
 
     def copy(self) -> "_State":
-        return _State(
-            **{
-                f.name: (value.copy() if isinstance(value, np.ndarray) else value)
-                for f in fields(self)
-                for value in (getattr(self, f.name),)
-            }
-        )
+        return copy.deepcopy(self)
 
 
 class _Block:
@@ -588,7 +592,7 @@ class SimulatedMarket:
     """A `MarketDataSource` over the simulated market; see the module docstring for the model.
 
     Every public call counts as an API call; one answered without simulating a session counts as a cache
-    hit too.
+    hit too. Calls are serialized by a lock, so one instance (and its checkpoints) can serve several threads.
     """
 
     name = "simulated"
@@ -728,7 +732,7 @@ class SimulatedMarket:
     def oracle_expected_return(self, start: dt.date, end: dt.date, horizon: int) -> pl.DataFrame:
         """The planted part of each symbol's log return from close(t) to close(t + horizon sessions).
 
-        One row (`ORACLE` columns) per symbol with a bar on t, for sessions t in [start, end], sorted by
+        One row (`ORACLE_SCHEMA` columns) per symbol with a bar on t, for sessions t in [start, end], sorted by
         (date, symbol). Ground truth for evaluating models and prioritization — never a model feature.
         """
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
@@ -752,7 +756,7 @@ class SimulatedMarket:
                 }
             )
 
-        return self._collect(start, end, piece, ORACLE, "oracle")
+        return self._collect(start, end, piece, ORACLE_SCHEMA, "oracle")
 
     def market_regimes(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """The hidden market regime (`REGIMES` names) of each session in [start, end] — evaluation truth for
@@ -830,7 +834,8 @@ class SimulatedMarket:
         state = self._checkpoints[resume].copy()
         for current in range(resume, number + 1):
             block = self._simulate_block(state, current)
-            self._checkpoints.setdefault(current + 1, state.copy())
+            if current + 1 not in self._checkpoints:
+                self._checkpoints[current + 1] = state.copy()
         self._blocks[number] = block
         while len(self._blocks) > _BLOCK_CACHE_SIZE:
             self._blocks.popitem(last=False)
@@ -878,7 +883,8 @@ class SimulatedMarket:
         u, cfg = self._universe, self.config
         day = int(self._session_days[k])
         market_draws = np.random.default_rng([cfg.seed, day, _STREAM_MARKET])
-        market_normal = market_draws.standard_normal(1 + len(SECTORS) + 9)
+        market_draw, tracking_draw, *sector_draws = market_draws.standard_normal(2 + len(SECTORS))
+        index_noise = market_draws.standard_normal(8)  # bar shapes of the index and the volatility index
         regime_draw, index_vwap_mix = market_draws.random(2)
         stock_draws = np.random.default_rng([cfg.seed, day, _STREAM_STOCKS])
         # One "event" normal sizes whichever rare event a symbol has that day (news, earnings, listing).
@@ -895,10 +901,10 @@ class SimulatedMarket:
             + shock_weight * state.market_shock**2
             + persistence * state.market_variance
         )
-        state.market_shock = math.sqrt(market_variance) * market_normal[0]
+        state.market_shock = math.sqrt(market_variance) * market_draw
         state.market_variance = market_variance
         calm_ratio = math.sqrt(market_variance) / REGIMES[0].volatility
-        sector_shock = (_SECTOR_VOLATILITY * calm_ratio) * market_normal[1 : 1 + len(SECTORS)]
+        sector_shock = (_SECTOR_VOLATILITY * calm_ratio) * np.array(sector_draws)
         common = u.beta * (regime.drift + state.market_shock) + u.sector_loading * sector_shock[u.sector]
 
         # Listings reset the latent price to the offer price.
@@ -917,7 +923,7 @@ class SimulatedMarket:
         jumps = ipo_pop.copy()
         earnings_volume = np.ones(u.size)
         if k > 0:
-            reports = self._earnings.reported_on(k - 1)
+            reports = self._earnings.between(k - 1, k - 1)
             reacting = self._earnings.symbol[reports]
             surprise = np.clip((self._earnings.surprise[reports] - _SURPRISE_CENTER) / _SURPRISE_SCALE, -4.0, 4.0)
             reaction = u.volatility[reacting] * (1.6 * surprise + 1.2 * z_event[reacting])
@@ -948,7 +954,8 @@ class SimulatedMarket:
         low = np.minimum(open_, close) * np.exp(0.4 * total_volatility * np.log(u_low))
         vwap = u_vwap * (high + low + close) / 3.0 + (1.0 - u_vwap) * (open_ + close) / 2.0
         index_weights = np.where(listed, u.shares * previous, 0.0)
-        index_return = float(index_weights @ common) / index_weights.sum() + _INDEX_TRACKING * market_normal[-1]
+        index_common = float(index_weights @ common) / index_weights.sum() if listed.any() else 0.0
+        index_return = index_common + _INDEX_TRACKING * tracking_draw
         state.log_price += log_return
 
         # Volume: turnover × persistent noise, surging on big moves, earnings, listings and volatile markets.
@@ -985,7 +992,7 @@ class SimulatedMarket:
         state.score_ring[k % cfg.alpha_horizon] = scores
         block.scores[cfg.alpha_horizon - 1 + row] = scores
         block.close[row] = state.last_close
-        self._advance_indices(state, block, row, index_return, market_variance, market_normal[1 + len(SECTORS) :], index_vwap_mix)
+        self._advance_indices(state, block, row, index_return, market_variance, index_noise, index_vwap_mix)
         block.regime[row] = state.regime
 
     def _planted_drift(self, state: _State, k: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from technic_core.config import SECTORS, Settings
 from technic_core.errors import ConfigError, NotASessionError
 from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, MarketDataSource, make_source
 from technic_core.sources.simulated import (
-    ORACLE,
+    ORACLE_SCHEMA,
     REGIMES_SCHEMA,
     SimulatedMarket,
     SimulationConfig,
@@ -69,7 +69,7 @@ def test_frames_follow_the_schemas(market: SimulatedMarket):
         "index": (market.index_bars(day, day), schema.BARS),
         "reference": (market.reference(day), schema.REFERENCE),
         "earnings": (market.earnings(D(2018, 4, 1), D(2018, 6, 1)), schema.EARNINGS),
-        "oracle": (market.oracle_expected_return(day, day, 5), ORACLE),
+        "oracle": (market.oracle_expected_return(day, day, 5), ORACLE_SCHEMA),
         "regimes": (market.market_regimes(day, day), REGIMES_SCHEMA),
     }
     for name, (frame, expected) in frames.items():
@@ -417,7 +417,7 @@ def wilder_rsi(closes: np.ndarray) -> np.ndarray:
 
 
 def cross_sectional_z(column: str) -> pl.Expr:
-    value = pl.col(column)
+    value = pl.col(column).fill_nan(None)  # undefined features, NaN or null, are left out and scored 0
     z = ((value - value.mean()) / value.std(ddof=0)).clip(-3.0, 3.0)
     return z.over("date").fill_null(0.0).fill_nan(0.0)
 
@@ -446,7 +446,9 @@ def test_oracle_follows_the_documented_formula_from_past_bars():
     )
     weights = dict(config.alpha_weights)
     scores = (
-        features.with_columns(pl.sum_horizontal(weight * cross_sectional_z(name) for name, weight in weights.items()).alias("combined"))
+        features.with_columns(
+            pl.sum_horizontal(weight * cross_sectional_z(name) for name, weight in weights.items()).alias("combined")
+        )
         .with_columns(cross_sectional_z("combined").alias("score"))
         .pivot(on="symbol", index="date", values="score")
         .sort("date")
@@ -456,7 +458,7 @@ def test_oracle_follows_the_documented_formula_from_past_bars():
     score_matrix = scores.select(symbols).to_numpy()
 
     horizon_length = config.alpha_horizon
-    w = np.array([(horizon_length + 1 - j) / (horizon_length * (horizon_length + 1) / 2) for j in range(1, horizon_length + 1)])
+    w = np.arange(horizon_length, 0, -1) / (horizon_length * (horizon_length + 1) / 2)  # w_j = (H + 1 − j) / ...
     for horizon in (1, 5, 10):
         expected = np.zeros_like(score_matrix)
         for k in range(1, horizon + 1):  # return of session t + k ...
