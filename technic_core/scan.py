@@ -197,6 +197,9 @@ def _score_batch(
         judged.filter(pl.col("reason").is_null())
         .drop("reason")
         .join(reference, on="symbol", how="left")
-        .with_columns(pl.lit(regime, dtype=pl.String).alias("regime"))
+        .with_columns(
+            pl.lit(regime, dtype=pl.String).alias("regime"),
+            *[pl.lit(None, dtype=schema.RESULTS[c]).alias(c) for c in schema.OPTIONAL_RESULT_COLUMNS],
+        )
     )
     return kept, rejections

@@ -106,8 +106,44 @@ RESULTS: dict[str, pl.DataType] = {
     "tech_rating": pl.Float64,
     "signal": pl.String,
     "regime": pl.String,
+    # ML alpha from the champion models (null while no champion exists)
+    "alpha_5d": pl.Float64,
+    "alpha_10d": pl.Float64,
+    "alpha_score": pl.Float64,
+    # the priority plan the scan followed (null when prioritization is off)
+    "priority_score": pl.Float64,
+    "priority_tier": pl.String,
     "batch": pl.Int64,
     "seq": pl.Int64,
+}
+
+#: Result columns a scan may leave null: filled by later stages (ML alpha, priority plan) when present.
+OPTIONAL_RESULT_COLUMNS = ("alpha_5d", "alpha_10d", "alpha_score", "priority_score", "priority_tier")
+
+#: Symbol priority for one session: four factor scores (0-100), the weighted score, tier and planned batch.
+PRIORITY: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "historical_score": pl.Float64,
+    "activity_score": pl.Float64,
+    "fundamental_score": pl.Float64,
+    "setup_score": pl.Float64,
+    "fundamental_reason": pl.String,
+    "priority_score": pl.Float64,
+    "priority_tier": pl.String,
+    "exploration": pl.Boolean,
+    "batch": pl.Int64,
+    "rank": pl.Int64,
+}
+
+#: Realized forward returns of a session's scanned symbols, written only once t+h exists (no look-ahead).
+OUTCOMES: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "signal": pl.String,
+    "tech_rating": pl.Float64,
+    "fwd_ret_5d": pl.Float64,
+    "fwd_ret_10d": pl.Float64,
 }
 
 #: Symbols a scan looked at but could not score, with the reason (never silently dropped).

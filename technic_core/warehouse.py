@@ -111,6 +111,8 @@ DATASETS: dict[str, Dataset] = {
         Dataset("results", schema.RESULTS, ("seq",), Layout.BATCHED),
         Dataset("rejections", schema.REJECTIONS, ("symbol", "reason"), Layout.SESSION),
         Dataset("scan_runs", schema.SCAN_RUNS, ("scan_id",), Layout.PER_SCAN),
+        Dataset("priority", schema.PRIORITY, ("rank",), Layout.SESSION),
+        Dataset("outcomes", schema.OUTCOMES, ("symbol",), Layout.SESSION),
     )
 }
 
