@@ -39,6 +39,19 @@ class ScanBatch:
     elapsed_s: float
 
 
+@dataclass(frozen=True)
+class ScanHooks:
+    """Seams for later stages, each applied per batch so early termination still saves their work.
+
+    `enrich` adds columns to a batch's scored results (e.g. ML alpha) before `seq` is assigned; it must keep
+    rows. `reorder` receives the symbols not yet scanned and every result so far and returns the remaining
+    symbols in their new visiting order (dynamic prioritization); it must return the same set.
+    """
+
+    enrich: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    reorder: Callable[[list[str], pl.DataFrame], list[str]] | None = None
+
+
 @dataclass
 class ScanRun:
     """An iterator of `ScanBatch` that remembers how the scan ended once iteration stops."""
@@ -86,6 +99,7 @@ def run_scan(
     order: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    hooks: ScanHooks = ScanHooks(),
 ) -> ScanRun:
     """Scan `session`: returns a `ScanRun` to iterate for `ScanBatch`es in visiting order.
 
@@ -98,7 +112,7 @@ def run_scan(
     reference = universe.select("symbol", "sector", "industry")
     history = _history_window(bars, session, config.lookback_sessions)
     run = ScanRun(batches=iter(()), total=len(candidates))
-    run.batches = _batches(run, config, session, history, reference, candidates, regime, should_stop, clock)
+    run.batches = _batches(run, config, session, history, reference, candidates, regime, should_stop, clock, hooks)
     return run
 
 
@@ -121,22 +135,28 @@ def _batches(
     regime: str | None,
     should_stop: Callable[[], bool] | None,
     clock: Callable[[], float],
+    hooks: ScanHooks,
 ) -> Iterator[ScanBatch]:
     started = clock()
     next_seq = 1
     history_by_symbol = history.partition_by("symbol", as_dict=True, maintain_order=False)
     run.end_reason = END_COMPLETE
-    for batch_no, offset in enumerate(range(0, len(candidates), config.batch_size)):
+    remaining = list(candidates)
+    published: list[pl.DataFrame] = []
+    batch_no = 0
+    while remaining:
         if should_stop is not None and should_stop():
             run.end_reason = END_STOPPED
             break
         if config.timeout_s is not None and clock() - started >= config.timeout_s:
             run.end_reason = END_TIMEOUT
             break
-        symbols = candidates[offset : offset + config.batch_size]
+        symbols, remaining = remaining[: config.batch_size], remaining[config.batch_size :]
         frames = [history_by_symbol[(s,)] for s in symbols if (s,) in history_by_symbol]
         panel = pl.concat(frames) if frames else schema.empty(schema.BARS)
         results, rejections = _score_batch(config, session, panel, symbols, reference, regime)
+        if hooks.enrich is not None and results.height:
+            results = hooks.enrich(results)
         results = results.with_columns(
             pl.lit(batch_no, dtype=pl.Int64).alias("batch"),
             pl.int_range(next_seq, next_seq + results.height, dtype=pl.Int64).alias("seq"),
@@ -162,6 +182,13 @@ def _batches(
         if config.max_signals is not None and run.signals >= config.max_signals:
             run.end_reason = END_MAX_SIGNALS
             break
+        batch_no += 1
+        if hooks.reorder is not None and remaining:
+            published.append(results)
+            reordered = hooks.reorder(remaining, pl.concat(published))
+            if sorted(reordered) != sorted(remaining):
+                raise ValueError("reorder hook must return exactly the symbols not yet scanned")
+            remaining = reordered
     run.elapsed_s = clock() - started
 
 

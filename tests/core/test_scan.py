@@ -181,3 +181,44 @@ def test_min_tech_rating_filters_but_keeps_seq_gapless(bars):
     assert results.get_column("seq").to_list() == list(range(1, results.height + 1))
     below = pl.concat([b.rejections for b in batches]).filter(pl.col("reason") == "below_min_tech_rating")
     assert below.height > 0
+
+
+def test_enrich_hook_adds_columns_per_batch(bars):
+    universe = _universe(bars)
+    seen_sizes = []
+
+    def enrich(results: pl.DataFrame) -> pl.DataFrame:
+        seen_sizes.append(results.height)
+        return results.with_columns((pl.col("tech_rating") / 100).alias("alpha_score"))
+
+    from technic_core.scan import ScanHooks
+
+    run = run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(enrich=enrich))
+    results = pl.concat([b.results for b in run])
+    assert len(seen_sizes) == len([s for s in seen_sizes if s > 0]) and sum(seen_sizes) == results.height
+    assert (results.get_column("alpha_score") * 100 - results.get_column("tech_rating")).abs().max() < 1e-12
+
+
+def test_reorder_hook_changes_the_remaining_order_and_must_keep_the_set(bars):
+    universe = _universe(bars)
+    from technic_core.scan import ScanHooks
+
+    calls = []
+
+    def reverse(remaining: list[str], so_far: pl.DataFrame) -> list[str]:
+        calls.append((len(remaining), so_far.height))
+        return list(reversed(remaining))
+
+    run = run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(reorder=reverse))
+    batches = list(run)
+    candidates = scan_candidates(universe, ScanConfig(), None)
+    assert batches[0].results.get_column("symbol").to_list() == candidates[:10]
+    second = batches[1].results.get_column("symbol").to_list() + batches[1].rejections.get_column("symbol").to_list()
+    assert set(second) == set(list(reversed(candidates[10:]))[:10])
+    assert calls[0][1] == batches[0].results.height
+
+    def lossy(remaining: list[str], so_far: pl.DataFrame) -> list[str]:
+        return remaining[1:]
+
+    with pytest.raises(ValueError, match="reorder hook"):
+        list(run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(reorder=lossy)))
