@@ -18,6 +18,8 @@ from typing import Iterable
 
 import polars as pl
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
@@ -28,7 +30,7 @@ from dagster import (
     asset,
 )
 
-from technic_core import calendar, schema
+from technic_core import calendar, quality, schema
 from technic_core.config import ScanConfig, ScreeningRules
 from technic_core.errors import DataSourceError
 from technic_core.provenance import ensure_single_source
@@ -38,6 +40,7 @@ from technic_core.scoring import sector_statistics
 from technic_core.screening import screen
 from technic_core.sources import MarketDataSource
 from technic_core.warehouse import Warehouse
+from technic_pipelines.charts import signals_by_sector, tech_rating_histogram
 from technic_pipelines.partitions import key_session, session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
@@ -94,6 +97,39 @@ def _markdown_table(frame: pl.DataFrame, float_digits: int = 2) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def _check_specs(asset_name: str, names_and_descriptions: dict[str, str], blocking: bool = True) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(name, asset=asset_name, description=description, blocking=blocking)
+        for name, description in names_and_descriptions.items()
+    ]
+
+
+def _check_results(outcomes: list[quality.CheckOutcome]) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(check_name=o.name, passed=o.passed, description=o.description, metadata=o.metadata)
+        for o in outcomes
+    ]
+
+
+BAR_CHECKS = {
+    "bars_coverage": f"at least {quality.MIN_BAR_COVERAGE:.0%} of the symbols listed on the session have a bar",
+    "bars_valid_ohlc": "no null or non-positive OHLC; high ≥ max(open, close) and low ≤ min(open, close)",
+    "bars_unique": "no duplicate (symbol, date) rows",
+    "bars_not_stale": "the session's bars are not a copy of the previous session's",
+}
+UNIVERSE_CHECKS = {
+    "universe_unique": "each symbol appears once",
+    "universe_rejection_rate": "the pre-screen rejects a plausible share of symbols (band in technic_core.quality)",
+    "universe_reasons": "every rejected symbol has a reason and no passing symbol has one",
+}
+RESULT_CHECKS = {
+    "results_columns": "all required result columns are present",
+    "results_values": "no NaN or null tech_rating or close; RSI within [0, 100]",
+    "results_seq": "seq is strictly increasing without gaps across the batch files",
+}
+FRESHNESS_CHECK = {"results_fresh": "the newest scanned session is at most one session behind the calendar"}
+
+
 def _count_table(counts: Iterable[tuple[str, int]], label: str) -> str:
     return _markdown_table(pl.DataFrame(list(counts), schema={label: pl.String, "count": pl.Int64}, orient="row"))
 
@@ -103,6 +139,7 @@ def _count_table(counts: Iterable[tuple[str, int]], label: str) -> str:
     backfill_policy=BackfillPolicy.single_run(),
     group_name="market_data",
     kinds={"polars", "parquet"},
+    check_specs=_check_specs("price_bars", BAR_CHECKS),
     description=(
         "Daily OHLCV bars (plus vwap and trades) of every listed US stock for the session, from the "
         "configured market-data source. One Parquet file per session under bars/date=YYYY-MM-DD/."
@@ -127,7 +164,15 @@ def price_bars(
     for session in sessions:
         store.write_partition("bars", session, by_session[session])
     context.log.info("wrote %d bar partitions (%d rows)", len(sessions), fetched.height)
+    previous_session = calendar.previous_session(sessions[0])
+    previous = store.read("bars", previous_session, previous_session) if store.has_partition("bars", previous_session) else None
+    outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
+    for session in sessions:
+        written = store.read("bars", session, session)
+        outcomes[session] = quality.bar_checks(written, source.reference(session).height, previous)
+        previous = written
     return MaterializeResult(
+        check_results=_check_results(quality.combine(outcomes)),
         metadata={
             "dagster/row_count": fetched.height // len(sessions),
             "sessions": len(sessions),
@@ -144,6 +189,7 @@ def price_bars(
     deps=[_bars_window(SCREENING_LOOKBACK)],
     group_name="scan",
     kinds={"polars", "parquet"},
+    check_specs=_check_specs("universe", UNIVERSE_CHECKS),
     description=(
         "Every symbol listed on the session with sector, industry and market cap, plus the pre-screen "
         "verdict: price ≥ $5, 20-session dollar volume ≥ $1M, sector market-cap floors, price-to-dollar-"
@@ -158,21 +204,25 @@ def universe(
     before = _source_counters(source)
     reasons: Counter[str] = Counter()
     rows = passed = 0
+    outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
     for session in _sessions(context):
         bars = store.read("bars", _window_start(session, SCREENING_LOOKBACK), session)
         screened = screen(source.reference(session), bars, session, DEFAULT_RULES)
         store.write_partition("universe", session, screened)
+        outcomes[session] = quality.universe_checks(store.read("universe", session, session))
         rows += screened.height
         passed += int(screened.get_column("passed").sum())
         reasons.update(dict(screened.get_column("reason").drop_nulls().value_counts().iter_rows()))
     rejected = rows - passed
     return MaterializeResult(
+        check_results=_check_results(quality.combine(outcomes)),
         metadata={
             "dagster/row_count": rows,
             "passed": passed,
             "rejected": rejected,
             "rejection_rate": round(rejected / rows, 4) if rows else 0.0,
             "rejection_reasons": MetadataValue.md(_count_table(reasons.most_common(), "reason")),
+            **{f"rejected_{reason}": count for reason, count in sorted(reasons.items())},
             "seconds": round(time.perf_counter() - started, 3),
             **_source_metadata(source, before),
         }
@@ -224,6 +274,7 @@ def market_conditions(
     deps=["universe", "market_conditions", _bars_window(DEFAULT_SCAN.lookback_sessions)],
     group_name="scan",
     pool="duckdb_catalog",
+    check_specs=_check_specs("scan_results", RESULT_CHECKS) + _check_specs("scan_results", FRESHNESS_CHECK, blocking=False),
     kinds={"polars", "parquet", "duckdb"},
     description=(
         "The technical scan of every screened symbol: RSI, MACD, Bollinger width, ATR %, volume ratio, "
@@ -234,15 +285,29 @@ def market_conditions(
 )
 def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     store = warehouse.get()
-    summaries = [_scan_session(context, store, session) for session in _sessions(context)]
+    outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
+    summaries = []
+    for session in _sessions(context):
+        summary, results = _scan_session(context, store, session)
+        summaries.append(summary)
+        outcomes[session] = quality.result_checks(results)
     # Views are globs, so a rebuild only matters for new datasets; it is cheap (tens of ms) and renamed
     # into place, and the `duckdb_catalog` pool keeps two runs from building it at once.
     store.refresh_catalog()
-    return MaterializeResult(metadata=summaries[-1])
+    expected = calendar.latest_complete_session()
+    freshness = quality.freshness_check(
+        max(store.sessions("results"), default=None), expected, calendar.previous_session(expected)
+    )
+    return MaterializeResult(
+        metadata=summaries[-1], check_results=_check_results([*quality.combine(outcomes), freshness])
+    )
 
 
-def _scan_session(context: AssetExecutionContext, store: Warehouse, session: dt.date) -> dict[str, object]:
-    """Scan one session, writing each batch as soon as it is computed; returns UI metadata."""
+def _scan_session(
+    context: AssetExecutionContext, store: Warehouse, session: dt.date
+) -> tuple[dict[str, object], pl.DataFrame]:
+    """Scan one session, writing each batch as soon as it is computed; returns UI metadata and the results
+    as read back from the warehouse (what checks and readers will see)."""
     started = time.perf_counter()
     bars = store.read("bars", _window_start(session, DEFAULT_SCAN.lookback_sessions), session)
     screened = store.read("universe", session, session)
@@ -288,6 +353,14 @@ def _scan_session(context: AssetExecutionContext, store: Warehouse, session: dt.
         "symbol", "sector", "close", "tech_rating", "signal", "rsi", "mom_21"
     )
     by_sector = sector_statistics(results) if results.height else None
+    charts = (
+        {
+            "tech_rating_distribution": MetadataValue.md(tech_rating_histogram(results)),
+            "signals_by_sector": MetadataValue.md(signals_by_sector(results)),
+        }
+        if results.height
+        else {}
+    )
     return {
         "dagster/row_count": results.height,
         "session": session.isoformat(),
@@ -303,7 +376,8 @@ def _scan_session(context: AssetExecutionContext, store: Warehouse, session: dt.
         "seconds_load": round(load_s, 3),
         "seconds_scan": round(run.elapsed_s, 3),
         "seconds": round(time.perf_counter() - started, 3),
-    }
+        **charts,
+    }, results
 
 
 session_assets = [price_bars, universe, market_conditions, scan_results]
