@@ -80,19 +80,22 @@ def compute_indicators(bars: pl.DataFrame, last_only: bool = False) -> pl.DataFr
     _check_columns(bars)
     order, starts = _ordering(bars)
     if order is not None and not last_only:
+        # Every row is returned: sort the frame once (one gather per column; rechunking first makes a
+        # gather from a multi-chunk frame several times cheaper) and read the prices from it in place.
         bars, order = bars.rechunk()[order], None
     prices = {}
     for name in ("high", "low", "close", "volume"):
         values = bars.get_column(name).cast(pl.Float64).to_numpy()
         prices[name] = values if order is None else values[order]
+    lengths = np.diff(starts)
+    positions = np.arange(bars.height) - np.repeat(starts[:-1], lengths)
     columns = {name: np.empty(bars.height) for name in schema.INDICATORS}
     with np.errstate(divide="ignore", invalid="ignore"):
-        for chunk in _chunks(starts, _RECURSIVE_CHUNK_CELLS):
+        for chunk in _chunks(starts, positions, _RECURSIVE_CHUNK_CELLS):
             _fill_recursive(chunk, prices, columns)
-        for chunk in _chunks(starts, _WINDOW_CHUNK_CELLS):
+        for chunk in _chunks(starts, positions, _WINDOW_CHUNK_CELLS):
             _fill_windowed(chunk, prices, columns)
 
-    lengths = np.diff(starts)
     if last_only:
         last_rows = starts[1:] - 1
         frame = bars[last_rows if order is None else order[last_rows]]
@@ -100,7 +103,7 @@ def compute_indicators(bars: pl.DataFrame, last_only: bool = False) -> pl.DataFr
         history_sessions = lengths
     else:
         frame = bars
-        history_sessions = np.arange(bars.height) - np.repeat(starts[:-1], lengths) + 1
+        history_sessions = positions + 1
     return frame.with_columns(
         *(pl.Series(name, values) for name, values in columns.items()),
         pl.Series("history_sessions", history_sessions, dtype=pl.Int64),
@@ -162,13 +165,15 @@ class _Chunk:
     row is placed in its own cell, and the cells past a symbol's last bar stay NaN.
     """
 
-    def __init__(self, starts: np.ndarray) -> None:
+    def __init__(self, starts: np.ndarray, positions: np.ndarray) -> None:
+        """`starts`: first row of each of the chunk's symbols, then the row after its last; `positions`: each
+        row's bar index within its symbol (panel-wide)."""
         self.rows = slice(int(starts[0]), int(starts[-1]))
         self.lengths = np.diff(starts)
         self.width, self.height = len(self.lengths), int(self.lengths.max())
         self.positions = self.cells = None
         if not (self.lengths == self.height).all():
-            self.positions = np.arange(starts[-1] - starts[0]) - np.repeat(starts[:-1] - starts[0], self.lengths)
+            self.positions = positions[self.rows]
             self.cells = self.positions * self.width + np.repeat(np.arange(self.width), self.lengths)
 
     def to_matrix(self, rows: np.ndarray) -> np.ndarray:
@@ -199,13 +204,15 @@ class _Chunk:
                     np.copyto(columns[name], np.nan, where=early)
 
 
-def _chunks(starts: np.ndarray, cells: int) -> list[_Chunk]:
+def _chunks(starts: np.ndarray, positions: np.ndarray, cells: int) -> list[_Chunk]:
     """Consecutive runs of whole symbols whose matrices (longest history × symbols) stay near `cells`."""
     symbol_count = len(starts) - 1
     if not symbol_count:
         return []
     per_chunk = max(1, cells // int(np.diff(starts).max()))
-    return [_Chunk(starts[first : first + per_chunk + 1]) for first in range(0, symbol_count, per_chunk)]
+    return [
+        _Chunk(starts[first : first + per_chunk + 1], positions) for first in range(0, symbol_count, per_chunk)
+    ]
 
 
 def _fill_recursive(chunk: _Chunk, prices: dict[str, np.ndarray], columns: dict[str, np.ndarray]) -> None:
