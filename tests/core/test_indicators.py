@@ -12,9 +12,8 @@ from technic_core.errors import ConfigError
 from technic_core.indicators import compute_indicators
 
 FIRST_DAY = np.datetime64("2022-01-03")
-#: Relative tolerance against TA-Lib. The absolute floor only matters for values that are ~0 by
-#: cancellation (MACD at a crossing), where 1e-6 of the value itself is below rounding noise.
-RTOL, ATOL = 1e-6, 1e-10
+#: Relative tolerance against TA-Lib after warm-up.
+RTOL = 1e-6
 
 
 def _symbol_bars(
@@ -94,7 +93,7 @@ def _assert_matches_talib(result: pl.DataFrame, bars: pl.DataFrame) -> None:
             warmup = np.isnan(reference)
             assert np.array_equal(actual.is_null().to_numpy(), warmup), f"{symbol} {column}: null pattern"
             np.testing.assert_allclose(
-                actual.to_numpy()[~warmup], reference[~warmup], rtol=RTOL, atol=ATOL, err_msg=f"{symbol} {column}"
+                actual.to_numpy()[~warmup], reference[~warmup], rtol=RTOL, err_msg=f"{symbol} {column}"
             )
 
 
