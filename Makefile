@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # The instance config (dagster.yaml) lives at the top level; its storage goes to .dagster_home/.
 export DAGSTER_HOME ?= $(CURDIR)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench up clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ run: $(STAMP)
 	$(BIN)/technic run $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+up: $(STAMP)
+	bash scripts/up.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan_speed.py

@@ -1,9 +1,13 @@
 """Scan compute speed: our vectorized indicators + scoring against per-symbol loops, in the same run.
 
 Panel: the simulated market, 5,000 symbols × the 252 sessions ending BENCH_END (override with
---symbols/--days). Peers compute the same indicators symbol by symbol:
-  (a) TA-Lib's C functions called in a Python loop over symbols (the fastest per-symbol approach);
-  (b) pandas rolling/ewm per symbol, the predecessor's style.
+--symbols/--days), as a source delivers it (session-major rows). Every contender starts from that panel.
+Peers compute the same indicators symbol by symbol:
+  (a) TA-Lib's C functions called in a Python loop over symbols; the loop has to split the panel into
+      per-symbol arrays first, and that split is timed with it (`talib_loop_s`). The loop alone over
+      arrays prepared in advance is reported too (`talib_loop_presplit_s`), so nothing is hidden;
+  (b) pandas rolling/ewm per symbol, the predecessor's style (split outside the timing, as in (a)'s
+      pre-split figure, which only flatters pandas).
 Each contender runs several times; medians and ratios (ours / peer; < 1 means we are faster) are printed
 and written to bench/results/scan_speed.json.
 """
@@ -114,24 +118,37 @@ def main() -> None:
     args = parser.parse_args()
 
     sessions = calendar.sessions_back(BENCH_END, args.days)
-    panel = SimulatedMarket(SimulationConfig(n_symbols=args.symbols)).bars(sessions[0], sessions[-1])
+    # IPOs and delistings leave some simulated names without bars in any window: simulate a larger market
+    # and keep the first `--symbols` names that trade in it, so the panel has exactly that many symbols.
+    market = SimulatedMarket(SimulationConfig(n_symbols=int(args.symbols * 1.15)))
+    panel = market.bars(sessions[0], sessions[-1])
+    kept = panel.get_column("symbol").unique().sort().head(args.symbols)
+    panel = panel.filter(pl.col("symbol").is_in(kept.implode()))
     series = _split(panel)
     frames = [pd.DataFrame(s) for s in series]
     print(f"panel: {panel.get_column('symbol').n_unique()} symbols × {len(sessions)} sessions, {panel.height:,} bars")
 
     ours_s = statistics.median(timed(lambda: ours(panel), args.repeats))
-    talib_s = statistics.median(timed(lambda: talib_loop(series), args.repeats))
+    talib_s = statistics.median(timed(lambda: talib_loop(_split(panel)), args.repeats))
+    talib_presplit_s = statistics.median(timed(lambda: talib_loop(series), args.repeats))
     pandas_s = statistics.median(timed(lambda: pandas_loop(frames), max(1, args.repeats // 2)))
     result = {
         "symbols": panel.get_column("symbol").n_unique(),
         "days": len(sessions),
         "ours_s": round(ours_s, 4),
         "talib_loop_s": round(talib_s, 4),
+        "talib_loop_presplit_s": round(talib_presplit_s, 4),
         "pandas_loop_s": round(pandas_s, 4),
         "ratio_vs_talib": round(ours_s / talib_s, 4),
         "ratio_vs_pandas": round(ours_s / pandas_s, 5),
     }
-    for name, seconds in (("ours (indicators + scoring)", ours_s), ("TA-Lib per-symbol loop", talib_s), ("pandas per-symbol loop", pandas_s)):
+    contenders = (
+        ("ours (indicators + scoring)", ours_s),
+        ("TA-Lib per-symbol loop", talib_s),
+        ("  of which the loop alone", talib_presplit_s),
+        ("pandas per-symbol loop", pandas_s),
+    )
+    for name, seconds in contenders:
         print(f"{name:30s} median {seconds:8.3f} s")
     print(f"ratio vs TA-Lib  {result['ratio_vs_talib']:.3f}  (≤ 1.0 means at least as fast)")
     print(f"ratio vs pandas  {result['ratio_vs_pandas']:.4f}  (target ≤ 0.02)")
