@@ -112,6 +112,17 @@ class Settings(StrictModel):
     sim_seed: int = Field(7, ge=0, description="TECHNIC_SIM_SEED")
     files_dir: Path | None = Field(None, description="TECHNIC_FILES_DIR")
     polygon_api_key: str | None = Field(None, repr=False, description="POLYGON_API_KEY")
+    api_keys: tuple[str, ...] = Field(
+        (), repr=False, description="TECHNIC_API_KEYS: comma-separated keys the API accepts in X-API-Key"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: object) -> object:
+        """The environment gives one comma-separated string; blanks around keys are typos, not key bytes."""
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -123,6 +134,7 @@ class Settings(StrictModel):
             "sim_seed": "TECHNIC_SIM_SEED",
             "files_dir": "TECHNIC_FILES_DIR",
             "polygon_api_key": "POLYGON_API_KEY",
+            "api_keys": "TECHNIC_API_KEYS",
         }
         values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}
         values.update({k: v for k, v in overrides.items() if v is not None})
