@@ -106,6 +106,7 @@ DATASETS: dict[str, Dataset] = {
     dataset.name: dataset
     for dataset in (
         Dataset("bars", schema.BARS, ("symbol",), Layout.SESSION),
+        Dataset("index_bars", schema.BARS, ("symbol",), Layout.SESSION),
         Dataset("universe", schema.UNIVERSE, ("symbol",), Layout.SESSION),
         Dataset("conditions", schema.CONDITIONS, ("date",), Layout.SESSION),
         Dataset("results", schema.RESULTS, ("seq",), Layout.BATCHED),

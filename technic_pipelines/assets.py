@@ -142,7 +142,8 @@ def _count_table(counts: Iterable[tuple[str, int]], label: str) -> str:
     check_specs=_check_specs("price_bars", BAR_CHECKS),
     description=(
         "Daily OHLCV bars (plus vwap and trades) of every listed US stock for the session, from the "
-        "configured market-data source. One Parquet file per session under bars/date=YYYY-MM-DD/."
+        "configured market-data source. One Parquet file per session under bars/date=YYYY-MM-DD/, and the "
+        "index (SPY) and volatility index (VIX) bars under index_bars/date=YYYY-MM-DD/."
     ),
 )
 def price_bars(
@@ -161,7 +162,13 @@ def price_bars(
             f"source {source.name!r} returned no bars for {len(empty)} session(s), first {empty[0]}; "
             "nothing was written"
         )
+    index_by_session = {
+        key[0]: frame
+        for key, frame in source.index_bars(sessions[0], sessions[-1]).partition_by("date", as_dict=True).items()
+    }
     for session in sessions:
+        # index first: a bars partition on disk then implies its index partition is complete too
+        store.write_partition("index_bars", session, index_by_session.get(session, schema.empty(schema.BARS)))
         store.write_partition("bars", session, by_session[session])
     context.log.info("wrote %d bar partitions (%d rows)", len(sessions), fetched.height)
     previous_session = calendar.previous_session(sessions[0])
@@ -232,7 +239,7 @@ def universe(
 @asset(
     partitions_def=session_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=[_bars_window(CONDITIONS_LOOKBACK)],
+    deps=[_bars_window(INDEX_LOOKBACK)],
     group_name="scan",
     kinds={"polars", "parquet"},
     description=(
@@ -240,14 +247,11 @@ def universe(
         "volatility, volatility-index level and breadth (% advancing, % above their 50-session SMA)."
     ),
 )
-def market_conditions(
-    context: AssetExecutionContext, warehouse: WarehouseResource, market_data: MarketDataResource
-) -> MaterializeResult:
+def market_conditions(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     started = time.perf_counter()
-    store, source = warehouse.get(), market_data.get()
-    before = _source_counters(source)
+    store = warehouse.get()
     sessions = _sessions(context)
-    index_bars = source.index_bars(_window_start(sessions[0], INDEX_LOOKBACK), sessions[-1])
+    index_bars = store.read("index_bars", _window_start(sessions[0], INDEX_LOOKBACK), sessions[-1])
     latest: dict[str, object] = {}
     for session in sessions:
         bars = store.read("bars", _window_start(session, CONDITIONS_LOOKBACK), session)
@@ -263,7 +267,6 @@ def market_conditions(
             "pct_above_sma_50": float(latest["pct_above_sma_50"] or 0.0),
             "index_close": float(latest["index_close"] or 0.0),
             "seconds": round(time.perf_counter() - started, 3),
-            **_source_metadata(source, before),
         }
     )
 

@@ -194,7 +194,9 @@ def run(
     needed = [s for s in calendar.sessions_back(session, ScanConfig().lookback_sessions) if s >= partitions_start()]
     stage_seconds: dict[str, float] = {}
     try:
-        missing = [s for s in needed[:-1] if not store.has_partition("bars", s)]
+        missing = [
+            s for s in needed[:-1] if not (store.has_partition("bars", s) and store.has_partition("index_bars", s))
+        ]
         if missing:
             _backfill_bars(store, missing, stage_seconds)
         _run_session(session, stage_seconds)

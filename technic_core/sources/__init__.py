@@ -57,7 +57,10 @@ class MarketDataSource(Protocol):
 def _simulated(settings: Settings) -> MarketDataSource:
     from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 
-    return SimulatedMarket(SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed))
+    return SimulatedMarket(
+        SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed),
+        state_cache_dir=settings.warehouse / ".cache" / "simulated",
+    )
 
 
 #: Registered sources by name; `make_source` builds one from `Settings`.

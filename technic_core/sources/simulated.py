@@ -93,10 +93,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
+import logging
 import math
+import pickle
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -106,6 +110,13 @@ from technic_core import calendar, schema
 from technic_core.config import SECTORS
 from technic_core.errors import ConfigError
 from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, SourceStats
+from technic_core.warehouse import write_bytes_atomic
+
+_log = logging.getLogger(__name__)
+#: Bump when the recursion changes, so persisted checkpoints of an older model are never resumed.
+MODEL_VERSION = 1
+#: Persisted checkpoints kept per market; older ones are deleted (they only speed up old backfills).
+_PERSISTED_CHECKPOINTS = 2
 
 #: Columns of `SimulatedMarket.oracle_expected_return`.
 ORACLE_SCHEMA: dict[str, pl.DataType] = {
@@ -597,7 +608,9 @@ class SimulatedMarket:
 
     name = "simulated"
 
-    def __init__(self, config: SimulationConfig | None = None) -> None:
+    def __init__(self, config: SimulationConfig | None = None, state_cache_dir: Path | None = None) -> None:
+        """`state_cache_dir`, when given, persists the newest recursion checkpoint between processes, so a
+        daily run resumes near today instead of re-simulating every session since the epoch."""
         self.config = config or SimulationConfig()
         self.stats = SourceStats()
         self._sessions = calendar.sessions_between(self.config.epoch, calendar.last_known_session())
@@ -614,6 +627,7 @@ class SimulatedMarket:
         self._checkpoints: dict[int, _State] = {0: self._initial_state()}
         self._blocks: OrderedDict[int, _Block] = OrderedDict()
         self._lock = threading.RLock()
+        self._state_cache = _PersistedCheckpoints(state_cache_dir, self._market_key()) if state_cache_dir else None
 
     # --- public API ------------------------------------------------------------------------------------
 
@@ -818,6 +832,10 @@ class SimulatedMarket:
                 pieces.append(piece(block, rows))
             if not simulated:
                 self.stats.cache_hits += 1
+            elif self._state_cache is not None:
+                # the start of the newest block (a rerun or the next day resumes there) and its end
+                for number in sorted(self._checkpoints)[-_PERSISTED_CHECKPOINTS:]:
+                    self._state_cache.save(number, self._checkpoints[number])
             if not pieces:
                 return schema.empty(columns)
             return schema.conform(pl.concat(pieces, rechunk=False), columns, name)
@@ -831,6 +849,10 @@ class SimulatedMarket:
             self._blocks.move_to_end(number)
             return cached, False
         resume = max(n for n in self._checkpoints if n <= number)
+        if self._state_cache is not None and resume < number:
+            persisted = self._state_cache.load_newest(after=resume, upto=number)
+            if persisted is not None:
+                resume, self._checkpoints[persisted[0]] = persisted
         state = self._checkpoints[resume].copy()
         for current in range(resume, number + 1):
             block = self._simulate_block(state, current)
@@ -840,6 +862,13 @@ class SimulatedMarket:
         while len(self._blocks) > _BLOCK_CACHE_SIZE:
             self._blocks.popitem(last=False)
         return block, True
+
+    def _market_key(self) -> str:
+        """Identity of the recursion: config, model version and the session calendar it runs over."""
+        digest = hashlib.sha256()
+        digest.update(f"{MODEL_VERSION}|{self.config!r}".encode())
+        digest.update(np.asarray(self._session_days).tobytes())
+        return digest.hexdigest()[:24]
 
     def _simulate_block(self, state: _State, number: int) -> _Block:
         """Advance `state` through block `number`'s sessions, recording their outputs."""
@@ -1082,3 +1111,43 @@ class SimulatedMarket:
         vix_low = min(vix_open, vix_close) * math.exp(-0.03 * abs(normal[7]))
         state.vix = vix_close
         block.index_bars[row, 1] = [*np.round([vix_open, vix_high, vix_low, vix_close], 2), 0.0, np.nan]
+
+
+class _PersistedCheckpoints:
+    """The newest recursion checkpoints of one market on disk (a cache: deleting it only costs time).
+
+    Files are written atomically and named by checkpoint number under a directory keyed by the market's
+    identity; an unreadable file is logged, deleted and ignored, never trusted.
+    """
+
+    def __init__(self, root: Path, market_key: str) -> None:
+        self.directory = root / market_key
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"checkpoint-{number:06d}.pkl"
+
+    def _numbers(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob("checkpoint-*.pkl"))
+
+    def load_newest(self, after: int, upto: int) -> tuple[int, _State] | None:
+        for number in reversed([n for n in self._numbers() if after < n <= upto]):
+            path = self._path(number)
+            try:
+                state = pickle.loads(path.read_bytes())
+                if isinstance(state, _State):
+                    return number, state
+                raise TypeError(f"unexpected {type(state).__name__}")
+            except Exception as exc:  # a cache must never break a run: drop the file and resimulate
+                _log.warning("ignoring unreadable simulator checkpoint %s: %s", path, exc)
+                path.unlink(missing_ok=True)
+        return None
+
+    def save(self, number: int, state: _State) -> None:
+        numbers = self._numbers()
+        if numbers and numbers[-1] >= number:
+            return
+        write_bytes_atomic(self._path(number), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        for stale in [*numbers, number][:-_PERSISTED_CHECKPOINTS]:
+            self._path(stale).unlink(missing_ok=True)

@@ -488,3 +488,26 @@ def test_the_oracle_is_used_nowhere_but_in_evaluation():
             if "oracle_expected_return" in path.read_text(encoding="utf-8"):
                 offenders.append(relative)
     assert offenders == []
+
+
+def test_persisted_checkpoints_resume_identically_and_survive_corruption(tmp_path):
+    config = SimulationConfig(n_symbols=120, seed=5, checkpoint_interval=32)
+    start, end = dt.date(2019, 6, 3), dt.date(2019, 6, 28)
+    reference = SimulatedMarket(config).bars(start, end)
+
+    first = SimulatedMarket(config, state_cache_dir=tmp_path)
+    assert first.bars(start, end).equals(reference)
+    saved = sorted(tmp_path.rglob("checkpoint-*.pkl"))
+    assert saved, "a simulated range persists its newest checkpoint"
+
+    resumed = SimulatedMarket(config, state_cache_dir=tmp_path)
+    assert resumed.bars(start, end).equals(reference)
+    assert min(n for n in resumed._checkpoints if n > 0) >= int(saved[0].stem.split("-")[1])
+
+    saved[0].write_bytes(b"not a pickle")
+    recovered = SimulatedMarket(config, state_cache_dir=tmp_path)
+    assert recovered.bars(start, end).equals(reference)
+    assert not saved[0].exists() or saved[0].read_bytes() != b"not a pickle", "the unreadable file is dropped"
+
+    other = SimulatedMarket(SimulationConfig(n_symbols=120, seed=6, checkpoint_interval=32), state_cache_dir=tmp_path)
+    assert not other.bars(start, end).equals(reference), "another market never resumes this one's state"
