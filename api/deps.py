@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the per-process services kept on `app.state`, and the prediction seams.
+
+Accessors are `async def` because FastAPI runs plain `def` dependencies in its thread pool, a pointless hop
+for reading an attribute; the predictor loader stays `def`, since it may read model files.
+
+The prediction dependencies are separate functions so a deployment (or a test) can swap the predictor with
+`app.dependency_overrides` without touching the ML package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request, status
+
+from api.hub import StreamHub
+from api.predictions import PredictionService, ScanPredictors
+from api.queries import ResultQueries
+from api.scans import ScanManager
+from api.settings import ApiSettings
+from technic_core.warehouse import Warehouse
+
+#: `suggest(goal, conditions)` bound to the warehouse.
+Suggester = Callable[[str, dict[str, Any]], Any]
+
+
+async def store(request: Request) -> Warehouse:
+    return request.app.state.store
+
+
+async def api_settings(request: Request) -> ApiSettings:
+    return request.app.state.api_settings
+
+
+async def queries(request: Request) -> ResultQueries:
+    return request.app.state.queries
+
+
+async def hub(request: Request) -> StreamHub:
+    return request.app.state.hub
+
+
+async def scans(request: Request) -> ScanManager:
+    return request.app.state.scans
+
+
+def _predictions(request: Request) -> PredictionService:
+    return request.app.state.predictions
+
+
+def optional_scan_predictors(request: Request) -> ScanPredictors | None:
+    """The trained scan predictors, or None; used where a prediction is a bonus (starting a scan)."""
+    return _predictions(request).predictors()
+
+
+async def scan_predictors(
+    request: Request, predictors: ScanPredictors | None = Depends(optional_scan_predictors)
+) -> ScanPredictors:
+    """The trained scan predictors; 503 naming the reason while there are none."""
+    if predictors is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _predictions(request).unavailable_reason)
+    return predictors
+
+
+def parameter_suggester(request: Request, _: ScanPredictors = Depends(scan_predictors)) -> Suggester:
+    """`technic_core.ml.scan_predictors.suggest` bound to the warehouse; 503 while unavailable."""
+    service = _predictions(request)
+    module = service.module()
+    if module is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, service.unavailable_reason)
+    return partial(module.suggest, service.store)
+
+
+def latest_conditions(warehouse: Warehouse) -> tuple[dt.date, dict[str, Any]]:
+    """The newest market-conditions row; 409 when the pipeline has not produced one yet."""
+    sessions = warehouse.sessions("conditions")
+    if not sessions:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "the warehouse has no market conditions yet; run the daily pipeline first"
+        )
+    frame = warehouse.read("conditions", sessions[-1], sessions[-1])
+    return sessions[-1], frame.row(0, named=True)

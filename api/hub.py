@@ -1,0 +1,187 @@
+"""In-process fan-out of stream events: one topic per scan or partition, any number of subscribers each.
+
+Everything here runs on the event loop thread, which is what makes replay-then-tail exact: `subscribe`
+snapshots the topic's log after the client's cursor and registers the subscriber in one synchronous step, so
+no event published concurrently can be missed or delivered twice. Producers on other threads (ad-hoc scan
+workers) publish with `loop.call_soon_threadsafe(topic.publish, event)`.
+
+Each subscriber has a bounded live queue. Publishing never waits for a subscriber: one whose queue is full
+is marked lagging, gets a `lagging` event telling it where to resume, and is closed, so a slow client never
+slows the others or grows memory without bound. The replayed backlog is not counted against the bound —
+it is already in memory, in the topic's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from api.events import END, LAGGING, RESULT, StreamEvent, heartbeat_event, lagging_event
+
+logger = logging.getLogger(__name__)
+
+
+class Subscriber:
+    """One client's view of a topic: the replayed backlog, then live events, then the end.
+
+    Live events pass the same cursor filter as the replay: a session topic rebuilt from its files after the
+    client reconnected republishes rows the client already has, and those must not reach it again.
+    """
+
+    def __init__(self, topic: Topic, replay: list[StreamEvent], queue_size: int, cursor: int | None) -> None:
+        self.topic = topic
+        self.queue_size = queue_size
+        self.cursor = cursor
+        self.last_seq = cursor or 0
+        self.lagging = False
+        self._replay = deque(replay)
+        self._live: deque[StreamEvent] = deque()
+        self._wakeup = asyncio.Event()
+        self._finished = False
+
+    def offer(self, event: StreamEvent) -> None:
+        """Queue a live event the client lacks, or mark the subscriber lagging when its queue is full."""
+        visible = event.after(self.cursor)
+        if visible is None or self.lagging or self._finished:
+            return
+        if len(self._live) >= self.queue_size:
+            self.lagging = True
+            logger.warning(
+                "stream subscriber lagging", extra={"stream": self.topic.key, "queue_size": self.queue_size}
+            )
+        else:
+            self._live.append(visible)
+        self._wakeup.set()
+
+    async def events(self, heartbeat_s: float) -> AsyncIterator[StreamEvent]:
+        """Yield events until `end` or `lagging` (both yielded), with a heartbeat after each idle period."""
+        while not self._finished:
+            event = await self._next(heartbeat_s)
+            if event.kind == RESULT:
+                self.last_seq = event.seq
+            self._finished = event.kind in (END, LAGGING)
+            yield event
+
+    async def _next(self, heartbeat_s: float) -> StreamEvent:
+        while True:
+            if self._replay:
+                return self._replay.popleft()
+            if self.lagging:
+                return lagging_event(self.topic.scan_id, self.last_seq, self.queue_size)
+            if self._live:
+                return self._live.popleft()
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(heartbeat_s):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return heartbeat_event(self.last_seq)
+
+
+class Topic:
+    """The ordered log of one stream and its current subscribers."""
+
+    def __init__(self, key: str, scan_id: str) -> None:
+        self.key = key
+        self.scan_id = scan_id
+        self.log: list[StreamEvent] = []
+        self.subscribers: set[Subscriber] = set()
+        self.ended = False
+        self.last_seq = 0
+
+    def publish(self, event: StreamEvent) -> None:
+        """Append to the log and offer to every subscriber; events after `end` are ignored."""
+        if self.ended:
+            return
+        self.log.append(event)
+        if event.kind == RESULT:
+            self.last_seq = event.seq
+        self.ended = event.kind == END
+        for subscriber in self.subscribers:
+            subscriber.offer(event)
+
+    def subscribe(self, cursor: int | None, queue_size: int) -> Subscriber:
+        replay = [event for event in (logged.after(cursor) for logged in self.log) if event is not None]
+        subscriber = Subscriber(self, replay, queue_size, cursor)
+        if not self.ended:
+            self.subscribers.add(subscriber)
+        return subscriber
+
+
+#: Starts the producer of a session topic (a partition tail) and returns its task.
+TailStarter = Callable[[Topic, dt.date], Coroutine[Any, Any, None]]
+
+
+class StreamHub:
+    """Topics by key: `session:YYYY-MM-DD` (a results partition) or `scan:<scan_id>` (an ad-hoc scan).
+
+    A session topic exists while it has subscribers: the first one starts its partition tail (one watcher
+    per partition, whatever the number of clients) and the last one to leave stops it; the next subscriber
+    rebuilds the log from the files. Scan topics live until their scan is forgotten.
+    """
+
+    def __init__(self, queue_size: int, tail: TailStarter) -> None:
+        self.queue_size = queue_size
+        self._tail = tail
+        self._topics: dict[str, Topic] = {}
+        self._tails: dict[str, asyncio.Task[None]] = {}
+
+    @staticmethod
+    def session_key(session: dt.date) -> str:
+        return f"session:{session.isoformat()}"
+
+    @staticmethod
+    def scan_key(scan_id: str) -> str:
+        return f"scan:{scan_id}"
+
+    def create_scan_topic(self, scan_id: str) -> Topic:
+        topic = Topic(self.scan_key(scan_id), scan_id)
+        self._topics[topic.key] = topic
+        return topic
+
+    def drop_scan_topic(self, scan_id: str) -> None:
+        """Forget a scan's topic; subscribers already attached keep it until its `end` reaches them."""
+        self._topics.pop(self.scan_key(scan_id), None)
+
+    def scan_topic(self, scan_id: str) -> Topic | None:
+        return self._topics.get(self.scan_key(scan_id))
+
+    def subscribe_scan(self, scan_id: str, cursor: int | None) -> Subscriber | None:
+        topic = self.scan_topic(scan_id)
+        return None if topic is None else topic.subscribe(cursor, self.queue_size)
+
+    def subscribe_session(self, session: dt.date, cursor: int | None) -> Subscriber:
+        key = self.session_key(session)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = Topic(key, session.isoformat())
+            self._tails[key] = asyncio.create_task(self._tail(topic, session), name=f"tail {key}")
+        return topic.subscribe(cursor, self.queue_size)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Detach; a session topic left without subscribers stops its tail and is dropped."""
+        topic = subscriber.topic
+        topic.subscribers.discard(subscriber)
+        if topic.key in self._tails and not topic.subscribers:
+            self._tails.pop(topic.key).cancel()
+            del self._topics[topic.key]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(topic.subscribers) for topic in self._topics.values())
+
+    @property
+    def tail_count(self) -> int:
+        return len(self._tails)
+
+    async def aclose(self) -> None:
+        """Stop every partition tail (at shutdown)."""
+        tails = list(self._tails.values())
+        for task in tails:
+            task.cancel()
+        await asyncio.gather(*tails, return_exceptions=True)
+        self._tails.clear()

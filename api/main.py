@@ -1,0 +1,135 @@
+"""The Technic HTTP API: `api.main:app`, or `create_app(...)` for a custom warehouse or settings.
+
+Started by `technic serve` (uvicorn on 127.0.0.1:8000). The API only reads the warehouse — Parquet files
+through in-memory DuckDB views, never the catalog file and never a partition write — except that each
+ad-hoc scan appends its own row to scan history. Interactive docs are at /docs, the schema at
+/openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.auth import KeyRing, StreamQuota
+from api.hub import StreamHub, Topic
+from api.predictions import PredictionService
+from api.queries import ResultQueries
+from api.routers import predictions, reads, scans, streams
+from api.scans import NoScanData, NotScanOwner, ScanManager, ScanQuotaExceeded, UnknownScan
+from api.settings import ApiSettings
+from api.tails import PartitionTail
+from technic_core.config import ScanConfig, Settings
+from technic_core.errors import ConfigError, TechnicError, WarehouseError
+from technic_core.scan import ScanHooks
+from technic_core.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+#: Domain errors and the HTTP status each becomes; the body is `{"detail": <the error's message>}`.
+ERROR_STATUS: tuple[tuple[type[TechnicError], int], ...] = (
+    (UnknownScan, status.HTTP_404_NOT_FOUND),
+    (NotScanOwner, status.HTTP_403_FORBIDDEN),
+    (ScanQuotaExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
+    (NoScanData, status.HTTP_409_CONFLICT),
+    (ConfigError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (WarehouseError, status.HTTP_503_SERVICE_UNAVAILABLE),
+)
+
+
+def _validation_message(errors: list[dict]) -> str:
+    """'body.max_symbols: Input should be ...; query.limit: ...' — each problem led by its field."""
+    return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": jsonable_encoder(errors, custom_encoder={ValueError: str}), "message": _validation_message(errors)},
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    code = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
+    if code >= 500:
+        logger.error("warehouse error", extra={"path": request.url.path, "error": str(exc)})
+    return JSONResponse(status_code=code, content={"detail": str(exc)})
+
+
+def create_app(
+    settings: Settings | None = None, api_settings: ApiSettings | None = None, scan_hooks: ScanHooks = ScanHooks()
+) -> FastAPI:
+    """An app over `settings.warehouse` (default: from `TECHNIC_*` variables).
+
+    `scan_hooks` are applied to every ad-hoc scan (e.g. ML alpha enrichment) after the priority plan's
+    score and tier are copied in.
+    """
+    settings = settings or Settings.from_env()
+    api_settings = api_settings or ApiSettings.from_env()
+    store = Warehouse.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def tail(topic: Topic, session: dt.date) -> None:
+            await PartitionTail(store, topic, session, api_settings.poll_interval_s).run()
+
+        hub = StreamHub(api_settings.subscriber_queue, tail)
+        app.state.hub = hub
+        app.state.queries = ResultQueries(store)
+        app.state.scans = ScanManager(
+            store,
+            hub,
+            asyncio.get_running_loop(),
+            workers=api_settings.scan_workers,
+            max_scans_per_key=api_settings.max_scans_per_key,
+            retained=api_settings.retained_scans,
+            hooks=scan_hooks,
+        )
+        warm_up = asyncio.create_task(_warm_scan_inputs(app.state.scans))
+        logger.info("api started", extra={"warehouse": str(store.root)})
+        try:
+            yield
+        finally:
+            warm_up.cancel()
+            await hub.aclose()
+            await anyio.to_thread.run_sync(app.state.scans.shutdown)
+            app.state.queries.close()
+
+    app = FastAPI(
+        title="Technic API",
+        summary="Latest scan results, live result streams (SSE and WebSocket), ad-hoc scans and predictions.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.api_settings = api_settings
+    app.state.keyring = KeyRing(settings.api_keys, api_settings.reads_require_key)
+    app.state.stream_quota = StreamQuota(api_settings.max_streams_per_key)
+    app.state.predictions = PredictionService(store, api_settings.predictor_ttl_s)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    for kind, _ in ERROR_STATUS:
+        app.add_exception_handler(kind, _domain_error)
+    for module in (reads, streams, scans, predictions):
+        app.include_router(module.router)
+    return app
+
+
+async def _warm_scan_inputs(manager: ScanManager) -> None:
+    """Load the default scan's inputs in the background, so the first ad-hoc scan starts at full speed."""
+    try:
+        await anyio.to_thread.run_sync(manager.inputs.load, ScanConfig().lookback_sessions)
+    except TechnicError as exc:
+        logger.info("scan inputs not preloaded", extra={"reason": str(exc)})
+
+
+app = create_app()

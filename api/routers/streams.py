@@ -1,0 +1,155 @@
+"""Result streams: `GET /events/results/{scan_id}` (SSE) and `WS /ws/results/{scan_id}`.
+
+`scan_id` is an ad-hoc scan id, a session date or `latest` (the newest session with results, resolved when
+the client connects). Both transports replay what exists after the client's cursor, then push live
+events, then `end`; both send a heartbeat after `TECHNIC_API_HEARTBEAT_S` idle seconds. A client that
+cannot keep up gets `lagging` (with the seq to resume from) and is disconnected.
+
+WebSocket close codes: 1000 after `end` or `lagging`, 1008 for a missing or invalid key, and 4000 + the HTTP
+status for the rest (4404 unknown stream, 4422 bad id or cursor, 4429 too many streams).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, WebSocket, status
+from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
+from starlette.websockets import WebSocketDisconnect
+
+from api import auth
+from api.auth import AuthError, Principal, StreamQuota
+from api.hub import StreamHub, Subscriber
+from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, cursor, resume_cursor, stream_target
+from technic_core.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["streams"])
+
+_WS_POLICY_VIOLATION = 1008
+_WS_NORMAL = 1000
+
+
+def _subscribe(hub: StreamHub, store: Warehouse, target: StreamTarget, cursor: int | None) -> Subscriber:
+    """Attach to the target's topic; 404 when an ad-hoc scan is unknown or no results exist for `latest`."""
+    if target.scan_id is not None:
+        subscriber = hub.subscribe_scan(target.scan_id, cursor)
+        if subscriber is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ad-hoc scan {target.scan_id!r} (never started, deleted or evicted)")
+        return subscriber
+    session = target.session
+    if target.latest:
+        sessions = store.sessions("results")
+        if not sessions:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'")
+        session = sessions[-1]
+    assert session is not None
+    return hub.subscribe_session(session, cursor)
+
+
+@dataclass
+class StreamLease:
+    """A subscription plus its quota slot, released exactly once however the stream ends."""
+
+    hub: StreamHub
+    quota: StreamQuota
+    principal: Principal
+    subscriber: Subscriber
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.hub.unsubscribe(self.subscriber)
+            self.quota.release(self.principal)
+
+    async def release_later(self) -> None:
+        """For Starlette's background task: runs even if the body generator never started."""
+        self.release()
+
+
+def _open(connection: Request | WebSocket, principal: Principal, scan_id: str, cursor: int | None) -> StreamLease:
+    """Resolve, check the quota and subscribe, all on the event loop without awaiting in between."""
+    state = connection.app.state
+    target = stream_target(scan_id, ("path", "scan_id"))
+    quota: StreamQuota = state.stream_quota
+    if quota.exceeded(principal):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, quota.refusal())
+    subscriber = _subscribe(state.hub, state.store, target, cursor)
+    quota.acquire(principal)
+    return StreamLease(state.hub, quota, principal, subscriber)
+
+
+@router.get("/events/results/{scan_id}", response_class=EventSourceResponse)
+async def result_events(
+    request: Request,
+    scan_id: Annotated[str, Path(pattern=STREAM_ID_PATTERN, description="'latest', YYYY-MM-DD or an ad-hoc scan id")],
+    principal: Annotated[Principal, Depends(auth.stream_reader)],
+    after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-sent events: `result`, `progress`, `end`, `lagging` and `heartbeat`; `id` is the seq."""
+    lease = _open(request, principal, scan_id, resume_cursor(after, last_event_id))
+    heartbeat_s = request.app.state.api_settings.heartbeat_s
+
+    async def body():
+        try:
+            async for event in lease.subscriber.events(heartbeat_s):
+                yield event.sse()
+        finally:
+            lease.release()
+
+    return EventSourceResponse(body(), ping=0, background=BackgroundTask(lease.release_later))
+
+
+@router.websocket("/ws/results/{scan_id}")
+async def result_websocket(websocket: WebSocket, scan_id: str) -> None:
+    """The same events as JSON text messages `{"event", "id", "data"}`; `?after=` resumes."""
+    await websocket.accept()
+    try:
+        principal = auth.websocket_principal(websocket)
+    except AuthError as exc:
+        await websocket.close(_WS_POLICY_VIOLATION, exc.message)
+        return
+    try:
+        lease = _open(websocket, principal, scan_id, cursor(websocket.query_params.get("after"), ("query", "after")))
+    except HTTPException as exc:
+        await websocket.close(4000 + exc.status_code, str(exc.detail)[:120])
+        return
+    except RequestValidationError as exc:
+        problem = exc.errors()[0]
+        await websocket.close(4422, f"{problem['loc'][-1]}: {problem['msg']}"[:120])
+        return
+    try:
+        await _pump(websocket, lease.subscriber, websocket.app.state.api_settings.heartbeat_s)
+    finally:
+        lease.release()
+
+
+async def _pump(websocket: WebSocket, subscriber: Subscriber, heartbeat_s: float) -> None:
+    """Send events until the stream ends or the client leaves; a reader task notices the leaving."""
+    client_left = False
+    async with anyio.create_task_group() as group:
+
+        async def watch_for_disconnect() -> None:
+            nonlocal client_left
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                continue
+            client_left = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_for_disconnect)
+        try:
+            async for event in subscriber.events(heartbeat_s):
+                await websocket.send_text(event.websocket())
+        except WebSocketDisconnect:
+            client_left = True
+        group.cancel_scope.cancel()
+    if not client_left:
+        await websocket.close(_WS_NORMAL)

@@ -1,0 +1,401 @@
+"""Ad-hoc scans: the core engine over the latest warehouse data, in worker threads, streamed via the hub.
+
+Why worker threads: a scan is seconds of polars work; on the event loop it would stall every stream. Each
+scan gets a topic in the hub, and the worker publishes each batch to it with `call_soon_threadsafe`, so an
+ad-hoc scan streams in exactly the format of a partition tail. The worker also records the scan in scan
+history (`Warehouse.append_scan_run`) before publishing `end`, so a client that saw `end` finds the row.
+
+Inputs (bars over the lookback, the latest session's screened universe, its regime and the latest priority
+plan) are loaded once and kept until one of their files changes, so a scan request does not re-read a year
+of bars and its first batch can be on the wire within tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import polars as pl
+
+from api.events import END_ERROR, encode_rows, end_event, progress_event, result_event
+from api.hub import StreamHub, Topic
+from technic_core import calendar, schema
+from technic_core.config import ScanConfig
+from technic_core.errors import TechnicError
+from technic_core.scan import ScanBatch, ScanHooks, run_scan
+from technic_core.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+#: Ad-hoc scan ids: a prefix the pipeline never uses, so scan history tells them from daily scans.
+SCAN_ID_PREFIX = "adhoc-"
+SCAN_ID_PATTERN = r"^adhoc-[0-9a-f]{16}$"
+
+QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
+ORDER_PRIORITY, ORDER_ALPHABETICAL = "priority", "alphabetical"
+
+
+class NoScanData(TechnicError):
+    """The warehouse lacks what an ad-hoc scan needs (no screened session, or its bars)."""
+
+
+class ScanQuotaExceeded(TechnicError):
+    """The caller already has as many queued or running scans as its key allows."""
+
+
+class UnknownScan(TechnicError):
+    """No ad-hoc scan with that id is known (never started, forgotten, or evicted)."""
+
+
+class NotScanOwner(TechnicError):
+    """A key tried to stop or forget a scan another key started."""
+
+
+@dataclass(frozen=True)
+class PriorityPlan:
+    """The latest `priority` partition at or before the scanned session, in rank order."""
+
+    session: dt.date
+    order: tuple[str, ...]
+    #: symbol, priority_score, priority_tier: copied into each result row the plan ordered.
+    scores: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """Everything `run_scan` needs for the latest session, as loaded from the warehouse."""
+
+    session: dt.date
+    bars: pl.DataFrame
+    bars_lookback: int
+    universe: pl.DataFrame
+    conditions: dict[str, object] | None
+    priority: PriorityPlan | None
+
+    @property
+    def regime(self) -> str | None:
+        return None if self.conditions is None else self.conditions.get("regime")  # type: ignore[return-value]
+
+
+class ScanInputsCache:
+    """Loads `ScanInputs` for the latest screened session and re-uses them while their files are unchanged.
+
+    Thread-safe: concurrent requests wait for one load instead of reading the bars twice. The fingerprint is
+    the modification time of every partition file the inputs came from except the older bars, which the
+    pipeline only ever re-materializes with identical data.
+    """
+
+    def __init__(self, store: Warehouse) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cached: ScanInputs | None = None
+        self._fingerprint: tuple[object, ...] = ()
+
+    def latest_session(self) -> dt.date:
+        sessions = self.store.sessions("universe")
+        if not sessions:
+            raise NoScanData("the warehouse has no screened universe yet; run the daily pipeline first (technic run)")
+        return sessions[-1]
+
+    def load(self, lookback_sessions: int) -> ScanInputs:
+        with self._lock:
+            session = self.latest_session()
+            priority_session = max((s for s in self.store.sessions("priority") if s <= session), default=None)
+            fingerprint = self._fingerprint_of(session, priority_session)
+            cached = self._cached
+            if cached is None or fingerprint != self._fingerprint:
+                cached = self._load(session, priority_session, lookback_sessions)
+            elif cached.bars_lookback < lookback_sessions:
+                cached = replace(cached, bars=self._bars(session, lookback_sessions), bars_lookback=lookback_sessions)
+            self._cached, self._fingerprint = cached, fingerprint
+            return cached
+
+    def _fingerprint_of(self, session: dt.date, priority_session: dt.date | None) -> tuple[object, ...]:
+        files = [
+            *self.store.partition_files("universe", session),
+            *self.store.partition_files("bars", session),
+            *self.store.partition_files("conditions", session),
+            *(self.store.partition_files("priority", priority_session) if priority_session else []),
+        ]
+        return (session, priority_session, *((str(path), _mtime(path)) for path in files))
+
+    def _load(self, session: dt.date, priority_session: dt.date | None, lookback: int) -> ScanInputs:
+        started = time.perf_counter()
+        if not self.store.has_partition("bars", session):
+            raise NoScanData(f"the latest screened session {session} has no bars partition")
+        conditions = self.store.read("conditions", session, session)
+        inputs = ScanInputs(
+            session=session,
+            bars=self._bars(session, lookback),
+            bars_lookback=lookback,
+            universe=self.store.read("universe", session, session),
+            conditions=conditions.row(0, named=True) if conditions.height else None,
+            priority=self._priority(priority_session) if priority_session else None,
+        )
+        logger.info(
+            "loaded scan inputs",
+            extra={"session": session.isoformat(), "bars": inputs.bars.height, "seconds": time.perf_counter() - started},
+        )
+        return inputs
+
+    def _bars(self, session: dt.date, lookback: int) -> pl.DataFrame:
+        # Sorted by symbol: the engine splits the history by symbol, which is much cheaper on sorted rows.
+        start = calendar.sessions_back(session, lookback)[0]
+        return self.store.read("bars", start, session).sort("symbol", "date")
+
+    def _priority(self, session: dt.date) -> PriorityPlan:
+        plan = self.store.read("priority", session, session).sort("rank")
+        return PriorityPlan(
+            session=session,
+            order=tuple(plan.get_column("symbol").to_list()),
+            scores=plan.select("symbol", "priority_score", "priority_tier"),
+        )
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+@dataclass
+class AdHocScan:
+    """One ad-hoc scan: its request, where it streams, and its counters (updated by the worker)."""
+
+    scan_id: str
+    owner: str
+    config: ScanConfig
+    inputs: ScanInputs
+    ordering: str
+    topic: Topic
+    created_at: dt.datetime
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    status: str = QUEUED
+    total: int = 0
+    scanned: int = 0
+    results: int = 0
+    signals: int = 0
+    rejected: int = 0
+    batches: int = 0
+    elapsed_s: float = 0.0
+    end_reason: str | None = None
+    error: str | None = None
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    done: Future[None] | None = None
+
+    @property
+    def session(self) -> dt.date:
+        return self.inputs.session
+
+    def result_frame(self) -> pl.DataFrame:
+        return pl.concat(self.frames) if self.frames else schema.empty(schema.RESULTS)
+
+
+def ordering_note(scan: AdHocScan) -> str:
+    """One sentence for the response saying which order the scan follows and why."""
+    plan = scan.inputs.priority
+    if scan.ordering == ORDER_PRIORITY and plan is not None:
+        return f"symbols are scanned in the rank order of the priority plan of {plan.session}"
+    if scan.config.prioritize:
+        return (
+            f"no priority partition exists at or before {scan.session}, so symbols are scanned in "
+            "alphabetical order (materialize symbol_priority_scores to prioritize)"
+        )
+    return "prioritization is off in the request, so symbols are scanned in alphabetical order"
+
+
+class ScanManager:
+    """Starts, tracks, stops and forgets ad-hoc scans. Public methods run on the event loop thread."""
+
+    def __init__(
+        self,
+        store: Warehouse,
+        hub: StreamHub,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        workers: int,
+        max_scans_per_key: int,
+        retained: int,
+        hooks: ScanHooks,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.inputs = ScanInputsCache(store)
+        self._loop = loop
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="adhoc-scan")
+        self._max_scans_per_key = max_scans_per_key
+        self._retained = retained
+        self._hooks = hooks
+        self._scans: dict[str, AdHocScan] = {}
+
+    def start(self, config: ScanConfig, owner: str, inputs: ScanInputs) -> AdHocScan:
+        """Register a scan and queue it on a worker; raises `ScanQuotaExceeded` beyond the key's cap."""
+        mine = [scan for scan in self._scans.values() if scan.owner == owner and scan.status != FINISHED]
+        if len(mine) >= self._max_scans_per_key:
+            raise ScanQuotaExceeded(
+                f"this key already has {len(mine)} queued or running scan(s), the most it may have "
+                f"(TECHNIC_API_MAX_SCANS_PER_KEY={self._max_scans_per_key}); stop one or wait for it to end"
+            )
+        scan_id = SCAN_ID_PREFIX + secrets.token_hex(8)
+        ordering = ORDER_PRIORITY if config.prioritize and inputs.priority is not None else ORDER_ALPHABETICAL
+        scan = AdHocScan(
+            scan_id=scan_id,
+            owner=owner,
+            config=config,
+            inputs=inputs,
+            ordering=ordering,
+            topic=self.hub.create_scan_topic(scan_id),
+            created_at=dt.datetime.now(dt.timezone.utc),
+        )
+        self._scans[scan_id] = scan
+        self._evict_finished()
+        scan.done = self._executor.submit(self._execute, scan)
+        logger.info(
+            "ad-hoc scan queued",
+            extra={"scan_id": scan_id, "session": inputs.session.isoformat(), "ordering": ordering},
+        )
+        return scan
+
+    def get(self, scan_id: str) -> AdHocScan:
+        try:
+            return self._scans[scan_id]
+        except KeyError:
+            raise UnknownScan(f"no ad-hoc scan {scan_id!r} (never started, deleted, or evicted)") from None
+
+    def stop(self, scan_id: str, owner: str) -> AdHocScan:
+        """Ask the scan to stop before its next batch; a finished scan is left as it is."""
+        scan = self._owned(scan_id, owner)
+        scan.stop_requested.set()
+        return scan
+
+    def forget(self, scan_id: str, owner: str) -> None:
+        """Stop the scan if it runs and drop it; attached clients still receive its `end`."""
+        scan = self.stop(scan_id, owner)
+        del self._scans[scan_id]
+        self.hub.drop_scan_topic(scan_id)
+        logger.info("ad-hoc scan deleted", extra={"scan_id": scan.scan_id})
+
+    def active(self) -> list[AdHocScan]:
+        return [scan for scan in self._scans.values() if scan.status != FINISHED]
+
+    def shutdown(self) -> None:
+        """Stop every scan and wait for the workers (each stops before its next batch)."""
+        for scan in self._scans.values():
+            scan.stop_requested.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _owned(self, scan_id: str, owner: str) -> AdHocScan:
+        scan = self.get(scan_id)
+        if scan.owner != owner:
+            raise NotScanOwner(f"scan {scan_id!r} was started with another API key; only that key may change it")
+        return scan
+
+    def _evict_finished(self) -> None:
+        finished = [scan for scan in self._scans.values() if scan.status == FINISHED]
+        for scan in finished[: max(0, len(finished) - self._retained)]:
+            del self._scans[scan.scan_id]
+            self.hub.drop_scan_topic(scan.scan_id)
+
+    # ---------------------------------------------------------------- worker thread
+
+    def _publish(self, topic: Topic, *events: object) -> None:
+        """Hand events to the loop; a loop already closed (shutdown) has nobody left to tell."""
+        try:
+            for event in events:
+                self._loop.call_soon_threadsafe(topic.publish, event)
+        except RuntimeError:
+            logger.debug("event loop closed; dropping events", extra={"stream": topic.key})
+
+    def _execute(self, scan: AdHocScan) -> None:
+        started_at = dt.datetime.now(dt.timezone.utc)
+        started = time.perf_counter()
+        scan.status = RUNNING
+        inputs = scan.inputs
+        try:
+            run = run_scan(
+                scan.config,
+                inputs.session,
+                inputs.bars,
+                inputs.universe,
+                regime=inputs.regime,
+                order=inputs.priority.order if scan.ordering == ORDER_PRIORITY and inputs.priority else None,
+                should_stop=scan.stop_requested.is_set,
+                hooks=self._scan_hooks(scan),
+            )
+            scan.total = run.total
+            for batch in run:
+                self._record(scan, batch)
+            scan.end_reason = run.end_reason
+        except Exception as exc:  # noqa: BLE001 - the stream and history must still end; traceback is logged
+            logger.exception("ad-hoc scan failed", extra={"scan_id": scan.scan_id})
+            scan.end_reason, scan.error = END_ERROR, str(exc)
+        scan.elapsed_s = time.perf_counter() - started
+        self._append_history(scan, started_at)
+        scan.status = FINISHED
+        self._publish(scan.topic, end_event(scan.scan_id, scan.results, scan.end_reason or END_ERROR, scan.error))
+        logger.info(
+            "ad-hoc scan finished",
+            extra={"scan_id": scan.scan_id, "end_reason": scan.end_reason, "results": scan.results},
+        )
+
+    def _scan_hooks(self, scan: AdHocScan) -> ScanHooks:
+        """The configured hooks, plus copying the priority plan's score and tier into prioritized results."""
+        plan = scan.inputs.priority
+        if scan.ordering != ORDER_PRIORITY or plan is None:
+            return self._hooks
+        enrich = self._hooks.enrich
+
+        def with_priority(results: pl.DataFrame) -> pl.DataFrame:
+            annotated = results.drop("priority_score", "priority_tier").join(plan.scores, on="symbol", how="left")
+            return enrich(annotated) if enrich is not None else annotated
+
+        return replace(self._hooks, enrich=with_priority)
+
+    def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
+        scan.frames.append(batch.results)
+        first_seq = scan.results + 1
+        scan.results += batch.results.height
+        scan.scanned, scan.signals, scan.elapsed_s = batch.scanned, batch.signals, batch.elapsed_s
+        scan.batches += 1
+        scan.rejected += batch.rejections.height
+        events = [] if batch.results.height == 0 else [result_event(scan.scan_id, batch.batch, first_seq, encode_rows(batch.results))]
+        events.append(
+            progress_event(
+                scan.scan_id,
+                scan.results,
+                batch=batch.batch,
+                signals=batch.signals,
+                scanned=batch.scanned,
+                total=batch.total,
+                elapsed_s=batch.elapsed_s,
+            )
+        )
+        self._publish(scan.topic, *events)
+
+    def _append_history(self, scan: AdHocScan, started_at: dt.datetime) -> None:
+        row = {
+            "scan_id": scan.scan_id,
+            "date": scan.session,
+            "started_at": started_at,
+            "duration_s": scan.elapsed_s,
+            "config_json": scan.config.model_dump_json(),
+            "regime": scan.inputs.regime,
+            "symbols_screened": scan.total,
+            "symbols_scanned": scan.scanned,
+            "symbols_rejected": scan.rejected,
+            "result_count": scan.results,
+            "signal_count": scan.signals,
+            "end_reason": scan.end_reason,
+        }
+        try:
+            self.store.append_scan_run(pl.DataFrame([row], schema=schema.SCAN_RUNS))
+        except Exception:  # noqa: BLE001 - a failed history write must not keep the stream from ending
+            logger.exception("could not append ad-hoc scan to scan history", extra={"scan_id": scan.scan_id})

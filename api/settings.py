@@ -1,0 +1,57 @@
+"""Service knobs of the API, from `TECHNIC_API_*` environment variables.
+
+Kept out of `technic_core.config.Settings` because only the HTTP service reads them; the keys themselves
+(`TECHNIC_API_KEYS`) live there, beside the other credentials. Every number is bounded so a typo such as an
+extra zero fails at start-up with the variable's name instead of exhausting memory at the first burst.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from pydantic import Field
+
+from technic_core.config import StrictModel, validated
+
+#: Environment variable of each field, in one place so the README and `from_env` cannot drift.
+ENVIRONMENT = {
+    "reads_require_key": "TECHNIC_API_READS_REQUIRE_KEY",
+    "max_streams_per_key": "TECHNIC_API_MAX_STREAMS_PER_KEY",
+    "max_scans_per_key": "TECHNIC_API_MAX_SCANS_PER_KEY",
+    "scan_workers": "TECHNIC_API_SCAN_WORKERS",
+    "retained_scans": "TECHNIC_API_RETAINED_SCANS",
+    "subscriber_queue": "TECHNIC_API_SUBSCRIBER_QUEUE",
+    "heartbeat_s": "TECHNIC_API_HEARTBEAT_S",
+    "poll_interval_s": "TECHNIC_API_POLL_INTERVAL_S",
+    "predictor_ttl_s": "TECHNIC_API_PREDICTOR_TTL_S",
+}
+
+
+class ApiSettings(StrictModel):
+    """How the API service behaves; defaults suit one worker on a small machine."""
+
+    reads_require_key: bool = Field(False, description="GET endpoints and streams need a key too")
+    max_streams_per_key: int = Field(
+        100, ge=1, le=100_000, description="concurrent SSE/WebSocket streams per key (anonymous: per client address)"
+    )
+    max_scans_per_key: int = Field(2, ge=1, le=100, description="queued or running ad-hoc scans per key")
+    scan_workers: int = Field(2, ge=1, le=64, description="threads running ad-hoc scans; more scans queue")
+    retained_scans: int = Field(100, ge=1, le=10_000, description="finished ad-hoc scans kept for replay and stats")
+    subscriber_queue: int = Field(
+        256, ge=1, le=100_000, description="live events buffered per subscriber before it is dropped as lagging"
+    )
+    heartbeat_s: float = Field(15.0, gt=0, le=300, description="idle seconds before a stream sends a heartbeat")
+    poll_interval_s: float = Field(
+        0.5, ge=0.01, le=60, description="fallback re-listing of a tailed partition when no notification arrives"
+    )
+    predictor_ttl_s: float = Field(
+        30.0, ge=0, le=86_400, description="seconds a loaded scan predictor is reused before re-loading"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "ApiSettings":
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return validated(cls, values)

@@ -1,0 +1,184 @@
+"""Partition tails: publish each result batch file of a session as it appears, to that session's topic.
+
+Notification comes from watchfiles (inotify on Linux) on the partition directory, so a new batch is seen a
+few milliseconds after its rename; the watcher also wakes every `poll_interval_s` and re-lists the
+directory, so a lost notification (or a filesystem without them, where watchfiles is forced to poll) costs
+latency, never events. Before the partition directory exists, its nearest existing ancestor is watched the
+same way. All file reading runs in worker threads; only publishing touches the event loop.
+
+A tail reads batch files in batch-number order and never skips a gap (a file still being written elsewhere
+shows up later, whole). Rows whose seq it already published are dropped, so a re-run of the scan that
+rewrites the partition with identical data (Dagster re-materialization) publishes nothing twice.
+
+The stream ends when the pipeline's scan-history row for the session (`scan_runs/daily-<date>.parquet`,
+written after the last batch) reports as many results as were published: its end reason becomes the `end`
+event's. Until then — the pipeline is still writing, or has not started — the tail keeps watching.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import polars as pl
+from watchfiles import Change, awatch
+
+from api.events import END_ERROR, encode_rows, end_event, progress_event, result_event
+from api.hub import Topic
+from technic_core import schema
+from technic_core.scoring import BUY_SIGNALS
+from technic_core.warehouse import DATASETS, Warehouse
+
+logger = logging.getLogger(__name__)
+
+_BATCH_FILE = re.compile(r"^batch=(\d{5})\.parquet$")
+#: How long watchfiles keeps collecting after a change before it reports (ms): small, since a batch file
+#: arrives by one rename and we want it on the wire within a few milliseconds.
+_STEP_MS = 5
+_DEBOUNCE_MS = 50
+
+
+def pipeline_scan_id(session: dt.date) -> str:
+    """The scan-history id the Dagster `scan_results` asset gives a session's scan."""
+    return f"daily-{session.isoformat()}"
+
+
+def _is_batch_file(change: Change, path: str) -> bool:
+    return _BATCH_FILE.match(Path(path).name) is not None
+
+
+class PartitionTail:
+    """Follows `results/date=<session>/` for one topic until the session's scan is complete."""
+
+    def __init__(self, store: Warehouse, topic: Topic, session: dt.date, poll_interval_s: float) -> None:
+        self.store = store
+        self.topic = topic
+        self.session = session
+        self.poll_ms = max(1, round(poll_interval_s * 1000))
+        self.directory = store.root / DATASETS["results"].name / f"date={session.isoformat()}"
+        self._history_file = store.root / DATASETS["scan_runs"].name / f"{pipeline_scan_id(session)}.parquet"
+        self._history_mtime: int | None = None
+        self._next_batch = 0
+        self._signals = 0
+
+    async def run(self) -> None:
+        """Publish until complete; any failure ends the stream with reason `error` instead of hanging it."""
+        try:
+            while not await self._follow():
+                logger.info("results partition removed, waiting for it", extra={"session": self.session.isoformat()})
+        except Exception as exc:  # noqa: BLE001 - reported to subscribers and logged with its traceback
+            logger.exception("partition tail failed", extra={"session": self.session.isoformat()})
+            self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, END_ERROR, str(exc)))
+
+    async def _follow(self) -> bool:
+        """Watch the partition; True once complete, False if its directory disappeared meanwhile."""
+        await self._wait_for_directory()
+        if await self._catch_up():
+            return True
+        try:
+            async for _ in self._wakeups(self.directory, _is_batch_file):
+                if await self._catch_up():
+                    return True
+        except FileNotFoundError:
+            return False
+        return False
+
+    async def _wait_for_directory(self) -> None:
+        while not self.directory.is_dir():
+            ancestor = next(parent for parent in self.directory.parents if parent.is_dir())
+            async for _ in self._wakeups(ancestor, None, recursive=False):
+                if self.directory.is_dir() or not ancestor.is_dir():
+                    break
+
+    async def _wakeups(
+        self, path: Path, watch_filter: Callable[[Change, str], bool] | None, recursive: bool = False
+    ) -> AsyncIterator[None]:
+        """Yield on each relevant change under `path` and at least every poll interval.
+
+        Falls back to watchfiles' own polling when the OS refuses a notification watch (e.g. the inotify
+        watch limit is reached), so a busy host degrades to polling latency instead of failing the stream.
+        """
+        for force_polling in (False, True):
+            try:
+                async for _ in awatch(
+                    path,
+                    watch_filter=watch_filter,
+                    step=_STEP_MS,
+                    debounce=_DEBOUNCE_MS,
+                    rust_timeout=self.poll_ms,
+                    yield_on_timeout=True,
+                    recursive=recursive,
+                    force_polling=force_polling,
+                    poll_delay_ms=self.poll_ms,
+                ):
+                    yield None
+                return
+            except OSError as exc:
+                if force_polling or not path.exists():
+                    raise
+                logger.warning("file notification unavailable, polling", extra={"path": str(path), "error": str(exc)})
+
+    async def _catch_up(self) -> bool:
+        """Publish every new whole batch in order; True once the session's scan is known to be complete."""
+        while True:
+            path = self.directory / f"batch={self._next_batch:05d}.parquet"
+            frame = await anyio.to_thread.run_sync(_read_batch, path)
+            if frame is None:
+                break
+            self._publish(frame)
+            self._next_batch += 1
+        return await self._publish_end_if_complete()
+
+    def _publish(self, frame: pl.DataFrame) -> None:
+        fresh = frame.filter(pl.col("seq") > self.topic.last_seq)
+        if fresh.height == 0:
+            return
+        first_seq = int(fresh.get_column("seq")[0])
+        if first_seq != self.topic.last_seq + 1:
+            logger.warning(
+                "seq gap in results partition",
+                extra={"session": self.session.isoformat(), "expected": self.topic.last_seq + 1, "got": first_seq},
+            )
+        scan_id = self.topic.scan_id
+        self.topic.publish(result_event(scan_id, self._next_batch, first_seq, encode_rows(fresh)))
+        self._signals += int(fresh.get_column("signal").is_in(BUY_SIGNALS).sum())
+        self.topic.publish(progress_event(scan_id, self.topic.last_seq, batch=self._next_batch, signals=self._signals))
+
+    async def _publish_end_if_complete(self) -> bool:
+        try:
+            mtime = self._history_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if mtime == self._history_mtime:
+            return False
+        self._history_mtime = mtime
+        history = await anyio.to_thread.run_sync(_read_history_row, self._history_file)
+        if history is None or history["result_count"] != self.topic.last_seq:
+            return False
+        self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, history["end_reason"] or "complete"))
+        return True
+
+
+def _read_batch(path: Path) -> pl.DataFrame | None:
+    """The batch file in the results schema, or None while it does not exist (yet, or any more).
+
+    Files written before an optional column existed lack it; it is added as null, as warehouse reads do.
+    """
+    try:
+        frame = pl.read_parquet(path)
+    except FileNotFoundError:
+        return None
+    absent = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns]
+    return schema.conform(frame.with_columns(absent), schema.RESULTS, f"results batch {path}").sort("seq")
+
+
+def _read_history_row(path: Path) -> dict[str, object] | None:
+    try:
+        frame = pl.read_parquet(path, columns=["result_count", "end_reason"])
+    except FileNotFoundError:
+        return None
+    return frame.row(0, named=True) if frame.height else None

@@ -1,0 +1,156 @@
+"""The fan-out hub without HTTP: replay-then-tail, resume cursors inside a batch, lagging, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import polars as pl
+
+from api.events import END, HEARTBEAT, LAGGING, PROGRESS, RESULT, encode_rows, end_event, progress_event, result_event
+from api.hub import StreamHub, Topic
+
+
+def _rows(first_seq: int, count: int) -> tuple[str, ...]:
+    return encode_rows(pl.DataFrame({"seq": list(range(first_seq, first_seq + count)), "x": [float("nan")] * count}))
+
+
+def _batch(topic: Topic, batch: int, first_seq: int, count: int) -> None:
+    topic.publish(result_event(topic.scan_id, batch, first_seq, _rows(first_seq, count)))
+    topic.publish(progress_event(topic.scan_id, first_seq + count - 1, batch=batch, signals=0))
+
+
+async def _drain(subscriber, heartbeat_s: float = 5.0) -> list:
+    return [event async for event in subscriber.events(heartbeat_s)]
+
+
+def _seqs(events) -> list[int]:
+    return [row["seq"] for event in events if event.kind == RESULT for row in json.loads(event.data)["rows"]]
+
+
+def test_rows_are_json_with_nan_as_null():
+    assert [json.loads(row) for row in _rows(1, 2)] == [{"seq": 1, "x": None}, {"seq": 2, "x": None}]
+
+
+def test_replay_then_tail_delivers_every_seq_once_in_order():
+    async def scenario() -> tuple[list, list]:
+        topic = Topic("scan:s", "s")
+        _batch(topic, 0, 1, 3)
+        early = topic.subscribe(None, queue_size=10)
+        _batch(topic, 1, 4, 3)
+        late = topic.subscribe(None, queue_size=10)
+        _batch(topic, 2, 7, 2)
+        topic.publish(end_event("s", 8, "complete"))
+        return await _drain(early), await _drain(late)
+
+    early, late = asyncio.run(scenario())
+    for events in (early, late):
+        assert _seqs(events) == list(range(1, 9))
+        assert events[-1].kind == END and json.loads(events[-1].data)["reason"] == "complete"
+        assert [event.seq for event in events] == sorted(event.seq for event in events)
+
+
+def test_resume_inside_a_batch_gets_the_rest_of_that_batch():
+    async def scenario() -> list:
+        topic = Topic("scan:s", "s")
+        _batch(topic, 0, 1, 5)
+        _batch(topic, 1, 6, 5)
+        topic.publish(end_event("s", 10, "complete"))
+        return await _drain(topic.subscribe(3, queue_size=10))
+
+    events = asyncio.run(scenario())
+    assert _seqs(events) == list(range(4, 11))
+    first = json.loads(events[0].data)
+    assert (first["batch"], first["first_seq"], first["last_seq"]) == (0, 4, 5)
+    assert events[0].seq == 5, "the SSE id of a partial batch is its last seq"
+    progress = [event.seq for event in events if event.kind == PROGRESS]
+    assert progress == [5, 10], "progress at or before the cursor is not repeated"
+
+
+def test_a_resume_past_the_end_gets_only_end():
+    async def scenario() -> list:
+        topic = Topic("scan:s", "s")
+        _batch(topic, 0, 1, 4)
+        topic.publish(end_event("s", 4, "max_signals"))
+        return await _drain(topic.subscribe(4, queue_size=10))
+
+    events = asyncio.run(scenario())
+    assert [event.kind for event in events] == [END]
+
+
+def test_a_full_queue_makes_only_that_subscriber_lag():
+    async def scenario() -> tuple[list, list]:
+        topic = Topic("scan:s", "s")
+        slow = topic.subscribe(None, queue_size=2)
+        fast = topic.subscribe(None, queue_size=100)
+        for batch in range(5):
+            _batch(topic, batch, batch * 2 + 1, 2)
+        topic.publish(end_event("s", 10, "complete"))
+        return await _drain(slow), await _drain(fast)
+
+    slow_events, fast_events = asyncio.run(scenario())
+    assert [event.kind for event in slow_events] == [LAGGING]
+    lagging = json.loads(slow_events[0].data)
+    assert lagging["last_seq"] == 0 and "Last-Event-ID: 0" in lagging["message"]
+    assert _seqs(fast_events) == list(range(1, 11))
+    assert fast_events[-1].kind == END
+
+
+def test_an_idle_stream_sends_heartbeats_without_an_id():
+    async def scenario() -> list:
+        topic = Topic("scan:s", "s")
+        subscriber = topic.subscribe(None, queue_size=10)
+        received = []
+        async for event in subscriber.events(0.01):
+            received.append(event)
+            if len(received) == 2:
+                topic.publish(end_event("s", 0, "stopped"))
+        return received
+
+    events = asyncio.run(scenario())
+    assert [event.kind for event in events] == [HEARTBEAT, HEARTBEAT, END]
+    assert not events[0].sse().startswith(b"id:"), "a heartbeat must not move the client's Last-Event-ID"
+    assert events[-1].sse().startswith(b"id: 0\nevent: end\n")
+
+
+def test_session_topics_start_one_tail_and_stop_it_with_the_last_subscriber():
+    async def scenario() -> tuple[int, int, int, bool]:
+        started: list[dt.date] = []
+        stopped = asyncio.Event()
+
+        async def tail(topic: Topic, session: dt.date) -> None:
+            started.append(session)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                stopped.set()
+
+        hub = StreamHub(queue_size=10, tail=tail)
+        session = dt.date(2024, 6, 28)
+        first = hub.subscribe_session(session, None)
+        second = hub.subscribe_session(session, None)
+        await asyncio.sleep(0)  # let the tail task start
+        tails_while_open = hub.tail_count
+        hub.unsubscribe(first)
+        tails_after_one_left = hub.tail_count
+        hub.unsubscribe(second)
+        await asyncio.wait_for(stopped.wait(), 5)
+        return len(started), tails_while_open, tails_after_one_left, hub.tail_count == 0
+
+    tails_started, while_open, after_one_left, all_stopped = asyncio.run(scenario())
+    assert tails_started == 1 and while_open == 1 and after_one_left == 1 and all_stopped
+
+
+def test_live_events_a_resumed_client_already_has_are_not_delivered_again():
+    async def scenario() -> list:
+        topic = Topic("session:2024-07-01", "2024-07-01")  # rebuilt from the files after the client reconnected
+        subscriber = topic.subscribe(4, queue_size=10)
+        _batch(topic, 0, 1, 3)
+        _batch(topic, 1, 4, 3)
+        topic.publish(end_event(topic.scan_id, 6, "complete"))
+        return await _drain(subscriber)
+
+    events = asyncio.run(scenario())
+    assert _seqs(events) == [5, 6]
+    assert [(event.kind, event.seq) for event in events] == [(RESULT, 6), (PROGRESS, 6), (END, 6)]
