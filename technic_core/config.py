@@ -112,6 +112,20 @@ class Settings(StrictModel):
     sim_seed: int = Field(7, ge=0, description="TECHNIC_SIM_SEED")
     files_dir: Path | None = Field(None, description="TECHNIC_FILES_DIR")
     polygon_api_key: str | None = Field(None, repr=False, description="POLYGON_API_KEY")
+    polygon_base_url: str = Field("https://api.polygon.io", min_length=1, description="POLYGON_BASE_URL")
+    polygon_calls_per_minute: float = Field(
+        5.0, ge=0, description="POLYGON_CALLS_PER_MINUTE: request rate limit (5 = free tier, 0 = no limit)"
+    )
+    polygon_reference_refresh_days: int = Field(
+        28, ge=1, le=366, description="TECHNIC_POLYGON_REFERENCE_REFRESH_DAYS: reuse a ticker list this long"
+    )
+    polygon_details_refresh_days: int = Field(
+        90, ge=1, le=3_660, description="TECHNIC_POLYGON_DETAILS_REFRESH_DAYS: refetch ticker details after this"
+    )
+    polygon_details_per_run: int | None = Field(
+        None, ge=0, description="TECHNIC_POLYGON_DETAILS_PER_RUN: ticker-details calls per process (unset: auto)"
+    )
+    files_strict: bool = Field(True, description="TECHNIC_FILES_STRICT: fail on a bad file (false: skip it)")
     api_keys: tuple[str, ...] = Field(
         (), repr=False, description="TECHNIC_API_KEYS: comma-separated keys the API accepts in X-API-Key"
     )
@@ -134,6 +148,12 @@ class Settings(StrictModel):
             "sim_seed": "TECHNIC_SIM_SEED",
             "files_dir": "TECHNIC_FILES_DIR",
             "polygon_api_key": "POLYGON_API_KEY",
+            "polygon_base_url": "POLYGON_BASE_URL",
+            "polygon_calls_per_minute": "POLYGON_CALLS_PER_MINUTE",
+            "polygon_reference_refresh_days": "TECHNIC_POLYGON_REFERENCE_REFRESH_DAYS",
+            "polygon_details_refresh_days": "TECHNIC_POLYGON_DETAILS_REFRESH_DAYS",
+            "polygon_details_per_run": "TECHNIC_POLYGON_DETAILS_PER_RUN",
+            "files_strict": "TECHNIC_FILES_STRICT",
             "api_keys": "TECHNIC_API_KEYS",
         }
         values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}

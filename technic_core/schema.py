@@ -54,6 +54,27 @@ EARNINGS: dict[str, pl.DataType] = {
     "surprise_pct": pl.Float64,
 }
 
+#: A vendor's point-in-time list of the common stocks listed on the session (`date`): the ticker snapshots a
+#: real source caches so the universe is not refetched every session.
+TICKER_LISTINGS: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "name": pl.String,
+}
+
+#: A vendor's ticker details as fetched on `date`: the slowly changing facts (industry code, share count)
+#: behind sector and market cap, cached and refetched only when older than a refresh interval.
+TICKER_DETAILS: dict[str, pl.DataType] = {
+    "date": pl.Date,
+    "symbol": pl.String,
+    "name": pl.String,
+    "sic_code": pl.String,
+    "sic_description": pl.String,
+    "market_cap": pl.Float64,
+    "shares_outstanding": pl.Int64,
+    "list_date": pl.Date,
+}
+
 #: Market conditions for one session (a single row).
 CONDITIONS: dict[str, pl.DataType] = {
     "date": pl.Date,

@@ -114,6 +114,8 @@ DATASETS: dict[str, Dataset] = {
         Dataset("scan_runs", schema.SCAN_RUNS, ("scan_id",), Layout.PER_SCAN),
         Dataset("priority", schema.PRIORITY, ("rank",), Layout.SESSION),
         Dataset("outcomes", schema.OUTCOMES, ("symbol",), Layout.SESSION),
+        Dataset("ticker_listings", schema.TICKER_LISTINGS, ("symbol",), Layout.SESSION),
+        Dataset("ticker_details", schema.TICKER_DETAILS, ("symbol",), Layout.SESSION),
     )
 }
 

@@ -63,9 +63,16 @@ def _simulated(settings: Settings) -> MarketDataSource:
     )
 
 
+def _polygon(settings: Settings) -> MarketDataSource:
+    from technic_core.sources.polygon import PolygonSource
+
+    return PolygonSource.from_settings(settings)
+
+
 #: Registered sources by name; `make_source` builds one from `Settings`.
 SOURCE_FACTORIES: dict[str, Callable[[Settings], MarketDataSource]] = {
     "simulated": _simulated,
+    "polygon": _polygon,
 }
 
 
