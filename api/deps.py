@@ -52,26 +52,23 @@ def _predictions(request: Request) -> PredictionService:
 
 
 def optional_scan_predictors(request: Request) -> ScanPredictors | None:
-    """The trained scan predictors, or None; used where a prediction is a bonus (starting a scan)."""
+    """The trained scan predictors, or None while there are none."""
     return _predictions(request).predictors()
 
 
-async def scan_predictors(
+def optional_parameter_suggester(
     request: Request, predictors: ScanPredictors | None = Depends(optional_scan_predictors)
-) -> ScanPredictors:
-    """The trained scan predictors; 503 naming the reason while there are none."""
-    if predictors is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _predictions(request).unavailable_reason)
-    return predictors
-
-
-def parameter_suggester(request: Request, _: ScanPredictors = Depends(scan_predictors)) -> Suggester:
-    """`technic_core.ml.scan_predictors.suggest` bound to the warehouse; 503 while unavailable."""
+) -> Suggester | None:
+    """`technic_core.ml.scan_predictors.suggest` bound to the warehouse, or None while unavailable."""
     service = _predictions(request)
-    module = service.module()
-    if module is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, service.unavailable_reason)
-    return partial(module.suggest, service.store)
+    module = service.module() if predictors is not None else None
+    return None if module is None else partial(module.suggest, service.store)
+
+
+def prediction_unavailable(request: Request) -> HTTPException:
+    """503 naming why (module missing or nothing trained). Raised by the endpoints, after input validation,
+    so a bad request is still a 422."""
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _predictions(request).unavailable_reason)
 
 
 def latest_conditions(warehouse: Warehouse) -> tuple[dt.date, dict[str, Any]]:

@@ -206,6 +206,31 @@ def run(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    warehouse: Optional[Path] = typer.Option(None, "--warehouse", help="Warehouse root (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+) -> None:
+    """Serve the HTTP API (results, live SSE/WebSocket streams, ad-hoc scans) with uvicorn, one worker.
+
+    One worker on purpose: live streams fan out from one in-process hub, so every subscriber of a partition
+    shares one file watcher; docs at http://HOST:PORT/docs.
+    """
+    import uvicorn
+
+    if warehouse is not None:
+        os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
+    try:
+        from api.main import create_app
+
+        application = create_app()
+    except TechnicError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 @app.callback()
 def _main() -> None:
     """Technic: daily US-stock technical scan (Dagster + Parquet/DuckDB)."""

@@ -1,0 +1,128 @@
+"""Read endpoints: health, partitions, results with filters and ordering, one symbol, the model registry."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from api.models import ResultRow
+from technic_core.config import SECTORS
+from technic_core.warehouse import write_json_atomic
+
+
+def test_health_names_the_warehouse_latest_session_and_champions(client, warehouse, market):
+    write_json_atomic(warehouse.root / "models" / "alpha_5d" / "champion.json", {"version": "v2"})
+    body = client.get("/health").json()
+    assert body == {
+        "status": "ok",
+        "warehouse": str(warehouse.root),
+        "warehouse_exists": True,
+        "latest_session": market.session.isoformat(),
+        "champions": {"alpha_5d": "v2"},
+        "streams": {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0},
+    }
+
+
+def test_partitions_lists_sessions_per_dataset(client, market):
+    datasets = client.get("/partitions").json()["datasets"]
+    assert datasets["results"] == datasets["universe"] == datasets["priority"] == [market.session.isoformat()]
+    assert len(datasets["bars"]) == market.bars.get_column("date").n_unique()
+    assert "scan_runs" not in datasets, "scan history is not partitioned by session"
+
+
+def test_latest_results_default_to_the_best_rated_first(client, market):
+    body = client.get("/results/latest").json()
+    expected = market.results.sort(["tech_rating", "symbol"], descending=[True, False]).head(100)
+    assert body["date"] == market.session.isoformat()
+    assert body["count"] == 100
+    assert [row["symbol"] for row in body["rows"]] == expected.get_column("symbol").to_list()
+    assert ResultRow.model_validate(body["rows"][0]).seq == expected.get_column("seq")[0]
+
+
+def test_filters_limit_and_order(client, market):
+    sector = market.results.get_column("sector").mode().sort()[0]
+    response = client.get(
+        f"/results/{market.session.isoformat()}",
+        params={"sector": sector, "signal": "Buy", "min_tech_rating": 50, "order_by": "seq", "limit": 3},
+    )
+    assert response.status_code == 200, response.text
+    expected = (
+        market.results.filter((pl.col("sector") == sector) & (pl.col("signal") == "Buy") & (pl.col("tech_rating") >= 50))
+        .sort("seq")
+        .head(3)
+    )
+    assert [row["seq"] for row in response.json()["rows"]] == expected.get_column("seq").to_list()
+
+
+def test_one_symbol_and_its_404s(client, market):
+    row = market.results.row(0, named=True)
+    response = client.get(f"/results/{market.session.isoformat()}/{row['symbol']}")
+    assert response.status_code == 200
+    assert response.json()["seq"] == row["seq"] and response.json()["tech_rating"] == pytest.approx(row["tech_rating"])
+    missing_symbol = client.get(f"/results/{market.session.isoformat()}/ZZZZZ")
+    assert missing_symbol.status_code == 404 and "ZZZZZ" in missing_symbol.json()["detail"]
+    missing_session = client.get("/results/2024-07-01")
+    assert missing_session.status_code == 404 and "2024-07-01" in missing_session.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/results/latest", {"limit": 1001}, "limit"),
+        ("/results/latest", {"limit": 0}, "limit"),
+        ("/results/latest", {"min_tech_rating": 101}, "min_tech_rating"),
+        ("/results/latest", {"sector": "Crypto"}, "sector"),
+        ("/results/latest", {"signal": "Hold"}, "signal"),
+        ("/results/latest", {"order_by": "password"}, "order_by"),
+        ("/results/latest", {"order_by": "tech_rating; DROP TABLE results"}, "order_by"),
+        ("/results/latest", {"colour": "red"}, "colour"),
+        ("/results/2024-02-30", {}, "date"),
+        ("/results/2024-06-29", {}, "date"),
+        ("/results/yesterday", {}, "date"),
+        ("/results/2024-06-28/not%20a%20symbol", {}, "symbol"),
+    ],
+)
+def test_bad_read_input_is_422_naming_the_field(client, path, params, field):
+    response = client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["message"]
+
+
+def test_every_sector_filter_is_accepted(client):
+    statuses = {client.get("/results/latest", params={"sector": sector}).status_code for sector in SECTORS}
+    assert statuses == {200}
+
+
+def test_latest_on_an_empty_warehouse_is_404(make_app, tmp_path):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(root=tmp_path / "empty")) as empty:
+        response = empty.get("/results/latest")
+        assert response.status_code == 404 and "no scan results" in response.json()["detail"]
+        assert empty.get("/health").json()["latest_session"] is None
+
+
+def test_models_lists_versions_metrics_and_champion(client, warehouse):
+    models = warehouse.root / "models"
+    write_json_atomic(models / "alpha_10d" / "v1" / "metrics.json", {"rank_ic": 0.04})
+    write_json_atomic(models / "alpha_10d" / "v2" / "metrics.json", {"rank_ic": 0.06})
+    write_json_atomic(models / "alpha_10d" / "champion.json", {"version": "v2"})
+    (models / "alpha_5d" / "v1").mkdir(parents=True)
+    (models / "alpha_5d" / "v1" / "metrics.json").write_text("{not json")
+    body = client.get("/models").json()
+    assert body == {
+        "models": [
+            {
+                "name": "alpha_10d",
+                "champion": "v2",
+                "versions": [
+                    {"version": "v1", "metrics": {"rank_ic": 0.04}},
+                    {"version": "v2", "metrics": {"rank_ic": 0.06}},
+                ],
+            },
+            {"name": "alpha_5d", "champion": None, "versions": [{"version": "v1", "metrics": None}]},
+        ]
+    }
+    assert json.loads(client.get("/openapi.json").text)["info"]["title"] == "Technic API"
