@@ -69,10 +69,17 @@ def _polygon(settings: Settings) -> MarketDataSource:
     return PolygonSource.from_settings(settings)
 
 
+def _files(settings: Settings) -> MarketDataSource:
+    from technic_core.sources.files import FilesSource
+
+    return FilesSource.from_settings(settings)
+
+
 #: Registered sources by name; `make_source` builds one from `Settings`.
 SOURCE_FACTORIES: dict[str, Callable[[Settings], MarketDataSource]] = {
     "simulated": _simulated,
     "polygon": _polygon,
+    "files": _files,
 }
 
 

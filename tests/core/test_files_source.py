@@ -1,0 +1,255 @@
+"""Files source: messy but realistic CSV / Parquet imports, validation naming file and line, strictness."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from technic_core import calendar, schema
+from technic_core.config import Settings
+from technic_core.errors import ConfigError, DataSourceError
+from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, MarketDataSource, make_source
+from technic_core.sources.files import FilesSource, parse_dates
+from technic_core.warehouse import Warehouse
+
+SESSIONS = calendar.sessions_between(dt.date(2024, 3, 1), dt.date(2024, 3, 28))
+
+
+def bar(symbol: str, session: dt.date) -> dict[str, float]:
+    """The true bar every file format below encodes."""
+    close = 10.0 + len(symbol) + (SESSIONS.index(session) if session in SESSIONS else 0) * 0.5
+    return {"open": close - 0.25, "high": close + 0.5, "low": close - 0.5, "close": close, "volume": 1_000.0 * len(symbol)}
+
+
+def expected(symbols: list[str], sessions: list[dt.date] = SESSIONS) -> pl.DataFrame:
+    rows = [{"symbol": s, "date": d, **bar(s, d)} for d in sessions for s in sorted(symbols)]
+    return schema.conform(pl.DataFrame(rows).with_columns(vwap=None, trades=None), schema.BARS, "expected")
+
+
+def yahoo_rows(symbol: str, date_format: str, sessions: list[dt.date] = SESSIONS) -> list[dict[str, object]]:
+    return [
+        {"Date": d.strftime(date_format), "Open": b["open"], "High": b["high"], "Low": b["low"], "Close": b["close"],
+         "Adj Close": b["close"] * 0.97, "Volume": int(b["volume"])}
+        for d in sessions
+        for b in [bar(symbol, d)]
+    ]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    path.write_text("\n".join(",".join(str(v) for v in line) for line in [header, *rows]) + "\n")
+
+
+@pytest.fixture
+def messy(tmp_path) -> Path:
+    """A directory the way users have them: four layouts and formats, index files, a universe file."""
+    directory = tmp_path / "data"
+    directory.mkdir()
+    # pandas export: unnamed index column first, shuffled columns, US dates with a time of day
+    rows = yahoo_rows("AAPL", "%m/%d/%Y 00:00:00")
+    header = ["", "Volume", "Adj Close", "Date", "Close", "Low", "Open", "High"]
+    write_csv(directory / "AAPL.csv", header, [[i, *(r[h] for h in header[1:])] for i, r in enumerate(rows)])
+    # lower-case Parquet with zone-aware timestamps at midnight New York, and extra columns
+    msft = pl.DataFrame(yahoo_rows("MSFT", "%Y-%m-%d")).with_columns(
+        pl.col("Date").str.to_datetime("%Y-%m-%d").dt.replace_time_zone("America/New_York")
+    )
+    msft.rename(str.lower).with_columns(dividends=0.0).write_parquet(directory / "msft.parquet")
+    # long format with a ticker column, ISO datetimes in UTC and two-digit US years mixed in
+    long_rows = []
+    for symbol in ("XOM", "JNJ"):
+        for n, row in enumerate(yahoo_rows(symbol, "%Y-%m-%dT00:00:00Z")):
+            date = row["Date"] if n % 2 else dt.date.fromisoformat(row["Date"][:10]).strftime("%-m/%-d/%y")
+            long_rows.append([symbol.lower(), date, row["Open"], row["High"], row["Low"], row["Close"], row["Volume"]])
+    write_csv(directory / "prices_long.csv", ["Ticker", "date", "open", "high", "low", "close", "volume"], long_rows)
+    # index files: SPY like a stock, Yahoo's ^VIX without a volume column
+    spy = yahoo_rows("SPY", "%Y-%m-%d")
+    write_csv(directory / "SPY.csv", list(spy[0]), [list(r.values()) for r in spy])
+    vix = yahoo_rows("^VIX", "%Y-%m-%d")
+    write_csv(directory / "^VIX.csv", ["Date", "Open", "High", "Low", "Close"], [[r[k] for k in ("Date", "Open", "High", "Low", "Close")] for r in vix])
+    write_csv(
+        directory / "universe.csv",
+        ["Symbol", "Name", "Sector", "Industry", "Market Cap"],
+        [
+            ["AAPL", "Apple Inc.", "Technology", "Consumer Electronics", 3.0e12],
+            ["MSFT", "Microsoft", "Information Technology", "Software", 3.1e12],
+            ["XOM", "Exxon Mobil", "energy", "Oil & Gas", 4.5e11],
+            ["JNJ", "Johnson & Johnson", "Pharma-ish", "Drugs", 3.8e11],
+            ["TSLA", "Tesla", "Consumer Cyclical", "Autos", 7.0e11],
+        ],
+    )
+    (directory / "README.txt").write_text("not data")
+    return directory
+
+
+def test_messy_files_import_into_clean_bars(messy, caplog):
+    source = FilesSource(messy)
+    assert isinstance(source, MarketDataSource)
+    bars = source.bars(SESSIONS[0], SESSIONS[-1])
+    assert bars.equals(expected(["AAPL", "MSFT", "XOM", "JNJ"]))
+    assert source.bars(SESSIONS[3], SESSIONS[5], symbols=["JNJ"]).equals(expected(["JNJ"], SESSIONS[3:6]))
+
+    index = source.index_bars(SESSIONS[0], SESSIONS[-1])
+    assert index.get_column("symbol").unique().sort().to_list() == sorted([INDEX_SYMBOL, VOLATILITY_SYMBOL])
+    vix = index.filter(pl.col("symbol") == VOLATILITY_SYMBOL)
+    assert vix.height == len(SESSIONS) and vix["volume"].to_list() == [0.0] * len(SESSIONS)
+    assert vix["close"].to_list() == [bar("^VIX", d)["close"] for d in SESSIONS]
+    assert source.stats.api_calls == 6 and source.stats.cache_hits == 2, "six files read once, then memory"
+
+
+def test_reference_comes_from_the_universe_file_with_gics_sectors(messy, caplog):
+    source = FilesSource(messy)
+    reference = source.reference(SESSIONS[4])
+    rows = {row["symbol"]: row for row in reference.iter_rows(named=True)}
+    assert list(rows) == ["AAPL", "JNJ", "MSFT", "XOM"], "TSLA has no bars; SPY and VIX are not stocks"
+    assert rows["AAPL"]["sector"] == "Information Technology" and rows["XOM"]["sector"] == "Energy"
+    assert rows["JNJ"]["sector"] == "Pharma-ish", "unknown sectors are kept, not fatal"
+    assert rows["MSFT"]["market_cap"] == 3.1e12 and rows["AAPL"]["name"] == "Apple Inc."
+    assert reference.schema == pl.Schema(schema.REFERENCE)
+    assert "Pharma-ish" in caplog.text
+
+
+def test_without_a_universe_file_reference_is_the_symbols_whose_bars_span_the_session(tmp_path):
+    directory = tmp_path / "plain"
+    directory.mkdir()
+    for symbol, sessions in (("AAA", SESSIONS), ("BBB", SESSIONS[:5]), ("CCC", SESSIONS[10:])):
+        rows = yahoo_rows(symbol, "%Y-%m-%d", sessions)
+        write_csv(directory / f"{symbol}.csv", list(rows[0]), [list(r.values()) for r in rows])
+    source = FilesSource(directory)
+    assert source.reference(SESSIONS[2]).get_column("symbol").to_list() == ["AAA", "BBB"]
+    later = source.reference(SESSIONS[12])
+    assert later.get_column("symbol").to_list() == ["AAA", "CCC"]
+    assert later.get_column("sector").null_count() == 2
+
+
+def add_bad_files(directory: Path) -> None:
+    """A duplicated row (a re-download appended twice) and a bad price (a vendor's null and a zero)."""
+    rows = yahoo_rows("DUPE", "%Y-%m-%d")
+    rows.insert(3, rows[2])
+    write_csv(directory / "DUPE.csv", list(rows[0]), [list(r.values()) for r in rows])
+    rows = yahoo_rows("BADP", "%Y-%m-%d")
+    rows[1]["Close"] = 0
+    rows[6]["Low"] = "null"
+    write_csv(directory / "BADP.csv", list(rows[0]), [list(r.values()) for r in rows])
+
+
+def test_strict_import_fails_naming_every_bad_file_and_line(messy):
+    add_bad_files(messy)
+    source = FilesSource(messy, strict=True)
+    with pytest.raises(DataSourceError) as raised:
+        source.bars(SESSIONS[0], SESSIONS[-1])
+    message = str(raised.value)
+    assert "2 invalid file(s)" in message and "nothing was imported" in message
+    assert "DUPE.csv lines 4, 5: duplicate date (first: '2024-03-05')" in message
+    assert "BADP.csv line 3: a price is zero or negative (first: '2024-03-04')" in message
+    assert "BADP.csv line 8: low is missing or not a number" in message
+    with pytest.raises(DataSourceError):
+        source.reference(SESSIONS[0])
+
+
+def test_lenient_import_skips_bad_files_whole(messy, caplog):
+    add_bad_files(messy)
+    source = FilesSource(messy, strict=False)
+    bars = source.bars(SESSIONS[0], SESSIONS[-1])
+    assert bars.equals(expected(["AAPL", "MSFT", "XOM", "JNJ"])), "no row of a bad file gets in"
+    assert sorted(source.skipped) == ["BADP.csv", "DUPE.csv"]
+    assert "duplicate date" in source.skipped["DUPE.csv"][0]
+    assert "skipped file=BADP.csv" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "problem"),
+    [
+        (["Date", "Open", "High", "Close", "Volume"], [["2024-03-01", 1, 2, 1.5, 10]], "AAA.csv: missing column(s) low"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 1.5, 10], ["03-04-2024", 1, 2, 0.5, 1.5, 10]],
+         "AAA.csv line 3: date is not an ISO or US date (first: '03-04-2024')"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-02", 1, 2, 0.5, 1.5, 10]],
+         "AAA.csv line 2: date is not an NYSE session (first: '2024-03-02')"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-29", 1, 2, 0.5, 1.5, 10]],
+         "date is not an NYSE session (first: '2024-03-29')"),  # Good Friday
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 0.5, 2, 1.5, 10]], "high is below low"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 2.5, 10]], "high is below open or close"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", -1, 2, 0.5, 1.5, 10]], "a price is zero or negative"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 1.5, -10]], "volume is negative"),
+        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, "\"1,5\"", 10]], "close is missing or not a number"),
+        (["Date", "Close", "close", "Open", "High", "Low", "Volume"], [["2024-03-01", 1, 1, 1, 2, 0.5, 10]], "'Close' and 'close' are both close"),
+    ],
+)
+def test_each_validation_rule_names_file_and_line(tmp_path, header, rows, problem):
+    write_csv(tmp_path / "AAA.csv", header, rows)
+    with pytest.raises(DataSourceError, match="invalid file") as raised:
+        FilesSource(tmp_path).bars(dt.date(2024, 3, 1), dt.date(2024, 3, 1))
+    assert problem in str(raised.value)
+
+
+def test_parquet_problems_name_rows_and_universe_problems_name_lines(tmp_path):
+    frame = pl.DataFrame({"Date": ["2024-03-01", "2024-03-04"], "Open": [1.0, 1.0], "High": [2.0, 2.0], "Low": [0.5, 3.0],
+                          "Close": [1.5, 1.5], "Volume": [10, 10]})
+    frame.write_parquet(tmp_path / "AAA.parquet")
+    write_csv(tmp_path / "universe.csv", ["symbol", "sector", "market_cap"], [["AAA", "Energy", "big"], ["aaa", "Energy", 1e9]])
+    with pytest.raises(DataSourceError) as raised:
+        FilesSource(tmp_path).bars(dt.date(2024, 3, 1), dt.date(2024, 3, 4))
+    message = str(raised.value)
+    assert "AAA.parquet row 2: high is below low" in message
+    assert "universe.csv line 2: market_cap is not a number" in message
+    assert "universe.csv lines 2, 3: duplicate symbol" in message
+
+
+def test_a_symbol_in_two_files_is_refused(tmp_path):
+    rows = yahoo_rows("AAA", "%Y-%m-%d")
+    write_csv(tmp_path / "AAA.csv", list(rows[0]), [list(r.values()) for r in rows])
+    write_csv(tmp_path / "all.csv", ["symbol", *rows[0]], [["AAA", *r.values()] for r in rows])
+    with pytest.raises(DataSourceError, match="all.csv: symbol\\(s\\) AAA also in AAA.csv"):
+        FilesSource(tmp_path).bars(SESSIONS[0], SESSIONS[-1])
+
+
+def test_rows_before_the_calendar_are_dropped_not_fatal(tmp_path):
+    rows = [["1999-12-31", 1, 2, 0.5, 1.5, 10], ["2024-03-01", 1, 2, 0.5, 1.5, 10]]
+    write_csv(tmp_path / "OLD.csv", ["Date", "Open", "High", "Low", "Close", "Volume"], rows)
+    bars = FilesSource(tmp_path).bars(dt.date(1990, 1, 1), dt.date(2024, 12, 31))
+    assert bars.get_column("date").to_list() == [dt.date(2024, 3, 1)]
+
+
+def test_dates_parse_iso_and_us_with_or_without_a_time():
+    text = pl.Series(["2024-03-01", "3/1/2024", "03/01/24", "2024-03-01 16:00:00-05:00", "2024-03-01T00:00:00Z",
+                      "3/1/2024 12:00 AM", "2024/03/01", "March 1", "", None])
+    parsed = pl.select(parse_dates(pl.lit(text))).to_series().to_list()
+    assert parsed == [dt.date(2024, 3, 1)] * 6 + [None] * 4
+
+
+def test_make_source_builds_files_from_settings(messy, tmp_path):
+    with pytest.raises(ConfigError, match="TECHNIC_FILES_DIR"):
+        make_source(Settings(source="files"))
+    with pytest.raises(ConfigError, match="not a directory"):
+        make_source(Settings(source="files", files_dir=tmp_path / "missing"))
+    source = make_source(Settings.from_env({"TECHNIC_SOURCE": "files", "TECHNIC_FILES_DIR": str(messy), "TECHNIC_FILES_STRICT": "false"}))
+    assert isinstance(source, FilesSource) and source.strict is False and source.directory == messy
+
+
+def test_a_strict_failure_writes_no_partition_through_the_pipeline(messy, tmp_path, monkeypatch):
+    from technic_pipelines.definitions import BARS_BACKFILL_JOB, defs
+
+    add_bad_files(messy)
+    root = tmp_path / "warehouse"
+    monkeypatch.setenv("TECHNIC_SOURCE", "files")
+    monkeypatch.setenv("TECHNIC_FILES_DIR", str(messy))
+    monkeypatch.setenv("TECHNIC_WAREHOUSE", str(root))
+    tags = {ASSET_PARTITION_RANGE_START_TAG: SESSIONS[0].isoformat(), ASSET_PARTITION_RANGE_END_TAG: SESSIONS[4].isoformat()}
+    result = defs.resolve_job_def(BARS_BACKFILL_JOB).execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=tags, raise_on_error=False
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.cause.message
+    assert "DUPE.csv" in failure and "BADP.csv" in failure
+    assert Warehouse(root).sessions("bars") == [] and Warehouse(root).sessions("index_bars") == []
+
+    monkeypatch.setenv("TECHNIC_FILES_STRICT", "false")
+    lenient = defs.resolve_job_def(BARS_BACKFILL_JOB).execute_in_process(
+        instance=DagsterInstance.ephemeral(), tags=tags, raise_on_error=False
+    )
+    assert lenient.success
+    assert Warehouse(root).sessions("bars") == SESSIONS[:5]
+    assert Warehouse(root).read("bars").get_column("symbol").unique().sort().to_list() == ["AAPL", "JNJ", "MSFT", "XOM"]
