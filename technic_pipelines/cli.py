@@ -110,7 +110,9 @@ def _watch_partitions(store, dataset: str, sessions: list[dt.date], progress: Pr
 
     def poll() -> None:
         while not done.wait(0.2):
-            progress.update(task, completed=len(wanted.intersection(store.sessions(dataset))))
+            written = len(wanted.intersection(store.sessions(dataset)))
+            stage = "writing partitions" if written else "fetching from the source"
+            progress.update(task, completed=written, description=stage)
 
     threading.Thread(target=poll, daemon=True).start()
     return done
@@ -126,10 +128,11 @@ def _backfill_bars(store, missing: list[dt.date], stage_seconds: dict[str, float
     span = calendar.sessions_between(missing[0], missing[-1])
     tags = {ASSET_PARTITION_RANGE_START_TAG: session_key(span[0]), ASSET_PARTITION_RANGE_END_TAG: session_key(span[-1])}
     with Progress(
-        TextColumn("[bold]backfill bars"), BarColumn(), TextColumn("{task.completed}/{task.total} sessions"),
+        TextColumn("[bold]backfill bars[/bold] {task.description:<26}"), BarColumn(),
+        TextColumn("{task.completed}/{task.total} sessions"),
         TimeElapsedColumn(), console=err_console, transient=False,
     ) as progress:
-        task = progress.add_task("bars", total=len(span))
+        task = progress.add_task("fetching from the source", total=len(span))
         done = _watch_partitions(store, "bars", span, progress, task)
         started = time.perf_counter()
         try:
