@@ -228,7 +228,7 @@ def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     )
     early = frame.filter(pl.col("date") < calendar.CALENDAR_START)
     if early.height:
-        _log.info("files %s: dropped rows=%d before the calendar's first session %s", file, early.height, calendar.CALENDAR_START)
+        _log.info("files %s: dropped rows=%d dated before %s", file, early.height, calendar.CALENDAR_START)
         frame = frame.filter(pl.col("date").is_null() | (pl.col("date") >= calendar.CALENDAR_START))
     dates = frame.get_column("date").drop_nulls()
     sessions = pl.Series(

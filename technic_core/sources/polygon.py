@@ -94,7 +94,9 @@ _AGG_FIELDS: dict[str, pl.DataType] = {
     "n": pl.Int64,
     "t": pl.Int64,
 }
-_AGG_NAMES = {"T": "symbol", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap", "n": "trades"}
+_AGG_NAMES = {
+    "T": "symbol", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap", "n": "trades"
+}
 _PRICE_COLUMNS = ("open", "high", "low", "close", "vwap")
 
 #: SIC code ranges → GICS sector, most specific first: the first range containing a code wins. SIC is what
@@ -187,7 +189,9 @@ class TokenBucket:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if calls_per_minute < 0 or burst < 1:
-            raise ConfigError(f"token bucket: calls_per_minute {calls_per_minute} must be ≥ 0 and burst {burst} ≥ 1")
+            raise ConfigError(
+                f"token bucket: calls_per_minute {calls_per_minute} must be ≥ 0 and burst {burst} ≥ 1"
+            )
         self.interval = 60.0 / calls_per_minute if calls_per_minute > 0 else 0.0
         self._tolerance = (burst - 1) * self.interval
         self._clock = clock
@@ -447,14 +451,15 @@ def adjust_for_splits(bars: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
     if factors.is_empty():
         return bars
     factor = pl.col("_factor")
+
+    def adjusted(column: str, value: pl.Expr) -> pl.Expr:
+        return pl.when(factor.is_null()).then(pl.col(column)).otherwise(value).alias(column)
+
     return (
         bars.join(factors, on=["symbol", "date"], how="left", maintain_order="left")
         .with_columns(
-            *(
-                pl.when(factor.is_null()).then(pl.col(c)).otherwise((pl.col(c) * factor).round(6)).alias(c)
-                for c in _PRICE_COLUMNS
-            ),
-            pl.when(factor.is_null()).then(pl.col("volume")).otherwise((pl.col("volume") / factor).round(3)).alias("volume"),
+            *(adjusted(c, (pl.col(c) * factor).round(6)) for c in _PRICE_COLUMNS),
+            adjusted("volume", (pl.col("volume") / factor).round(3)),
         )
         .drop("_factor")
     )
@@ -769,14 +774,16 @@ class PolygonSource:
             listing = self._listing_for(session)
             session_bars = self._session_bars(session)
             details = self._details_for(listing.get_column("symbol"), session_bars)
+            sectors = _sector_mapping(details)
+            market_cap = pl.col("shares_outstanding").cast(pl.Float64) * pl.col("close")
             frame = (
                 listing.join(details, on="symbol", how="left", suffix="_details")
                 .join(session_bars.select("symbol", "close"), on="symbol", how="left")
                 .with_columns(
                     pl.coalesce("name_details", "name").alias("name"),
-                    pl.col("sic_code").replace_strict(_sector_mapping(details), default=None, return_dtype=pl.String).alias("sector"),
+                    pl.col("sic_code").replace_strict(sectors, default=None, return_dtype=pl.String).alias("sector"),
                     pl.col("sic_description").str.to_titlecase().alias("industry"),
-                    pl.coalesce(pl.col("shares_outstanding").cast(pl.Float64) * pl.col("close"), "market_cap").alias("market_cap"),
+                    pl.coalesce(market_cap, "market_cap").alias("market_cap"),
                     pl.lit(None, dtype=pl.Date).alias("delist_date"),
                 )
                 .sort("symbol")
@@ -873,22 +880,26 @@ class PolygonSource:
             first, last = uncovered[0], uncovered[-1]
             path = f"/v2/aggs/ticker/{VOLATILITY_TICKER}/range/1/day/{first.isoformat()}/{last.isoformat()}"
             params = {"sort": "asc", "limit": str(_AGGS_LIMIT)}
+            what = f"volatility index {VOLATILITY_TICKER} for {first}..{last}"
             try:
-                rows = self._run(lambda r: r.pages(path, params, f"volatility index {VOLATILITY_TICKER} for {first}..{last}"))
+                rows = self._run(lambda requester: requester.pages(path, params, what))
             except NotEntitledError as exc:
                 self._volatility_entitled = False
                 _log.warning(
                     "polygon volatility index unavailable (%s); market conditions use realized volatility only", exc
                 )
             else:
-                by_session = {row["date"]: row for row in _aggregates_frame(rows, VOLATILITY_SYMBOL).iter_rows(named=True)}
+                bars = _aggregates_frame(rows, VOLATILITY_SYMBOL)
+                by_session = {row["date"]: row for row in bars.iter_rows(named=True)}
                 for session in uncovered:
                     self._volatility[session] = by_session.get(session)
         rows = [self._volatility[s] for s in sessions if self._volatility.get(s) is not None]
         frame = pl.DataFrame(rows, schema=schema.BARS) if rows else schema.empty(schema.BARS)
         # an index level: no volume, vwap or trades, as in the simulated market
         return frame.with_columns(
-            pl.lit(0.0).alias("volume"), pl.lit(None, dtype=pl.Float64).alias("vwap"), pl.lit(None, dtype=pl.Int64).alias("trades")
+            pl.lit(0.0).alias("volume"),
+            pl.lit(None, dtype=pl.Float64).alias("vwap"),
+            pl.lit(None, dtype=pl.Int64).alias("trades"),
         )
 
     # ------------------------------------------------------------------ splits
