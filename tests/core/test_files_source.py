@@ -23,7 +23,8 @@ SESSIONS = calendar.sessions_between(dt.date(2024, 3, 1), dt.date(2024, 3, 28))
 def bar(symbol: str, session: dt.date) -> dict[str, float]:
     """The true bar every file format below encodes."""
     close = 10.0 + len(symbol) + (SESSIONS.index(session) if session in SESSIONS else 0) * 0.5
-    return {"open": close - 0.25, "high": close + 0.5, "low": close - 0.5, "close": close, "volume": 1_000.0 * len(symbol)}
+    volume = 1_000.0 * len(symbol)
+    return {"open": close - 0.25, "high": close + 0.5, "low": close - 0.5, "close": close, "volume": volume}
 
 
 def expected(symbols: list[str], sessions: list[dt.date] = SESSIONS) -> pl.DataFrame:
@@ -69,7 +70,8 @@ def messy(tmp_path) -> Path:
     spy = yahoo_rows("SPY", "%Y-%m-%d")
     write_csv(directory / "SPY.csv", list(spy[0]), [list(r.values()) for r in spy])
     vix = yahoo_rows("^VIX", "%Y-%m-%d")
-    write_csv(directory / "^VIX.csv", ["Date", "Open", "High", "Low", "Close"], [[r[k] for k in ("Date", "Open", "High", "Low", "Close")] for r in vix])
+    levels = ["Date", "Open", "High", "Low", "Close"]
+    write_csv(directory / "^VIX.csv", levels, [[r[k] for k in levels] for r in vix])
     write_csv(
         directory / "universe.csv",
         ["Symbol", "Name", "Sector", "Industry", "Market Cap"],
@@ -160,22 +162,28 @@ def test_lenient_import_skips_bad_files_whole(messy, caplog):
     assert "skipped file=BADP.csv" in caplog.text
 
 
+YAHOO = ["Date", "Open", "High", "Low", "Close", "Volume"]
+GOOD = ["2024-03-01", 1, 2, 0.5, 1.5, 10]
+
+
 @pytest.mark.parametrize(
     ("header", "rows", "problem"),
     [
-        (["Date", "Open", "High", "Close", "Volume"], [["2024-03-01", 1, 2, 1.5, 10]], "AAA.csv: missing column(s) low"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 1.5, 10], ["03-04-2024", 1, 2, 0.5, 1.5, 10]],
+        (["Date", "Open", "High", "Close", "Volume"], [["2024-03-01", 1, 2, 1.5, 10]],
+         "AAA.csv: missing column(s) low"),
+        (YAHOO, [GOOD, ["03-04-2024", 1, 2, 0.5, 1.5, 10]],
          "AAA.csv line 3: date is not an ISO or US date (first: '03-04-2024')"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-02", 1, 2, 0.5, 1.5, 10]],
-         "AAA.csv line 2: date is not an NYSE session (first: '2024-03-02')"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-29", 1, 2, 0.5, 1.5, 10]],
+        (YAHOO, [["2024-03-02", 1, 2, 0.5, 1.5, 10]],
+         "AAA.csv line 2: date is not an NYSE session (first: '2024-03-02')"),  # a Saturday
+        (YAHOO, [["2024-03-29", 1, 2, 0.5, 1.5, 10]],
          "date is not an NYSE session (first: '2024-03-29')"),  # Good Friday
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 0.5, 2, 1.5, 10]], "high is below low"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 2.5, 10]], "high is below open or close"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", -1, 2, 0.5, 1.5, 10]], "a price is zero or negative"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, 1.5, -10]], "volume is negative"),
-        (["Date", "Open", "High", "Low", "Close", "Volume"], [["2024-03-01", 1, 2, 0.5, "\"1,5\"", 10]], "close is missing or not a number"),
-        (["Date", "Close", "close", "Open", "High", "Low", "Volume"], [["2024-03-01", 1, 1, 1, 2, 0.5, 10]], "'Close' and 'close' are both close"),
+        (YAHOO, [["2024-03-01", 1, 0.5, 2, 1.5, 10]], "high is below low"),
+        (YAHOO, [["2024-03-01", 1, 2, 0.5, 2.5, 10]], "high is below open or close"),
+        (YAHOO, [["2024-03-01", -1, 2, 0.5, 1.5, 10]], "a price is zero or negative"),
+        (YAHOO, [["2024-03-01", 1, 2, 0.5, 1.5, -10]], "volume is negative"),
+        (YAHOO, [["2024-03-01", 1, 2, 0.5, '"1,5"', 10]], "close is missing or not a number"),  # a decimal comma
+        (["Date", "Close", "close", "Open", "High", "Low", "Volume"], [["2024-03-01", 1, *GOOD[1:]]],
+         "'Close' and 'close' are both close"),
     ],
 )
 def test_each_validation_rule_names_file_and_line(tmp_path, header, rows, problem):
@@ -186,10 +194,13 @@ def test_each_validation_rule_names_file_and_line(tmp_path, header, rows, proble
 
 
 def test_parquet_problems_name_rows_and_universe_problems_name_lines(tmp_path):
-    frame = pl.DataFrame({"Date": ["2024-03-01", "2024-03-04"], "Open": [1.0, 1.0], "High": [2.0, 2.0], "Low": [0.5, 3.0],
-                          "Close": [1.5, 1.5], "Volume": [10, 10]})
+    frame = pl.DataFrame(
+        {"Date": ["2024-03-01", "2024-03-04"], "Open": [1.0, 1.0], "High": [2.0, 2.0], "Low": [0.5, 3.0],
+         "Close": [1.5, 1.5], "Volume": [10, 10]}
+    )
     frame.write_parquet(tmp_path / "AAA.parquet")
-    write_csv(tmp_path / "universe.csv", ["symbol", "sector", "market_cap"], [["AAA", "Energy", "big"], ["aaa", "Energy", 1e9]])
+    universe = [["AAA", "Energy", "big"], ["aaa", "Energy", 1e9]]
+    write_csv(tmp_path / "universe.csv", ["symbol", "sector", "market_cap"], universe)
     with pytest.raises(DataSourceError) as raised:
         FilesSource(tmp_path).bars(dt.date(2024, 3, 1), dt.date(2024, 3, 4))
     message = str(raised.value)
@@ -225,7 +236,8 @@ def test_make_source_builds_files_from_settings(messy, tmp_path):
         make_source(Settings(source="files"))
     with pytest.raises(ConfigError, match="not a directory"):
         make_source(Settings(source="files", files_dir=tmp_path / "missing"))
-    source = make_source(Settings.from_env({"TECHNIC_SOURCE": "files", "TECHNIC_FILES_DIR": str(messy), "TECHNIC_FILES_STRICT": "false"}))
+    env = {"TECHNIC_SOURCE": "files", "TECHNIC_FILES_DIR": str(messy), "TECHNIC_FILES_STRICT": "false"}
+    source = make_source(Settings.from_env(env))
     assert isinstance(source, FilesSource) and source.strict is False and source.directory == messy
 
 
@@ -237,7 +249,10 @@ def test_a_strict_failure_writes_no_partition_through_the_pipeline(messy, tmp_pa
     monkeypatch.setenv("TECHNIC_SOURCE", "files")
     monkeypatch.setenv("TECHNIC_FILES_DIR", str(messy))
     monkeypatch.setenv("TECHNIC_WAREHOUSE", str(root))
-    tags = {ASSET_PARTITION_RANGE_START_TAG: SESSIONS[0].isoformat(), ASSET_PARTITION_RANGE_END_TAG: SESSIONS[4].isoformat()}
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: SESSIONS[0].isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: SESSIONS[4].isoformat(),
+    }
     result = defs.resolve_job_def(BARS_BACKFILL_JOB).execute_in_process(
         instance=DagsterInstance.ephemeral(), tags=tags, raise_on_error=False
     )

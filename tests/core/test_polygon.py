@@ -7,6 +7,7 @@ route. The limiter and backoff run on a virtual clock, so retries cost no wall t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import json
@@ -92,7 +93,8 @@ class FakePolygon:
     def adjusted_bar(self, symbol: str, session: dt.date) -> dict[str, float]:
         i = TRADED.index(symbol) if symbol in TRADED else 7
         close = 20.0 + 8 * i + 0.25 * (session.toordinal() % 40)
-        return {"o": close - 0.5, "h": close + 1.0, "l": close - 1.0, "c": close, "v": 100_000.0 * (i + 1), "vw": close - 0.25}
+        volume = 100_000.0 * (i + 1)
+        return {"o": close - 0.5, "h": close + 1.0, "l": close - 1.0, "c": close, "v": volume, "vw": close - 0.25}
 
     def factor(self, symbol: str, session: dt.date) -> float:
         """Product of the price factors of splits of `symbol` executed after `session`."""
@@ -153,7 +155,8 @@ class FakePolygon:
         if session in self.empty_sessions or not calendar.is_session(session):
             return httpx.Response(200, json={**envelope, "queryCount": 0, "resultsCount": 0})
         results = [{"T": symbol, **self.raw_bar(symbol, session, 16)} for symbol in TRADED]
-        return httpx.Response(200, json={**envelope, "queryCount": len(results), "resultsCount": len(results), "results": results})
+        counts = {"queryCount": len(results), "resultsCount": len(results)}
+        return httpx.Response(200, json={**envelope, **counts, "results": results})
 
     def _ticker_range(self, request: httpx.Request, ticker: str, first: str, last: str) -> httpx.Response:
         fault = self._fault(request, "ticker", ticker)
@@ -223,8 +226,8 @@ class FakePolygon:
         results = {
             "ticker": ticker, "name": f"{ticker} Corporation", "market": "stocks", "locale": "us", "type": "CS",
             "active": True, "currency_name": "usd", "market_cap": 1.0e9, "sic_code": sic_code,
-            "sic_description": sic_description, "list_date": "1990-05-01", "share_class_shares_outstanding": shares // 2,
-            "weighted_shares_outstanding": shares, "round_lot": 100,
+            "sic_description": sic_description, "list_date": "1990-05-01", "round_lot": 100,
+            "share_class_shares_outstanding": shares // 2, "weighted_shares_outstanding": shares,
         }
         return httpx.Response(200, json={"status": "OK", "request_id": "d", "results": results})
 
@@ -246,12 +249,14 @@ def warehouse(tmp_path) -> Warehouse:
 
 
 def expected_bars(fake: FakePolygon, sessions: list[dt.date], symbols: list[str] = TRADED) -> pl.DataFrame:
+    names = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap"}
     rows = [
-        {"symbol": symbol, "date": session, **{k: fake.adjusted_bar(symbol, session)[k] for k in ("o", "h", "l", "c", "v", "vw")}, "n": 1_000 + len(symbol)}
+        {"symbol": symbol, "date": session, "trades": 1_000 + len(symbol),
+         **{name: fake.adjusted_bar(symbol, session)[key] for key, name in names.items()}}
         for session in sessions
         for symbol in sorted(symbols)
     ]
-    frame = pl.DataFrame(rows).rename({"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap", "n": "trades"})
+    frame = pl.DataFrame(rows)
     return schema.conform(frame, schema.BARS, "expected")
 
 
@@ -326,6 +331,34 @@ def test_an_empty_response_for_a_session_gives_no_rows_and_is_asked_again(wareho
     assert "returned no bars" in caplog.text
     assert second.get_column("date").n_unique() == 3
     assert fake.count("grouped") == 4, "only the empty session is fetched again"
+
+
+def test_requests_run_at_most_concurrency_at_once(warehouse):
+    fake, in_flight = FakePolygon(), {"now": 0, "most": 0}
+
+    async def slow_grouped(request: httpx.Request, day: str) -> httpx.Response:
+        in_flight["now"] += 1
+        in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        for _ in range(5):  # yield to the loop so other requests could start if allowed
+            await asyncio.sleep(0)
+        in_flight["now"] -= 1
+        return fake._grouped(request, day)
+
+    router = fake.mock()
+    router.get(path__regex=GROUPED).mock(side_effect=slow_grouped)
+    with router:
+        bars = source_for(warehouse, concurrency=3).bars(dt.date(2024, 4, 1), dt.date(2024, 4, 12))
+    assert in_flight["most"] == 3
+    assert bars.get_column("date").n_unique() == 10
+
+
+def test_works_when_called_inside_a_running_event_loop(warehouse):
+    async def notebook_cell() -> pl.DataFrame:
+        return source_for(warehouse).bars(dt.date(2024, 4, 1), dt.date(2024, 4, 2))
+
+    with FakePolygon().mock():
+        bars = asyncio.run(notebook_cell())
+    assert bars.height == 2 * len(TRADED)
 
 
 # ---------------------------------------------------------------------------- faults
@@ -443,7 +476,8 @@ def test_retry_after_accepts_seconds_and_http_dates_and_clips():
     def response(value: str) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": value})
     assert retry_after_seconds(response("12")) == 12.0
-    assert retry_after_seconds(response(email.utils.format_datetime(now + dt.timedelta(seconds=90))), lambda: now) == 90.0
+    in_90_s = email.utils.format_datetime(now + dt.timedelta(seconds=90))
+    assert retry_after_seconds(response(in_90_s), lambda: now) == 90.0
     assert retry_after_seconds(response("-3")) == 0.0
     assert retry_after_seconds(response("86400")) == 600.0
     assert retry_after_seconds(response("soon")) is None
@@ -584,7 +618,7 @@ def test_reference_follows_next_url_maps_sectors_and_caches_in_the_warehouse(war
     rows = {row["symbol"]: row for row in reference.iter_rows(named=True)}
     assert reference.get_column("symbol").to_list() == sorted(COMMON_STOCKS) and INDEX_SYMBOL not in rows
     assert rows["AAPL"]["sector"] == "Information Technology" and rows["AAPL"]["industry"] == "Electronic Computers"
-    assert rows["JNJ"]["sector"] == "Health Care" and rows["O"]["sector"] == "Real Estate" and rows["XOM"]["sector"] == "Energy"
+    assert [rows[s]["sector"] for s in ("JNJ", "O", "XOM")] == ["Health Care", "Real Estate", "Energy"]
     assert rows["AAPL"]["market_cap"] == pytest.approx(15e9 * fake.adjusted_bar("AAPL", session)["c"])
     assert rows["AAPL"]["name"] == "AAPL Corporation" and rows["AAPL"]["list_date"] == dt.date(1990, 5, 1)
     assert rows["ZZZQ"]["sector"] is None and rows["ZZZQ"]["name"] == "ZZZQ Inc.", "a 404 keeps the listing's name"
@@ -610,7 +644,9 @@ def test_the_details_budget_goes_to_the_most_liquid_names_first(warehouse):
         source = source_for(warehouse, details_per_run=2)
         source.bars(session, session)
         first = source.reference(session)
-        fetched_first = [r.url.path.rsplit("/", 1)[1] for r in fake.requests if r.url.path.startswith("/v3/reference/tickers/")]
+        fetched_first = [
+            r.url.path.rsplit("/", 1)[1] for r in fake.requests if r.url.path.startswith("/v3/reference/tickers/")
+        ]
         second = source_for(warehouse, details_per_run=10).reference(session)
     assert sorted(fetched_first) == ["XOM", "ZZZQ"], "highest close × volume first"
     assert first.filter(pl.col("sector").is_not_null()).get_column("symbol").to_list() == ["XOM"]
