@@ -235,6 +235,10 @@ class RetryPolicy:
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base_delay_s < 0 or self.max_delay_s < self.base_delay_s:
+            raise ConfigError(f"retry policy: need attempts ≥ 1 and 0 ≤ base_delay_s ≤ max_delay_s, got {self}")
+
     def backoff(self, failed_attempts: int, fraction: float) -> float:
         """Seconds to wait after `failed_attempts` failures, given a uniform draw `fraction` in [0, 1)."""
         return fraction * min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
@@ -574,7 +578,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _aggregates_frame(rows: list[dict], symbol: str | None = None) -> pl.DataFrame:
-    """Aggregate results as `schema.BARS` plus nothing else; the session is the stamp's New York date.
+    """Aggregate results as `schema.BARS`; each bar's session is the New York date of its stamp.
 
     `symbol` names the ticker of per-ticker results (which carry no `T`). Rows without a ticker or a
     timestamp cannot be placed and are dropped with a warning.
@@ -687,17 +691,15 @@ class PolygonSource:
         self.sleep = sleep
         self.jitter = jitter
         self.concurrency = concurrency
-        #: Ticker-details calls this instance may still make (`math.inf`: no limit).
-        self.details_budget: float = math.inf
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self._timeout = httpx.Timeout(timeout_s)
         self._reference_refresh = dt.timedelta(days=reference_refresh_days)
         self._details_refresh = dt.timedelta(days=details_refresh_days)
-        if details_per_run is None:
-            details_per_run = int(DETAILS_MINUTES_PER_RUN * calls_per_minute) if calls_per_minute > 0 else None
-        if details_per_run is not None:
-            self.details_budget = details_per_run
+        if details_per_run is None and calls_per_minute > 0:
+            details_per_run = int(DETAILS_MINUTES_PER_RUN * calls_per_minute)
+        #: Ticker-details calls this instance may still make (`math.inf`: no limit).
+        self.details_budget: float = math.inf if details_per_run is None else details_per_run
         self._today = today
         self._lock = threading.RLock()
         self._grouped: dict[dt.date, pl.DataFrame] = {}  # raw (unadjusted) grouped bars by session
