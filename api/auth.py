@@ -132,11 +132,9 @@ class StreamQuota:
             "close one and retry"
         )
 
-    def acquire(self, principal: Principal) -> bool:
-        if self.exceeded(principal):
-            return False
+    def acquire(self, principal: Principal) -> None:
+        """Take a slot; callers check `exceeded` first, in the same event-loop step."""
         self._open[principal.id] += 1
-        return True
 
     def release(self, principal: Principal) -> None:
         self._open[principal.id] -= 1

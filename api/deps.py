@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -23,8 +22,11 @@ from api.scans import ScanManager
 from api.settings import ApiSettings
 from technic_core.warehouse import Warehouse
 
-#: `suggest(goal, conditions)` bound to the warehouse.
+#: `suggest(goal, conditions)` bound to the warehouse; `goal` is one of the API's goals.
 Suggester = Callable[[str, dict[str, Any]], Any]
+
+#: The API's goals (speed | quality | balanced) → the optimizer's preset names.
+OPTIMIZER_GOALS = {"speed": "quick", "quality": "deep", "balanced": "balanced"}
 
 
 async def store(request: Request) -> Warehouse:
@@ -62,7 +64,9 @@ def optional_parameter_suggester(
     """`technic_core.ml.scan_predictors.suggest` bound to the warehouse, or None while unavailable."""
     service = _predictions(request)
     module = service.module() if predictors is not None else None
-    return None if module is None else partial(module.suggest, service.store)
+    if module is None:
+        return None
+    return lambda goal, conditions: module.suggest(service.store, OPTIMIZER_GOALS[goal], conditions)
 
 
 def prediction_unavailable(request: Request) -> HTTPException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 
 import polars as pl
 
@@ -48,6 +49,11 @@ class StreamEvent:
         self._sse: bytes | None = None
         self._ws: str | None = None
 
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """A `result` event's rows, one JSON object each; empty for other kinds."""
+        return self._rows
+
     def sse(self) -> bytes:
         """The SSE frame. Heartbeats carry no `id`, so they never move a client's resume cursor."""
         if self._sse is None:
@@ -77,6 +83,26 @@ class StreamEvent:
         if self._first_seq > cursor:
             return self
         return result_event(self._scan_id, self._batch, cursor + 1, self._rows[cursor + 1 - self._first_seq :])
+
+
+#: Events are joined into one transport write up to this size; a larger event is written on its own.
+JOIN_LIMIT = 64 * 1024
+
+
+def sse_chunks(events: list[StreamEvent]) -> Iterator[bytes]:
+    """The SSE frames of `events` as few writes as is cheap: small frames joined, large ones passed as they
+    are, since copying a 200 KB result into a joined buffer per subscriber costs more than one more write."""
+    pending: list[bytes] = []
+    size = 0
+    for event in events:
+        frame = event.sse()
+        if pending and size + len(frame) > JOIN_LIMIT:
+            yield b"".join(pending) if len(pending) > 1 else pending[0]
+            pending, size = [], 0
+        pending.append(frame)
+        size += len(frame)
+    if pending:
+        yield b"".join(pending) if len(pending) > 1 else pending[0]
 
 
 def _data(**fields: object) -> str:

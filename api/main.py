@@ -43,6 +43,9 @@ ERROR_STATUS: tuple[tuple[type[TechnicError], int], ...] = (
     (NoScanData, status.HTTP_409_CONFLICT),
     (ConfigError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (WarehouseError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    # Anything else raised on purpose (e.g. the ML stage's "no scan history yet") is about the warehouse's
+    # state, not a server fault.
+    (TechnicError, status.HTTP_409_CONFLICT),
 )
 
 

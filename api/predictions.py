@@ -14,7 +14,6 @@ The contract used: `load_scan_predictors(store) -> ScanPredictors | None`, whose
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
 import time
 from types import ModuleType
@@ -22,8 +21,6 @@ from typing import Any, Protocol
 
 from technic_core.config import ScanConfig
 from technic_core.warehouse import Warehouse
-
-logger = logging.getLogger(__name__)
 
 MODULE = "technic_core.ml.scan_predictors"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import secrets
 import threading
@@ -24,19 +25,20 @@ from pathlib import Path
 
 import polars as pl
 
-from api.events import END_ERROR, encode_rows, end_event, progress_event, result_event
+from api.events import END_ERROR, RESULT, encode_rows, end_event, progress_event, result_event
 from api.hub import StreamHub, Topic
 from technic_core import calendar, schema
 from technic_core.config import ScanConfig
 from technic_core.errors import TechnicError
-from technic_core.scan import ScanBatch, ScanHooks, run_scan
+from technic_core.scan import ScanBatch, ScanHooks, run_scan, scan_candidates
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
 #: Ad-hoc scan ids: a prefix the pipeline never uses, so scan history tells them from daily scans.
 SCAN_ID_PREFIX = "adhoc-"
-SCAN_ID_PATTERN = r"^adhoc-[0-9a-f]{16}$"
+SCAN_ID_FORM = r"adhoc-[0-9a-f]{16}"
+SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 ORDER_PRIORITY, ORDER_ALPHABETICAL = "priority", "alphabetical"
@@ -159,6 +161,17 @@ class ScanInputsCache:
         )
 
 
+def _candidate_bars(inputs: ScanInputs, config: ScanConfig, order: tuple[str, ...] | None) -> pl.DataFrame:
+    """The history of only the symbols the scan will visit, when the request narrows the universe.
+
+    Why: the engine splits the whole history by symbol before its first batch, so a 50-symbol quick scan
+    would otherwise pay for all 5,000 symbols before publishing anything.
+    """
+    if config.max_symbols is None and config.sectors is None:
+        return inputs.bars
+    return inputs.bars.filter(pl.col("symbol").is_in(scan_candidates(inputs.universe, config, order)))
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -188,15 +201,15 @@ class AdHocScan:
     elapsed_s: float = 0.0
     end_reason: str | None = None
     error: str | None = None
-    frames: list[pl.DataFrame] = field(default_factory=list)
     done: Future[None] | None = None
 
     @property
     def session(self) -> dt.date:
         return self.inputs.session
 
-    def result_frame(self) -> pl.DataFrame:
-        return pl.concat(self.frames) if self.frames else schema.empty(schema.RESULTS)
+    def rows(self) -> list[dict[str, object]]:
+        """Every published row, in seq order, decoded from the stream log (the one copy the scan keeps)."""
+        return [json.loads(row) for event in self.topic.log if event.kind == RESULT for row in event.rows]
 
 
 def ordering_note(scan: AdHocScan) -> str:
@@ -319,14 +332,15 @@ class ScanManager:
         started = time.perf_counter()
         scan.status = RUNNING
         inputs = scan.inputs
+        order = inputs.priority.order if scan.ordering == ORDER_PRIORITY and inputs.priority else None
         try:
             run = run_scan(
                 scan.config,
                 inputs.session,
-                inputs.bars,
+                _candidate_bars(inputs, scan.config, order),
                 inputs.universe,
                 regime=inputs.regime,
-                order=inputs.priority.order if scan.ordering == ORDER_PRIORITY and inputs.priority else None,
+                order=order,
                 should_stop=scan.stop_requested.is_set,
                 hooks=self._scan_hooks(scan),
             )
@@ -360,7 +374,6 @@ class ScanManager:
         return replace(self._hooks, enrich=with_priority)
 
     def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
-        scan.frames.append(batch.results)
         first_seq = scan.results + 1
         scan.results += batch.results.height
         scan.scanned, scan.signals, scan.elapsed_s = batch.scanned, batch.signals, batch.elapsed_s

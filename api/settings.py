@@ -37,7 +37,9 @@ class ApiSettings(StrictModel):
     )
     max_scans_per_key: int = Field(2, ge=1, le=100, description="queued or running ad-hoc scans per key")
     scan_workers: int = Field(2, ge=1, le=64, description="threads running ad-hoc scans; more scans queue")
-    retained_scans: int = Field(100, ge=1, le=10_000, description="finished ad-hoc scans kept for replay and stats")
+    retained_scans: int = Field(
+        20, ge=1, le=10_000, description="finished ad-hoc scans kept for replay and stats (a few MB of JSON each)"
+    )
     subscriber_queue: int = Field(
         256, ge=1, le=100_000, description="live events buffered per subscriber before it is dropped as lagging"
     )

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from fastapi.exceptions import RequestValidationError
 
-from api.scans import SCAN_ID_PATTERN
+from api.scans import SCAN_ID_FORM, SCAN_ID_PATTERN
 from technic_core import calendar
 from technic_core.errors import NotASessionError
 
 LATEST = "latest"
-STREAM_ID_PATTERN = rf"^({LATEST}|\d{{4}}-\d{{2}}-\d{{2}}|{SCAN_ID_PATTERN.strip('^$')})$"
+STREAM_ID_PATTERN = rf"^({LATEST}|\d{{4}}-\d{{2}}-\d{{2}}|{SCAN_ID_FORM})$"
 _SCAN_ID = re.compile(SCAN_ID_PATTERN)
 #: Largest resume cursor accepted; far beyond any scan's row count, small enough for every client's integers.
 MAX_CURSOR = 10**12
@@ -64,7 +64,7 @@ def stream_target(value: str, location: tuple[str, ...]) -> StreamTarget:
     return StreamTarget(session=session)
 
 
-def cursor(text: str | None, location: tuple[str, ...]) -> int | None:
+def parse_cursor(text: str | None, location: tuple[str, ...]) -> int | None:
     """A seq given as text (a header or a WebSocket query parameter); blank means none."""
     if text is None or not text.strip():
         return None
@@ -76,5 +76,5 @@ def cursor(text: str | None, location: tuple[str, ...]) -> int | None:
 def resume_cursor(after: int | None, last_event_id: str | None) -> int | None:
     """The seq an SSE client already has. `Last-Event-ID` wins: a reconnecting EventSource sends the newest
     id in it while its URL still carries the `after` it first connected with."""
-    from_header = cursor(last_event_id, ("header", "Last-Event-ID"))
+    from_header = parse_cursor(last_event_id, ("header", "Last-Event-ID"))
     return after if from_header is None else from_header

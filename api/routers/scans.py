@@ -119,7 +119,7 @@ async def scan_whole(config: ScanConfig, scans: ScansDep, owner: Writer) -> Scan
     scan = await _start(scans, config, owner)
     assert scan.done is not None
     await asyncio.wrap_future(scan.done)
-    rows = await run_in_threadpool(lambda: scan.result_frame().to_dicts())
+    rows = await run_in_threadpool(scan.rows)
     return ScanResult(stats=stats(scan), ordering_note=ordering_note(scan), rows=rows)
 
 

@@ -11,7 +11,6 @@ status for the rest (4404 unknown stream, 4422 bad id or cursor, 4429 too many s
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,11 +23,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
+from api.events import sse_chunks
 from api.hub import StreamHub, Subscriber
-from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, cursor, resume_cursor, stream_target
+from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.warehouse import Warehouse
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["streams"])
 
@@ -100,8 +98,9 @@ async def result_events(
 
     async def body():
         try:
-            async for event in lease.subscriber.events(heartbeat_s):
-                yield event.sse()
+            async for burst in lease.subscriber.bursts(heartbeat_s):
+                for chunk in sse_chunks(burst):
+                    yield chunk
         finally:
             lease.release()
 
@@ -118,7 +117,8 @@ async def result_websocket(websocket: WebSocket, scan_id: str) -> None:
         await websocket.close(_WS_POLICY_VIOLATION, exc.message)
         return
     try:
-        lease = _open(websocket, principal, scan_id, cursor(websocket.query_params.get("after"), ("query", "after")))
+        after = parse_cursor(websocket.query_params.get("after"), ("query", "after"))
+        lease = _open(websocket, principal, scan_id, after)
     except HTTPException as exc:
         await websocket.close(4000 + exc.status_code, str(exc.detail)[:120])
         return

@@ -8,7 +8,18 @@ import json
 
 import polars as pl
 
-from api.events import END, HEARTBEAT, LAGGING, PROGRESS, RESULT, encode_rows, end_event, progress_event, result_event
+from api.events import (
+    END,
+    HEARTBEAT,
+    LAGGING,
+    PROGRESS,
+    RESULT,
+    encode_rows,
+    end_event,
+    progress_event,
+    result_event,
+    sse_chunks,
+)
 from api.hub import StreamHub, Topic
 
 
@@ -154,3 +165,12 @@ def test_live_events_a_resumed_client_already_has_are_not_delivered_again():
     events = asyncio.run(scenario())
     assert _seqs(events) == [5, 6]
     assert [(event.kind, event.seq) for event in events] == [(RESULT, 6), (PROGRESS, 6), (END, 6)]
+
+
+def test_small_events_share_a_write_and_large_ones_are_not_copied():
+    small = [progress_event("s", 1, batch=0, signals=0), progress_event("s", 2, batch=1, signals=0)]
+    large = result_event("s", 2, 3, tuple('{"seq":%d,"pad":"%s"}' % (seq, "x" * 1000) for seq in range(3, 103)))
+    chunks = list(sse_chunks([*small, large, end_event("s", 102, "complete")]))
+    assert chunks[0] == small[0].sse() + small[1].sse()
+    assert chunks[1] is large.sse(), "a large frame is written as it is"
+    assert b"".join(chunks) == b"".join(event.sse() for event in [*small, large]) + end_event("s", 102, "complete").sse()

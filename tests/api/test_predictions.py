@@ -42,7 +42,8 @@ class Suggestion:
     hot_sectors: list[str]
 
 
-def test_without_the_ml_module_predictions_are_503_with_the_reason(client):
+def test_without_the_ml_module_predictions_are_503_with_the_reason(client, monkeypatch):
+    monkeypatch.setitem(sys.modules, MODULE, None)  # a deployment without the ML package
     predict = client.post("/scan/predict", json={}, headers=AUTH)
     suggest = client.get("/scan/suggest", params={"goal": "speed"})
     for response in (predict, suggest):
@@ -105,3 +106,20 @@ def test_bad_prediction_input_is_422_even_without_a_predictor(client):
     assert client.get("/scan/suggest", params={"goal": "fastest"}).status_code == 422
     response = client.post("/scan/predict", json={"max_symbols": -5}, headers=AUTH)
     assert response.status_code == 422 and "body.max_symbols" in response.json()["message"]
+
+
+def test_the_api_goals_reach_the_optimizer_as_its_preset_names(client, monkeypatch):
+    asked = []
+
+    def suggest(store, goal: str, conditions: dict) -> Suggestion:
+        asked.append(goal)
+        return Suggestion(config=ScanConfig(), predicted=None, warnings=[], hot_sectors=[])
+
+    module = types.ModuleType(MODULE)
+    module.load_scan_predictors = lambda store: FakePredictors()
+    module.suggest = suggest
+    monkeypatch.setitem(sys.modules, MODULE, module)
+    bodies = [client.get("/scan/suggest", params={"goal": goal}).json() for goal in ("speed", "quality", "balanced")]
+    assert asked == ["quick", "deep", "balanced"]
+    assert [body["goal"] for body in bodies] == ["speed", "quality", "balanced"]
+    assert all(body["predicted"] is None for body in bodies)

@@ -6,6 +6,7 @@ import json
 
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
 from api.models import ResultRow
 from technic_core.config import SECTORS
@@ -96,8 +97,6 @@ def test_every_sector_filter_is_accepted(client):
 
 
 def test_latest_on_an_empty_warehouse_is_404(make_app, tmp_path):
-    from fastapi.testclient import TestClient
-
     with TestClient(make_app(root=tmp_path / "empty")) as empty:
         response = empty.get("/results/latest")
         assert response.status_code == 404 and "no scan results" in response.json()["detail"]

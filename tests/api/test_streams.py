@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
-from httpx_sse import EventSource, ServerSentEvent, aconnect_sse, connect_sse
+from fastapi.testclient import TestClient
+from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 from starlette.websockets import WebSocketDisconnect
 
+from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, KEY
 from tests.api.support import MarketFixture, daily_history_row, running_server, wait_for
@@ -219,10 +222,6 @@ def test_timeout_ends_the_scan(server):
 
 
 def test_stop_ends_the_stream_with_stopped(make_app):
-    import threading
-
-    from technic_core.scan import ScanHooks
-
     entered, release = threading.Event(), threading.Event()
 
     def hold_first_batch(results):
@@ -343,8 +342,6 @@ def test_websocket_refusals_close_with_a_code(client, path, code):
 
 
 def test_websocket_without_a_required_key_closes_with_1008(make_app):
-    from fastapi.testclient import TestClient
-
     with TestClient(make_app(reads_require_key=True)) as test_client:
         with test_client.websocket_connect("/ws/results/latest") as websocket:
             with pytest.raises(WebSocketDisconnect) as closed:
