@@ -28,6 +28,7 @@ up: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan_speed.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache

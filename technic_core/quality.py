@@ -38,10 +38,16 @@ def _count(frame: pl.DataFrame, condition: pl.Expr) -> int:
     return int(frame.select(condition.sum()).item() or 0)
 
 
-def bar_checks(bars: pl.DataFrame, listed_symbols: int, previous: pl.DataFrame | None) -> list[CheckOutcome]:
-    """Coverage of the listed universe, OHLC sanity, uniqueness and staleness of one session's bars."""
-    covered = bars.get_column("symbol").n_unique()
-    coverage = covered / listed_symbols if listed_symbols else 0.0
+def bar_checks(bars: pl.DataFrame, expected_symbols: pl.Series, previous: pl.DataFrame | None) -> list[CheckOutcome]:
+    """Coverage of the expected symbols, OHLC sanity, uniqueness and staleness of one session's bars.
+
+    `expected_symbols` is the screened universe the bars must serve (see `expected_bar_symbols`); coverage is
+    the share of those symbols that have a bar, so a feed that drops names fails even if others appear.
+    """
+    expected = expected_symbols.unique()
+    listed_symbols = expected.len()
+    covered = int(expected.is_in(bars.get_column("symbol").implode()).sum()) if listed_symbols else 0
+    coverage = covered / listed_symbols if listed_symbols else 1.0
     prices = ("open", "high", "low", "close")
     bad_price = pl.any_horizontal([pl.col(c).is_null() | (pl.col(c) <= 0) | pl.col(c).is_nan() for c in prices])
     bad_range = (pl.col("high") < pl.max_horizontal("open", "close")) | (
@@ -60,7 +66,7 @@ def bar_checks(bars: pl.DataFrame, listed_symbols: int, previous: pl.DataFrame |
         CheckOutcome(
             "bars_coverage",
             coverage >= MIN_BAR_COVERAGE,
-            f"{covered} of {listed_symbols} listed symbols have a bar ({coverage:.1%}; need ≥ {MIN_BAR_COVERAGE:.0%})",
+            f"{covered} of {listed_symbols} expected symbols have a bar ({coverage:.1%}; need ≥ {MIN_BAR_COVERAGE:.0%})",
             {"coverage": round(coverage, 4), "symbols_with_bars": covered, "listed_symbols": listed_symbols},
         ),
         CheckOutcome(
@@ -82,6 +88,17 @@ def bar_checks(bars: pl.DataFrame, listed_symbols: int, previous: pl.DataFrame |
             {"repeated_share": round(repeated_share, 4)},
         ),
     ]
+
+
+def expected_bar_symbols(screened: pl.DataFrame | None, previous_bars: pl.DataFrame | None) -> pl.Series:
+    """The symbols a session's bars must cover: the screened universe (symbols that passed) when one is
+    known for the session or the one before, else whatever traded the previous session. Using stored
+    partitions keeps the check free of vendor calls, so a backfill costs one call per session."""
+    if screened is not None and screened.height:
+        return screened.filter(pl.col("passed")).get_column("symbol")
+    if previous_bars is not None:
+        return previous_bars.get_column("symbol")
+    return pl.Series("symbol", [], dtype=pl.String)
 
 
 def universe_checks(universe: pl.DataFrame, band: tuple[float, float] = REJECTION_RATE_BAND) -> list[CheckOutcome]:

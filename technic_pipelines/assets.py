@@ -76,6 +76,14 @@ def _window_start(session: dt.date, sessions: int) -> dt.date:
     return calendar.sessions_back(session, sessions)[0]
 
 
+def _latest_universe(store: Warehouse, session: dt.date) -> pl.DataFrame | None:
+    """The session's screened universe, else the previous session's, else None (a first backfill)."""
+    for candidate in (session, calendar.previous_session(session)):
+        if store.has_partition("universe", candidate):
+            return store.read("universe", candidate, candidate)
+    return None
+
+
 def _source_counters(source: MarketDataSource) -> tuple[int, int]:
     return source.stats.api_calls, source.stats.cache_hits
 
@@ -112,7 +120,7 @@ def _check_results(outcomes: list[quality.CheckOutcome]) -> list[AssetCheckResul
 
 
 BAR_CHECKS = {
-    "bars_coverage": f"at least {quality.MIN_BAR_COVERAGE:.0%} of the symbols listed on the session have a bar",
+    "bars_coverage": f"at least {quality.MIN_BAR_COVERAGE:.0%} of the screened universe has a bar",
     "bars_valid_ohlc": "no null or non-positive OHLC; high ≥ max(open, close) and low ≤ min(open, close)",
     "bars_unique": "no duplicate (symbol, date) rows",
     "bars_not_stale": "the session's bars are not a copy of the previous session's",
@@ -150,7 +158,8 @@ def price_bars(
     context: AssetExecutionContext, warehouse: WarehouseResource, market_data: MarketDataResource
 ) -> MaterializeResult:
     started = time.perf_counter()
-    store, source = warehouse.get(), market_data.get()
+    store = warehouse.get()
+    source = market_data.get(store)
     ensure_single_source(store, market_data.identity())
     sessions = _sessions(context)
     before = _source_counters(source)
@@ -176,7 +185,8 @@ def price_bars(
     outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
     for session in sessions:
         written = store.read("bars", session, session)
-        outcomes[session] = quality.bar_checks(written, source.reference(session).height, previous)
+        screened = _latest_universe(store, session)
+        outcomes[session] = quality.bar_checks(written, quality.expected_bar_symbols(screened, previous), previous)
         previous = written
     return MaterializeResult(
         check_results=_check_results(quality.combine(outcomes)),
@@ -207,7 +217,8 @@ def universe(
     context: AssetExecutionContext, warehouse: WarehouseResource, market_data: MarketDataResource
 ) -> MaterializeResult:
     started = time.perf_counter()
-    store, source = warehouse.get(), market_data.get()
+    store = warehouse.get()
+    source = market_data.get(store)
     before = _source_counters(source)
     reasons: Counter[str] = Counter()
     rows = passed = 0

@@ -40,15 +40,26 @@ class MarketDataResource(ConfigurableResource):
     sim_symbols: Optional[int] = None
     sim_seed: Optional[int] = None
 
-    def settings(self) -> Settings:
-        return Settings.from_env(source=self.source, sim_symbols=self.sim_symbols, sim_seed=self.sim_seed)
+    def settings(self, warehouse: Warehouse | None = None) -> Settings:
+        """Source settings; `warehouse` pins the caches (simulator checkpoints, vendor reference data) to
+        the warehouse the assets write, even when that root came from the launchpad, not the environment."""
+        return Settings.from_env(
+            source=self.source,
+            sim_symbols=self.sim_symbols,
+            sim_seed=self.sim_seed,
+            warehouse=warehouse.root if warehouse is not None else None,
+        )
 
-    def get(self) -> MarketDataSource:
-        return _shared_source(self.settings())
+    def get(self, warehouse: Warehouse | None = None) -> MarketDataSource:
+        return _shared_source(self.settings(warehouse))
 
     def identity(self) -> dict[str, object]:
         """What the data in a warehouse was produced from; a warehouse must not mix two sources."""
         settings = self.settings()
         if settings.source == "simulated":
             return {"source": settings.source, "sim_symbols": settings.sim_symbols, "sim_seed": settings.sim_seed}
+        if settings.source == "files":
+            return {"source": settings.source, "files_dir": str(settings.files_dir)}
+        if settings.source == "polygon":
+            return {"source": settings.source, "base_url": settings.polygon_base_url}
         return {"source": settings.source}

@@ -35,13 +35,31 @@ def _by_name(outcomes):
 
 
 def test_clean_bars_pass_every_rule():
-    outcomes = _by_name(quality.bar_checks(_bars(), 100, _bars(day=dt.date(2024, 6, 27), shift=0.5)))
+    previous = _bars(day=dt.date(2024, 6, 27), shift=0.5)
+    outcomes = _by_name(quality.bar_checks(_bars(), quality.expected_bar_symbols(None, previous), previous))
     assert all(o.passed for o in outcomes.values()), outcomes
 
 
+def _expected(n: int = 100) -> pl.Series:
+    return _bars(n).get_column("symbol")
+
+
 def test_low_coverage_fails():
-    outcome = _by_name(quality.bar_checks(_bars(90), 100, None))["bars_coverage"]
+    outcome = _by_name(quality.bar_checks(_bars(90), _expected(), None))["bars_coverage"]
     assert not outcome.passed and outcome.metadata["coverage"] == 0.9
+
+
+def test_coverage_counts_the_expected_symbols_not_just_rows():
+    others = _bars(100).with_columns(pl.concat_str(pl.lit("X"), pl.col("symbol")).alias("symbol"))
+    outcome = _by_name(quality.bar_checks(others, _expected(), None))["bars_coverage"]
+    assert not outcome.passed and outcome.metadata["coverage"] == 0.0
+
+
+def test_expected_symbols_prefer_the_screened_universe():
+    screened = pl.DataFrame({"symbol": ["A", "B", "C"], "passed": [True, False, True]})
+    assert sorted(quality.expected_bar_symbols(screened, _bars(5)).to_list()) == ["A", "C"]
+    assert quality.expected_bar_symbols(None, _bars(5)).len() == 5
+    assert quality.expected_bar_symbols(None, None).len() == 0
 
 
 @pytest.mark.parametrize(
@@ -54,19 +72,19 @@ def test_low_coverage_fails():
     ],
 )
 def test_broken_ohlc_fails(breakage):
-    outcome = _by_name(quality.bar_checks(_bars().with_columns(breakage), 100, None))["bars_valid_ohlc"]
+    outcome = _by_name(quality.bar_checks(_bars().with_columns(breakage), _expected(), None))["bars_valid_ohlc"]
     assert not outcome.passed
 
 
 def test_duplicate_rows_fail():
     bars = _bars()
-    outcome = _by_name(quality.bar_checks(pl.concat([bars, bars.head(2)]), 100, None))["bars_unique"]
+    outcome = _by_name(quality.bar_checks(pl.concat([bars, bars.head(2)]), _expected(), None))["bars_unique"]
     assert not outcome.passed and outcome.metadata["duplicates"] == 2
 
 
 def test_stale_copy_of_previous_session_fails():
     previous = _bars(day=dt.date(2024, 6, 27))
-    outcome = _by_name(quality.bar_checks(_bars(), 100, previous))["bars_not_stale"]
+    outcome = _by_name(quality.bar_checks(_bars(), _expected(), previous))["bars_not_stale"]
     assert not outcome.passed and outcome.metadata["repeated_share"] == 1.0
 
 
