@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 BURST_EVENTS = 64
 
 
+class TooManyTails(Exception):
+    """A new session stream would exceed the number of partitions followed at once."""
+
+
 class Subscriber:
     """One client's view of a topic: the replayed backlog, then live events, then the end.
 
@@ -148,9 +152,10 @@ class StreamHub:
     rebuilds the log from the files. Scan topics live until their scan is forgotten.
     """
 
-    def __init__(self, queue_size: int, tail: TailStarter) -> None:
+    def __init__(self, queue_size: int, tail: TailStarter, max_tails: int) -> None:
         self.queue_size = queue_size
         self._tail = tail
+        self._max_tails = max_tails
         self._topics: dict[str, Topic] = {}
         self._tails: dict[str, asyncio.Task[None]] = {}
 
@@ -179,9 +184,15 @@ class StreamHub:
         return None if topic is None else topic.subscribe(cursor, self.queue_size)
 
     def subscribe_session(self, session: dt.date, cursor: int | None) -> Subscriber:
+        """Attach to a session's topic, starting its tail if needed; `TooManyTails` beyond the cap."""
         key = self.session_key(session)
         topic = self._topics.get(key)
         if topic is None:
+            if len(self._tails) >= self._max_tails:
+                raise TooManyTails(
+                    f"{len(self._tails)} sessions are being streamed, the most this server follows at once "
+                    f"(TECHNIC_API_MAX_TAILED_PARTITIONS={self._max_tails}); stream one of them or retry later"
+                )
             topic = self._topics[key] = Topic(key, session.isoformat())
             self._tails[key] = asyncio.create_task(self._tail(topic, session), name=f"tail {key}")
         return topic.subscribe(cursor, self.queue_size)

@@ -86,7 +86,7 @@ def create_app(
         async def tail(topic: Topic, session: dt.date) -> None:
             await PartitionTail(store, topic, session, api_settings.poll_interval_s).run()
 
-        hub = StreamHub(api_settings.subscriber_queue, tail)
+        hub = StreamHub(api_settings.subscriber_queue, tail, api_settings.max_tailed_partitions)
         app.state.hub = hub
         app.state.queries = ResultQueries(store)
         app.state.scans = ScanManager(

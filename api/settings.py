@@ -24,6 +24,7 @@ ENVIRONMENT = {
     "subscriber_queue": "TECHNIC_API_SUBSCRIBER_QUEUE",
     "heartbeat_s": "TECHNIC_API_HEARTBEAT_S",
     "poll_interval_s": "TECHNIC_API_POLL_INTERVAL_S",
+    "max_tailed_partitions": "TECHNIC_API_MAX_TAILED_PARTITIONS",
     "predictor_ttl_s": "TECHNIC_API_PREDICTOR_TTL_S",
 }
 
@@ -46,6 +47,15 @@ class ApiSettings(StrictModel):
     heartbeat_s: float = Field(15.0, gt=0, le=300, description="idle seconds before a stream sends a heartbeat")
     poll_interval_s: float = Field(
         0.5, ge=0.01, le=60, description="fallback re-listing of a tailed partition when no notification arrives"
+    )
+    max_tailed_partitions: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description=(
+            "sessions streamed at once; each live partition tail holds one thread of the pool that also runs "
+            "the read endpoints (40 threads), so this stays well below it"
+        ),
     )
     predictor_ttl_s: float = Field(
         30.0, ge=0, le=86_400, description="seconds a loaded scan predictor is reused before re-loading"

@@ -6,7 +6,8 @@ events, then `end`; both send a heartbeat after `TECHNIC_API_HEARTBEAT_S` idle s
 cannot keep up gets `lagging` (with the seq to resume from) and is disconnected.
 
 WebSocket close codes: 1000 after `end` or `lagging`, 1008 for a missing or invalid key, and 4000 + the HTTP
-status for the rest (4404 unknown stream, 4422 bad id or cursor, 4429 too many streams).
+status for the rest (4404 unknown stream, 4422 bad id or cursor, 4429 too many streams for the caller, 4503
+too many sessions followed at once).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
 from api.events import sse_chunks
-from api.hub import StreamHub, Subscriber
+from api.hub import StreamHub, Subscriber, TooManyTails
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.warehouse import Warehouse
 
@@ -79,7 +80,10 @@ def _open(connection: Request | WebSocket, principal: Principal, scan_id: str, c
     quota: StreamQuota = state.stream_quota
     if quota.exceeded(principal):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, quota.refusal())
-    subscriber = _subscribe(state.hub, state.store, target, cursor)
+    try:
+        subscriber = _subscribe(state.hub, state.store, target, cursor)
+    except TooManyTails as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     quota.acquire(principal)
     return StreamLease(state.hub, quota, principal, subscriber)
 

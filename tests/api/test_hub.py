@@ -137,7 +137,7 @@ def test_session_topics_start_one_tail_and_stop_it_with_the_last_subscriber():
             finally:
                 stopped.set()
 
-        hub = StreamHub(queue_size=10, tail=tail)
+        hub = StreamHub(queue_size=10, tail=tail, max_tails=4)
         session = dt.date(2024, 6, 28)
         first = hub.subscribe_session(session, None)
         second = hub.subscribe_session(session, None)

@@ -349,3 +349,18 @@ def test_websocket_without_a_required_key_closes_with_1008(make_app):
         assert closed.value.code == 1008 and "missing API key" in closed.value.reason
         with test_client.websocket_connect(f"/ws/results/latest?api_key={KEY}") as websocket:
             assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
+
+
+def test_following_more_sessions_than_the_cap_is_503_and_frees_up(make_app):
+    with TestClient(make_app(max_tailed_partitions=1)) as client:
+        with client.websocket_connect(f"/ws/results/{LIVE.isoformat()}"):
+            wait_for(lambda: client.get("/health").json()["streams"]["tailed_partitions"] == 1, what="the tail")
+            refused = client.get("/events/results/2024-07-02")
+            assert refused.status_code == 503 and "TECHNIC_API_MAX_TAILED_PARTITIONS=1" in refused.json()["detail"]
+            with client.websocket_connect("/ws/results/2024-07-02") as websocket:
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    websocket.receive_json()
+            assert closed.value.code == 4503
+        wait_for(lambda: client.get("/health").json()["streams"]["tailed_partitions"] == 0, what="the tail to stop")
+        with client.websocket_connect("/ws/results/latest") as websocket:
+            assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
