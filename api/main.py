@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,11 +55,24 @@ def _validation_message(errors: list[dict]) -> str:
     return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors)
 
 
+def _json_safe(value: object) -> object:
+    """`value` with NaN and ±infinity spelled as strings: a client may send them (JSON5-style `NaN`), and
+    echoing its input back must not make the error response itself unencodable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
+    detail = _json_safe(jsonable_encoder(errors, custom_encoder={ValueError: str}))
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": jsonable_encoder(errors, custom_encoder={ValueError: str}), "message": _validation_message(errors)},
+        content={"detail": detail, "message": _validation_message(errors)},
     )
 
 

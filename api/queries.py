@@ -67,7 +67,8 @@ class ResultQueries:
         )
 
     def result(self, session: dt.date, symbol: str) -> pl.DataFrame:
-        return self._query("SELECT * FROM results WHERE date = $date AND symbol = $symbol", {"date": session, "symbol": symbol})
+        sql = "SELECT * FROM results WHERE date = $date AND symbol = $symbol"
+        return self._query(sql, {"date": session, "symbol": symbol})
 
     def close(self) -> None:
         self._database.close()

@@ -379,7 +379,9 @@ class ScanManager:
         scan.scanned, scan.signals, scan.elapsed_s = batch.scanned, batch.signals, batch.elapsed_s
         scan.batches += 1
         scan.rejected += batch.rejections.height
-        events = [] if batch.results.height == 0 else [result_event(scan.scan_id, batch.batch, first_seq, encode_rows(batch.results))]
+        events = []
+        if batch.results.height:
+            events.append(result_event(scan.scan_id, batch.batch, first_seq, encode_rows(batch.results)))
         events.append(
             progress_event(
                 scan.scan_id,

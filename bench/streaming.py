@@ -341,7 +341,10 @@ def main() -> None:
 
     headline = max((run for run in runs if run["batch_rows"] == args.batch_rows[0]), key=lambda run: run["clients"])
     report = {
-        **{key: headline[key] for key in ("clients", "p50_latency_ms", "p99_latency_ms", "lost_events", "duplicated_events")},
+        **{
+            key: headline[key]
+            for key in ("clients", "p50_latency_ms", "p99_latency_ms", "lost_events", "duplicated_events")
+        },
         "batch_rows": headline["batch_rows"],
         "first_result_ms": round(statistics.median(default_ms), 2),
         "first_result_p90_ms": round(_percentile(default_ms, 0.9), 2),

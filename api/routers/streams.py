@@ -40,7 +40,8 @@ def _subscribe(hub: StreamHub, store: Warehouse, target: StreamTarget, cursor: i
     if target.scan_id is not None:
         subscriber = hub.subscribe_scan(target.scan_id, cursor)
         if subscriber is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no ad-hoc scan {target.scan_id!r} (never started, deleted or evicted)")
+            unknown = f"no ad-hoc scan {target.scan_id!r} (never started, deleted or evicted)"
+            raise HTTPException(status.HTTP_404_NOT_FOUND, unknown)
         return subscriber
     session = target.session
     if target.latest:

@@ -151,6 +151,14 @@ def test_bad_scan_configs_are_422_naming_the_field(client, body, field):
     assert f"body.{field}" in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"), [(b'{"max_symbols": NaN}', "max_symbols"), (b'{"timeout_s": Infinity}', "timeout_s")]
+)
+def test_non_finite_numbers_are_422_not_an_unencodable_error(client, raw, field):
+    response = client.post("/scan/stream", content=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422 and f"body.{field}" in response.json()["message"]
+
+
 def test_malformed_bodies_and_unknown_ids_are_4xx(client):
     malformed = client.post("/scan", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
     assert malformed.status_code == 422 and "body" in malformed.json()["message"]

@@ -364,3 +364,18 @@ def test_following_more_sessions_than_the_cap_is_503_and_frees_up(make_app):
         wait_for(lambda: client.get("/health").json()["streams"]["tailed_partitions"] == 0, what="the tail to stop")
         with client.websocket_connect("/ws/results/latest") as websocket:
             assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
+
+
+def test_a_websocket_client_that_leaves_frees_its_slot_and_the_cap_is_4429(make_app):
+    with TestClient(make_app(max_streams_per_key=1)) as client:
+        path = f"/ws/results/{LIVE.isoformat()}?api_key={KEY}"
+        with client.websocket_connect(path):
+            wait_for(lambda: client.get("/health").json()["streams"]["subscribers"] == 1, what="the subscription")
+            with client.websocket_connect(path) as second:
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_json()
+            assert closed.value.code == 4429
+        idle = {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0}
+        wait_for(lambda: client.get("/health").json()["streams"] == idle, what="the stream's resources to be released")
+        with client.websocket_connect(f"/ws/results/latest?api_key={KEY}") as websocket:
+            assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
