@@ -1,0 +1,192 @@
+"""Alpha models: xgboost regressors (hist) of per-session ranked forward returns, and their walk-forward test.
+
+A model predicts, for one horizon, where a stock's return over the next h sessions will rank among that
+session's stocks (`labels.ranked_label`). What it learns from is an `AlphaSpec` — horizon, feature list,
+booster parameters and rounds — so that two specs can be compared on exactly the same folds, which is how
+the registry decides whether a newly trained model may replace the champion.
+
+Baselines are evaluated on the same test rows in the same run, so a figure is never compared with one from
+another window: `mom_21` (one-month momentum), the scan's `tech_rating`, and a ridge regression on the
+model's own features (the strongest linear competitor: if it matched the trees, the trees would add nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import xgboost as xgb
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from technic_core.ml.evaluation import Fold, Metrics, daily_rank_ic, evaluate
+from technic_core.ml.features import FEATURES, feature_matrix
+from technic_core.ml.labels import label_column, ranked_label
+
+_log = logging.getLogger(__name__)
+
+#: Shallow trees, strong leaf minimums and shrinkage: next-week returns are mostly noise (an R² of a few
+#: percent is skill), so the booster must average over many rows rather than chase them. 64 bins are
+#: plenty for rank features and keep hist training fast.
+DEFAULT_PARAMS: dict[str, object] = {
+    "objective": "reg:squarederror",
+    "tree_method": "hist",
+    "max_depth": 3,
+    "eta": 0.06,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "min_child_weight": 200.0,
+    "lambda": 1.0,
+    "max_bin": 64,
+    "seed": 0,
+}
+DEFAULT_ROUNDS = 250
+#: Ridge penalty on standardized features; large data makes the exact value unimportant.
+RIDGE_ALPHA = 10.0
+#: Baselines read straight from a feature column: the predictor is the column itself.
+COLUMN_BASELINES: dict[str, str] = {"mom_21": "mom_21", "tech_rating": "tech_rating"}
+PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class AlphaSpec:
+    """Everything that decides what a trained alpha model is, apart from its data."""
+
+    horizon: int
+    features: tuple[str, ...] = FEATURES
+    params: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    rounds: int = DEFAULT_ROUNDS
+
+    @property
+    def name(self) -> str:
+        """Registry name of the model: one per horizon."""
+        return f"alpha_{self.horizon}d"
+
+    @property
+    def label(self) -> str:
+        return label_column(self.horizon)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "horizon": self.horizon,
+            "features": list(self.features),
+            "params": dict(sorted(self.params.items())),
+            "rounds": self.rounds,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object]) -> "AlphaSpec":
+        return cls(
+            horizon=int(raw["horizon"]),
+            features=tuple(raw["features"]),
+            params=dict(raw["params"]),
+            rounds=int(raw["rounds"]),
+        )
+
+    def same_as(self, other: "AlphaSpec") -> bool:
+        """True when both specs train identical models on identical data (compared as canonical JSON)."""
+        return json.dumps(self.as_dict(), sort_keys=True) == json.dumps(other.as_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class WalkForwardResult:
+    """Out-of-sample predictions of one spec over a set of folds, and their metrics (baselines included)."""
+
+    predictions: pl.DataFrame  # date, symbol, label and one column per predictor
+    metrics: dict[str, Metrics]  # "model" plus each baseline
+    rank_ic_by_session: pl.DataFrame  # date, rank_ic of the model
+
+    @property
+    def window(self) -> tuple[str, str] | None:
+        """First and last test session (ISO), the window a champion must be compared on."""
+        if self.predictions.height == 0:
+            return None
+        dates = self.predictions.get_column("date")
+        return dates.min().isoformat(), dates.max().isoformat()
+
+
+def default_threads() -> int:
+    """Threads for xgboost: every CPU this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) -> xgb.Booster:
+    """Fit the booster of `spec` on the rows of `train` that have a label for its horizon."""
+    rows = train.filter(pl.col(spec.label).is_not_null()).with_columns(ranked_label(spec.label).alias("target"))
+    if rows.height == 0:
+        raise ValueError(f"{spec.name}: no labeled rows to train on")
+    params = {**spec.params, "nthread": threads or default_threads()}
+    matrix = xgb.QuantileDMatrix(
+        feature_matrix(rows, spec.features),
+        label=rows.get_column("target").to_numpy(),
+        max_bin=int(params.get("max_bin", 256)),
+        feature_names=list(spec.features),
+        nthread=params["nthread"],
+    )
+    return xgb.train(params, matrix, num_boost_round=spec.rounds)
+
+
+def predict_alpha(booster: xgb.Booster, frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """Predictions for every row of `frame` in one call (missing feature columns raise, naming them)."""
+    if frame.height == 0:
+        return np.empty(0)
+    matrix = xgb.DMatrix(feature_matrix(frame, features), feature_names=list(features), missing=np.nan)
+    return booster.predict(matrix)
+
+
+def fit_ridge(train: pl.DataFrame, spec: AlphaSpec) -> Pipeline:
+    """Ridge on the same features and target as the booster; missing values take the training mean."""
+    rows = train.filter(pl.col(spec.label).is_not_null()).with_columns(ranked_label(spec.label).alias("target"))
+    model = make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(), Ridge(alpha=RIDGE_ALPHA))
+    model.fit(feature_matrix(rows, spec.features), rows.get_column("target").to_numpy())
+    return model
+
+
+def walk_forward(
+    panel: pl.DataFrame,
+    spec: AlphaSpec,
+    folds: Sequence[Fold],
+    baselines: bool = True,
+    extra_predictors: Mapping[str, str] | None = None,
+    threads: int | None = None,
+) -> WalkForwardResult:
+    """Train `spec` on each fold's training sessions and predict its test sessions; score everything.
+
+    With `baselines`, the same test rows are also scored by `COLUMN_BASELINES` and a ridge refitted per
+    fold. `extra_predictors` maps more names to columns of `panel` evaluated the same way (the simulator's
+    oracle, in benchmarks). Rows without a label are neither trained on nor scored.
+    """
+    columns = {**(COLUMN_BASELINES if baselines else {}), **(extra_predictors or {})}
+    labeled = panel.filter(pl.col(spec.label).is_not_null())
+    pieces = []
+    for number, fold in enumerate(folds):
+        train = labeled.filter(pl.col("date").is_in(fold.train))
+        test = labeled.filter(pl.col("date").is_in(fold.test))
+        if test.height == 0 or train.height == 0:
+            continue
+        booster = fit_alpha(train, spec, threads)
+        scored = test.select("date", "symbol", spec.label, *columns.values()).with_columns(
+            pl.Series(PREDICTION, predict_alpha(booster, test, spec.features))
+        )
+        if baselines:
+            ridge = fit_ridge(train, spec)
+            scored = scored.with_columns(pl.Series("ridge", ridge.predict(feature_matrix(test, spec.features))))
+        pieces.append(scored)
+        _log.info("%s fold %d/%d: %d train rows, %d test rows", spec.name, number + 1, len(folds), train.height, test.height)
+    if not pieces:
+        empty = pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, spec.label: pl.Float64, PREDICTION: pl.Float64})
+        return WalkForwardResult(empty, {"model": evaluate(empty, PREDICTION, spec.label)}, daily_rank_ic(empty, PREDICTION, spec.label))
+    predictions = pl.concat(pieces, how="vertical_relaxed")
+    metrics = {"model": evaluate(predictions, PREDICTION, spec.label)}
+    for name, column in columns.items():
+        metrics[name] = evaluate(predictions, column, spec.label)
+    if baselines:
+        metrics["ridge"] = evaluate(predictions, "ridge", spec.label)
+    return WalkForwardResult(predictions, metrics, daily_rank_ic(predictions, PREDICTION, spec.label))

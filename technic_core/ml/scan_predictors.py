@@ -1,0 +1,349 @@
+"""Result-count and duration predictors for scans, and the parameter optimizer built on them.
+
+Contract (used by the API):
+
+* `load_scan_predictors(store) -> ScanPredictors | None` — the champion predictors (None when none was
+  trained yet, or none loads), cached per process.
+* `ScanPredictors.predict(config, conditions) -> Prediction(result_count, duration_s)`.
+* `suggest(store, goal, conditions) -> Suggestion(config, predicted, warnings, hot_sectors)` with goal
+  "quick", "balanced" or "deep" (`technic_core.ml.optimizer`).
+* `conditions` is a mapping like a `schema.CONDITIONS` row (`current_conditions(store)` gives the latest):
+  `regime` or `trend` + `volatility_state`, `vix`, `pct_advancing`, `pct_above_sma_50`,
+  `index_volatility_20d`; missing keys are fine.
+
+Models: scikit-learn gradient boosting on `scan_history.PREDICTOR_FEATURES`, absolute-error loss because
+MAE is what they are judged by. The count model learns the *correction* to the emulated count (the config
+applied to the latest rating profile, `scan_history.RatingProfile.emulate`): with little history it stays
+close to the emulation instead of to an average of unrelated configs. (`GradientBoostingRegressor` rather
+than the histogram variant: single-row prediction costs a fraction of a millisecond with no thread-pool
+start-up, which is what an API call needs.) They are evaluated on the latest quarter of sessions against a
+rolling median of the previous runs and promoted only when both beat it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import joblib
+import numpy as np
+import polars as pl
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from technic_core.config import ScanConfig
+from technic_core.ml import optimizer
+from technic_core.ml.registry import Loaded, ModelRegistry
+from technic_core.ml.scan_history import (
+    PREDICTOR_FEATURES,
+    RatingProfile,
+    RECENT_RUNS,
+    feature_row,
+    history_features,
+    latest_profile,
+    recent_duration,
+)
+from technic_core.ml.training import InsufficientHistoryError
+from technic_core.warehouse import Warehouse
+
+_log = logging.getLogger(__name__)
+
+NAME = "scan_predictors"
+MODEL_FILE = "predictors.joblib"
+#: Runs a training needs, over at least `MIN_SESSIONS` sessions (a test quarter needs a few sessions).
+MIN_RUNS = 40
+MIN_SESSIONS = 4
+#: Share of the latest sessions held out to evaluate against the baseline.
+TEST_SHARE = 0.25
+#: Previous runs the rolling-median baseline takes the median of (for durations it is the
+#: `recent_duration_s` feature, the same median).
+BASELINE_WINDOW = RECENT_RUNS
+#: Seconds per visited symbol when no history says better (order of magnitude of a warehouse scan).
+_DEFAULT_SECONDS_PER_SYMBOL = 5e-4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted outcome of one scan."""
+
+    result_count: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A config for a goal, what it is predicted to give, and what to watch out for."""
+
+    config: ScanConfig
+    predicted: Prediction
+    warnings: list[str]
+    hot_sectors: list[str]
+
+
+@dataclass(frozen=True)
+class PredictorModels:
+    """The fitted pair, stored as one joblib file. Each learns a correction to a reference value:
+    the count to the emulated count (`profile_results`), the duration to the recent median duration."""
+
+    count: Pipeline
+    duration: Pipeline
+    features: tuple[str, ...]
+    #: Stands in for `recent_duration_s` when no recent run is known: the training median.
+    typical_duration_s: float
+
+    @classmethod
+    def fit(cls, history: pl.DataFrame) -> "PredictorModels":
+        """Both models fitted on every row of `history` (`history_features` output with an emulation)."""
+        typical = float(history.get_column("duration_s").median())
+        x = history.select(PREDICTOR_FEATURES).to_numpy()
+        count_reference, duration_reference = cls._references(x, PREDICTOR_FEATURES, typical)
+        return cls(
+            count=_regressor().fit(x, history.get_column("result_count").to_numpy() - count_reference),
+            duration=_regressor().fit(x, history.get_column("duration_s").to_numpy() - duration_reference),
+            features=PREDICTOR_FEATURES,
+            typical_duration_s=typical,
+        )
+
+    def predict_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(result counts, durations) for rows of `x` in `features` order, never negative."""
+        count_reference, duration_reference = self._references(x, self.features, self.typical_duration_s)
+        counts = np.maximum(count_reference + self.count.predict(x), 0.0)
+        durations = np.maximum(duration_reference + self.duration.predict(x), 0.0)
+        return counts, durations
+
+    @staticmethod
+    def _references(x: np.ndarray, features: tuple[str, ...], typical_duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+        recent = x[:, features.index("recent_duration_s")]
+        return x[:, features.index("profile_results")], np.where(np.isnan(recent), typical_duration_s, recent)
+
+
+@dataclass(frozen=True)
+class PredictorReport:
+    """What a training run found and did."""
+
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, float | int]
+
+
+class ScanPredictors:
+    """Predicts scans of the session after `profile.session` from the latest rating profile and how long
+    the latest scans took (`recent_duration_s`).
+
+    With `models` None it is the emulation alone (count) and a per-symbol time (duration): the fallback
+    the optimizer uses before any predictor was trained.
+    """
+
+    def __init__(
+        self,
+        profile: RatingProfile,
+        models: PredictorModels | None = None,
+        version: str | None = None,
+        recent_duration_s: float = math.nan,
+        seconds_per_symbol: float = _DEFAULT_SECONDS_PER_SYMBOL,
+    ) -> None:
+        self.profile = profile
+        self.models = models
+        self.version = version
+        self.recent_duration_s = recent_duration_s
+        self.seconds_per_symbol = seconds_per_symbol
+
+    def predict(self, config: ScanConfig, conditions: Mapping[str, object]) -> Prediction:
+        row = feature_row(config, conditions, self.profile, recent_duration_s=self.recent_duration_s)
+        if self.models is None:
+            return Prediction(
+                result_count=row["profile_results"], duration_s=row["profile_visited"] * self.seconds_per_symbol
+            )
+        counts, durations = self.models.predict_rows(np.array([[row[name] for name in self.models.features]]))
+        return Prediction(result_count=float(counts[0]), duration_s=float(durations[0]))
+
+
+# -------------------------------------------------------------------- training
+
+
+def train_scan_predictors(store: Warehouse, min_runs: int = MIN_RUNS) -> PredictorReport:
+    """Fit both predictors on the stored scan history, evaluate them, register them, promote if they win.
+
+    Raises `InsufficientHistoryError` (nothing written) with fewer than `min_runs` usable runs or fewer
+    than `MIN_SESSIONS` sessions.
+    """
+    history = history_features(store)
+    usable = history.filter(pl.col("profile_results").is_not_nan()) if history.height else history
+    sessions = usable.get_column("date").unique().sort().to_list() if usable.height else []
+    if usable.height < min_runs or len(sessions) < MIN_SESSIONS:
+        raise InsufficientHistoryError(
+            f"scan predictors need ≥ {min_runs} scan runs over ≥ {MIN_SESSIONS} sessions with an earlier "
+            f"results session; the warehouse has {usable.height} over {len(sessions)}. "
+            "Materialize scan_runs (replays) for more sessions. The champion is unchanged."
+        )
+    metrics = evaluate_predictors(usable, sessions)
+    models = PredictorModels.fit(usable)
+    beats = metrics["count_mae"] < metrics["count_mae_baseline"] and metrics["duration_mae_s"] < metrics["duration_mae_baseline_s"]
+    reason = (
+        f"count MAE {metrics['count_mae']:.2f} vs baseline {metrics['count_mae_baseline']:.2f}, "
+        f"duration MAE {metrics['duration_mae_s']:.3f}s vs {metrics['duration_mae_baseline_s']:.3f}s"
+    )
+    buffer = io.BytesIO()
+    joblib.dump(models, buffer)
+    registry = ModelRegistry(store)
+    version = registry.create_version(
+        NAME,
+        files={MODEL_FILE: buffer.getvalue()},
+        manifest={
+            "kind": "sklearn",
+            "features": list(models.features),
+            "training_window": {"start": sessions[0].isoformat(), "end": sessions[-1].isoformat(), "runs": usable.height},
+            "seconds_per_symbol": _seconds_per_symbol(usable),
+        },
+        metrics={**metrics, "promotion": {"promoted": beats, "reason": reason}},
+    )
+    if beats:
+        registry.promote(NAME, version, reason)
+    else:
+        _log.warning("scan predictors %s not promoted: they do not beat the rolling median (%s)", version, reason)
+    return PredictorReport(version, beats, reason, metrics)
+
+
+def evaluate_predictors(history: pl.DataFrame, sessions: list[dt.date]) -> dict[str, float | int]:
+    """MAE of the predictors (fitted on earlier sessions) and of the rolling median on the latest sessions.
+
+    The split is by session — all runs of a session on one side, the latest sessions holding about
+    `TEST_SHARE` of the runs — so a test run never has a same-session twin in training. The baseline at each run is the median of the `BASELINE_WINDOW` runs before it.
+    """
+    runs_before = history.group_by("date").len().sort("date").with_columns(pl.col("len").cum_sum().alias("runs"))
+    cut = runs_before.filter(pl.col("runs") >= (1 - TEST_SHARE) * history.height).get_column("date")[0]
+    first_test = sessions[min(sessions.index(cut) + 1, len(sessions) - 1)]
+    ordered = history.with_columns(
+        pl.col("result_count").shift(1).rolling_median(BASELINE_WINDOW, min_samples=1).alias("result_count_baseline"),
+        pl.col("recent_duration_s").alias("duration_s_baseline"),
+    )
+    train = ordered.filter(pl.col("date") < first_test)
+    test = ordered.filter(pl.col("date") >= first_test)
+    counts, durations = PredictorModels.fit(train).predict_rows(test.select(PREDICTOR_FEATURES).to_numpy())
+    actual_counts = test.get_column("result_count").to_numpy()
+    actual_durations = test.get_column("duration_s").to_numpy()
+    return {
+        "count_mae": _mae(counts, actual_counts),
+        "count_mae_baseline": _mae(test.get_column("result_count_baseline").to_numpy(), actual_counts),
+        "count_mae_emulation": _mae(test.get_column("profile_results").to_numpy(), actual_counts),
+        "duration_mae_s": _mae(durations, actual_durations),
+        "duration_mae_baseline_s": _mae(test.get_column("duration_s_baseline").to_numpy(), actual_durations),
+        "train_runs": train.height,
+        "test_runs": test.height,
+        "test_start": first_test.isoformat(),
+    }
+
+
+def _regressor() -> Pipeline:
+    """Shallow boosted trees with absolute-error loss; the imputer covers unknown market conditions."""
+    return make_pipeline(
+        SimpleImputer(keep_empty_features=True),
+        GradientBoostingRegressor(
+            loss="absolute_error", n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8, random_state=0
+        ),
+    )
+
+
+def _mae(predicted: np.ndarray, actual: np.ndarray) -> float:
+    return round(float(np.mean(np.abs(predicted - actual))), 4)
+
+
+def _seconds_per_symbol(history: pl.DataFrame) -> float:
+    visited = history.get_column("profile_visited").to_numpy()
+    durations = history.get_column("duration_s").to_numpy()
+    rates = durations[visited > 0] / visited[visited > 0]
+    return float(np.median(rates)) if rates.size else _DEFAULT_SECONDS_PER_SYMBOL
+
+
+# -------------------------------------------------------------------- loading
+
+
+def load_predictor_models(store: Warehouse) -> Loaded[PredictorModels]:
+    """The champion predictors (or their fallback), checksum-verified before unpickling."""
+    registry = ModelRegistry(store)
+
+    def loader(version: str) -> PredictorModels:
+        models = joblib.load(io.BytesIO(registry.read_file(NAME, version, MODEL_FILE)))
+        if not isinstance(models, PredictorModels):
+            raise ValueError(f"unexpected {type(models).__name__} in {MODEL_FILE}")
+        return models
+
+    return registry.load(NAME, loader)
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[tuple[object, ...], ScanPredictors | None]] = {}
+
+
+def load_scan_predictors(store: Warehouse) -> ScanPredictors | None:
+    """The champion predictors with the latest rating profile; None without a loadable champion or results.
+
+    Cached per process and warehouse; reloaded when the champion pointer or the latest results session
+    changes.
+    """
+    registry = ModelRegistry(store)
+    results = store.sessions("results")
+    key = (registry.pointer_fingerprint(NAME), results[-1] if results else None)
+    with _cache_lock:
+        cached = _cache.get(str(store.root))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        loaded = load_predictor_models(store)
+        profile = latest_profile(store)
+        predictors = None
+        if loaded.model is not None and profile is not None:
+            predictors = ScanPredictors(
+                profile,
+                loaded.model,
+                loaded.version,
+                recent_duration_s=recent_duration(store),
+                seconds_per_symbol=float(loaded.manifest.get("seconds_per_symbol", _DEFAULT_SECONDS_PER_SYMBOL)),
+            )
+        _cache[str(store.root)] = (key, predictors)
+        return predictors
+
+
+def current_conditions(store: Warehouse) -> dict[str, object]:
+    """The latest stored market conditions as a plain dict (empty when none are stored)."""
+    sessions = store.sessions("conditions")
+    if not sessions:
+        return {}
+    return store.read("conditions", sessions[-1], sessions[-1]).row(0, named=True)
+
+
+# -------------------------------------------------------------------- optimizer
+
+
+def suggest(store: Warehouse, goal: str, conditions: Mapping[str, object]) -> Suggestion:
+    """The config for `goal` (quick / balanced / deep) whose predicted result count fits its target best.
+
+    Uses the champion predictors, or — before any was trained — the emulation on the latest rating profile
+    (and says so in the warnings). Raises `InsufficientHistoryError` when the warehouse has no scan results.
+    """
+    chosen = optimizer.preset(goal)
+    predictors = load_scan_predictors(store)
+    notes = []
+    if predictors is None:
+        profile = latest_profile(store)
+        if profile is None:
+            raise InsufficientHistoryError("no scan results in the warehouse yet: run a scan before asking for suggestions")
+        predictors = ScanPredictors(profile)
+        notes.append("no trained scan predictors yet: predictions apply the config to the latest scan's ratings")
+    hot = optimizer.hot_sectors(store)
+    scored = [(config, predictors.predict(config, conditions)) for config in optimizer.candidate_configs(goal, hot)]
+    config, predicted = min(
+        scored, key=lambda pair: (optimizer.distance_to_band(pair[1].result_count, chosen.target), -pair[0].min_tech_rating)
+    )
+    return Suggestion(
+        config=config,
+        predicted=predicted,
+        warnings=optimizer.config_warnings(config, predicted.result_count) + notes,
+        hot_sectors=hot,
+    )
