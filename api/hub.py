@@ -188,9 +188,9 @@ class StreamHub:
         key = self.session_key(session)
         topic = self._topics.get(key)
         if topic is None:
-            if len(self._tails) >= self._max_tails:
+            if self.tail_count >= self._max_tails:
                 raise TooManyTails(
-                    f"{len(self._tails)} sessions are being streamed, the most this server follows at once "
+                    f"{self.tail_count} sessions are being streamed, the most this server follows at once "
                     f"(TECHNIC_API_MAX_TAILED_PARTITIONS={self._max_tails}); stream one of them or retry later"
                 )
             topic = self._topics[key] = Topic(key, session.isoformat())
@@ -211,7 +211,8 @@ class StreamHub:
 
     @property
     def tail_count(self) -> int:
-        return len(self._tails)
+        """Partitions being followed now; a tail that reached its session's end holds no thread any more."""
+        return sum(not task.done() for task in self._tails.values())
 
     async def aclose(self) -> None:
         """Stop every partition tail (at shutdown)."""

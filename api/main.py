@@ -25,6 +25,7 @@ from api.auth import KeyRing, StreamQuota
 from api.hub import StreamHub, Topic
 from api.predictions import PredictionService
 from api.queries import ResultQueries
+from api.redaction import redact_api_keys
 from api.routers import predictions, reads, scans, streams
 from api.scans import NoScanData, NotScanOwner, ScanManager, ScanQuotaExceeded, UnknownScan
 from api.settings import ApiSettings
@@ -112,6 +113,7 @@ def create_app(
             retained=api_settings.retained_scans,
             hooks=scan_hooks,
         )
+        logging.getLogger("uvicorn.access").addFilter(redact_api_keys)
         warm_up = asyncio.create_task(_warm_scan_inputs(app.state.scans))
         logger.info("api started", extra={"warehouse": str(store.root)})
         try:

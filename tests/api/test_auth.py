@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import AuthError, KeyRing
+from api.redaction import redact_api_keys
 from technic_core.config import Settings
 from tests.api.conftest import AUTH, KEY, OTHER_AUTH
 
@@ -71,3 +74,14 @@ def test_keys_come_from_the_environment_and_stay_out_of_reprs():
     settings = Settings.from_env({"TECHNIC_API_KEYS": " alpha , beta,,"})
     assert settings.api_keys == ("alpha", "beta")
     assert "alpha" not in repr(settings)
+
+
+def test_keys_in_query_strings_are_redacted_from_access_logs(client):
+    assert redact_api_keys in logging.getLogger("uvicorn.access").filters, "installed when the app starts"
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/events/results/latest?after=3&api_key={KEY}&x=1", "1.1", 200), None,
+    )
+    assert redact_api_keys(record)
+    assert KEY not in record.getMessage()
+    assert "/events/results/latest?after=3&api_key=***&x=1" in record.getMessage()

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 from starlette.websockets import WebSocketDisconnect
 
+from api import tails
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, KEY
@@ -379,3 +380,25 @@ def test_a_websocket_client_that_leaves_frees_its_slot_and_the_cap_is_4429(make_
         wait_for(lambda: client.get("/health").json()["streams"] == idle, what="the stream's resources to be released")
         with client.websocket_connect(f"/ws/results/latest?api_key={KEY}") as websocket:
             assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
+
+
+def test_without_file_notifications_the_tail_falls_back_to_polling(make_app, warehouse, market, monkeypatch):
+    forced, real_awatch = [], tails.awatch
+
+    def notifications_unavailable(*paths, force_polling: bool, **options):
+        forced.append(force_polling)
+        if not force_polling:
+            raise OSError("OS file watch limit reached")
+        return real_awatch(*paths, force_polling=True, **options)
+
+    monkeypatch.setattr(tails, "awatch", notifications_unavailable)
+    with TestClient(make_app(poll_interval_s=0.05)) as client:
+        with client.websocket_connect(f"/ws/results/{LIVE.isoformat()}") as websocket:
+            for batch in range(2):
+                land(warehouse, market, batch)
+            warehouse.append_scan_run(daily_history_row(LIVE, int(market.batches[1]["seq"].max())))
+            messages = receive_until_end(websocket)
+    rows = [row["seq"] for message in messages if message["event"] == "result" for row in message["data"]["rows"]]
+    assert rows == list(range(1, int(market.batches[1]["seq"].max()) + 1))
+    assert messages[-1]["data"]["reason"] == "complete"
+    assert False in forced and True in forced
