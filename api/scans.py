@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from api.events import END_ERROR, RESULT, encode_rows, end_event, progress_event, result_event
+from api.events import END_ERROR, RESULT, StreamEvent, encode_rows, end_event, progress_event, result_event
 from api.hub import StreamHub, Topic
 from technic_core import calendar, schema
 from technic_core.config import ScanConfig
@@ -319,7 +319,7 @@ class ScanManager:
 
     # ---------------------------------------------------------------- worker thread
 
-    def _publish(self, topic: Topic, *events: object) -> None:
+    def _publish(self, topic: Topic, *events: StreamEvent) -> None:
         """Hand events to the loop; a loop already closed (shutdown) has nobody left to tell."""
         try:
             for event in events:

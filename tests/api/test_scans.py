@@ -170,3 +170,19 @@ def test_malformed_bodies_and_unknown_ids_are_4xx(client):
         assert response.status_code == 404 and "adhoc-00000000000000ff" in response.json()["detail"]
     badly_formed = client.get("/scan/stats/scan-1")
     assert badly_formed.status_code == 422 and "scan_id" in badly_formed.json()["message"]
+
+
+def test_a_failing_scan_ends_its_stream_with_error_and_is_recorded(make_app, warehouse):
+    def broken(results: pl.DataFrame) -> pl.DataFrame:
+        raise RuntimeError("enrichment model file is corrupt")
+
+    with TestClient(make_app(hooks=ScanHooks(enrich=broken))) as client:
+        scan_id = client.post("/scan/stream", json={"max_symbols": 5}, headers=AUTH).json()["scan_id"]
+        with client.websocket_connect(f"/ws/results/{scan_id}") as websocket:
+            while (message := websocket.receive_json())["event"] != "end":
+                assert message["event"] != "result"
+        stats = client.get(f"/scan/stats/{scan_id}").json()
+    assert message["data"]["reason"] == "error" and "corrupt" in message["data"]["message"]
+    assert stats["status"] == "finished" and stats["end_reason"] == "error" and "corrupt" in stats["error"]
+    history = warehouse.read("scan_runs").filter(pl.col("scan_id") == scan_id)
+    assert history.get_column("end_reason").to_list() == ["error"]
