@@ -10,22 +10,18 @@ which comes from a closed list.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from api.models import ORDER_COLUMNS, ModelInfo, ModelVersion, ResultFilters
+from technic_core.errors import ConfigError
+from technic_core.ml.registry import ModelRegistry
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
-
-CHAMPION_FILE = "champion.json"
-METRICS_FILE = "metrics.json"
-
 
 class ResultQueries:
     """Result reads through one shared in-memory DuckDB database."""
@@ -75,30 +71,34 @@ class ResultQueries:
 
 
 def model_registry(store: Warehouse) -> list[ModelInfo]:
-    """Every model under `models/<name>/<version>/`, with its champion (`models/<name>/champion.json`,
-    `{"version": ...}`) and each version's `metrics.json`. Unreadable JSON is logged and shown as null:
-    one damaged file must not take the health endpoint down."""
-    root = store.root / "models"
-    if not root.is_dir():
+    """Every model in the registry (`technic_core.ml.registry`): complete versions, their `metrics.json`
+    and the champion. A directory that is not a model name is skipped and unreadable metrics show as null,
+    with a warning: one damaged file must not take the health endpoint down."""
+    registry = ModelRegistry(store)
+    if not registry.root.is_dir():
         return []
     models = []
-    for model_dir in sorted(path for path in root.iterdir() if path.is_dir()):
-        champion = _json_file(model_dir / CHAMPION_FILE)
-        versions = [
-            ModelVersion(version=version_dir.name, metrics=_json_file(version_dir / METRICS_FILE))
-            for version_dir in sorted(path for path in model_dir.iterdir() if path.is_dir())
-        ]
-        version = champion.get("version") if champion else None
-        models.append(ModelInfo(name=model_dir.name, champion=str(version) if version else None, versions=versions))
+    for directory in sorted(path for path in registry.root.iterdir() if path.is_dir()):
+        try:
+            versions = registry.versions(directory.name)
+        except ConfigError:
+            continue
+        models.append(
+            ModelInfo(
+                name=directory.name,
+                champion=registry.champion(directory.name),
+                versions=[ModelVersion(version=v, metrics=_metrics(registry, directory.name, v)) for v in versions],
+            )
+        )
     return models
 
 
-def _json_file(path: Path) -> dict[str, Any] | None:
+def _metrics(registry: ModelRegistry, name: str, version: str) -> dict[str, Any] | None:
     try:
-        loaded = json.loads(path.read_text())
+        metrics = registry.metrics(name, version)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        logger.warning("unreadable model registry file", extra={"path": str(path), "error": str(exc)})
+        logger.warning("unreadable model metrics", extra={"model": name, "version": version, "error": str(exc)})
         return None
-    return loaded if isinstance(loaded, dict) else None
+    return metrics if isinstance(metrics, dict) else None

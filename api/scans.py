@@ -19,16 +19,20 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from api.events import END_ERROR, RESULT, StreamEvent, encode_rows, end_event, progress_event, result_event
 from api.hub import StreamHub, Topic
-from technic_core import calendar, schema
+from technic_core import calendar, priority, schema
 from technic_core.config import ScanConfig
+from technic_core.ml.labels import HORIZONS
+from technic_core.ml.registry import ModelRegistry
 from technic_core.errors import TechnicError
 from technic_core.scan import ScanBatch, ScanHooks, run_scan, scan_candidates
 from technic_core.warehouse import Warehouse
@@ -41,6 +45,12 @@ SCAN_ID_FORM = r"adhoc-[0-9a-f]{16}"
 SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
+#: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
+PRIORITY = priority.PriorityConfig()
+#: Bars always loaded: the default scan's lookback, which is also the history the alpha features read.
+DEFAULT_LOOKBACK = ScanConfig().lookback_sessions
+#: The champion models `technic_core.ml.scorer` serves, one per label horizon.
+ALPHA_MODELS = tuple(f"alpha_{horizon}d" for horizon in HORIZONS)
 ORDER_PRIORITY, ORDER_ALPHABETICAL = "priority", "alphabetical"
 
 
@@ -62,12 +72,15 @@ class NotScanOwner(TechnicError):
 
 @dataclass(frozen=True)
 class PriorityPlan:
-    """The latest `priority` partition at or before the scanned session, in rank order."""
+    """The latest `priority` partition at or before the scanned session, in rank order.
+
+    Read as stored: the pipeline refreshes a stale plan before its own scan, but the API never writes a
+    partition, so an ad-hoc scan follows the plan the pipeline last wrote.
+    """
 
     session: dt.date
+    frame: pl.DataFrame
     order: tuple[str, ...]
-    #: symbol, priority_score, priority_tier: copied into each result row the plan ordered.
-    scores: pl.DataFrame
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,8 @@ class ScanInputs:
     universe: pl.DataFrame
     conditions: dict[str, object] | None
     priority: PriorityPlan | None
+    #: The champion alpha models' `ScanHooks.enrich` for the session (None without a loadable champion).
+    alpha: Callable[[pl.DataFrame], pl.DataFrame] | None
 
     @property
     def regime(self) -> str | None:
@@ -91,7 +106,9 @@ class ScanInputsCache:
 
     Thread-safe: concurrent requests wait for one load instead of reading the bars twice. The fingerprint is
     the modification time of every partition file the inputs came from except the older bars, which the
-    pipeline only ever re-materializes with identical data.
+    pipeline only ever re-materializes with identical data, plus the alpha champions' pointers, so a newly
+    promoted model scores the next scan. Bars cover at least the default lookback, the history the alpha
+    features need.
     """
 
     def __init__(self, store: Warehouse) -> None:
@@ -107,6 +124,7 @@ class ScanInputsCache:
         return sessions[-1]
 
     def load(self, lookback_sessions: int) -> ScanInputs:
+        lookback_sessions = max(lookback_sessions, DEFAULT_LOOKBACK)
         with self._lock:
             session = self.latest_session()
             priority_session = max((s for s in self.store.sessions("priority") if s <= session), default=None)
@@ -126,20 +144,25 @@ class ScanInputsCache:
             *self.store.partition_files("conditions", session),
             *(self.store.partition_files("priority", priority_session) if priority_session else []),
         ]
-        return (session, priority_session, *((str(path), _mtime(path)) for path in files))
+        registry = ModelRegistry(self.store)
+        champions = tuple(registry.pointer_fingerprint(name) for name in ALPHA_MODELS)
+        return (session, priority_session, champions, *((str(path), _mtime(path)) for path in files))
 
     def _load(self, session: dt.date, priority_session: dt.date | None, lookback: int) -> ScanInputs:
         started = time.perf_counter()
         if not self.store.has_partition("bars", session):
             raise NoScanData(f"the latest screened session {session} has no bars partition")
         conditions = self.store.read("conditions", session, session)
+        bars, universe = self._bars(session, lookback), self.store.read("universe", session, session)
+        regime = conditions.get_column("regime")[0] if conditions.height else None
         inputs = ScanInputs(
             session=session,
-            bars=self._bars(session, lookback),
+            bars=bars,
             bars_lookback=lookback,
-            universe=self.store.read("universe", session, session),
+            universe=universe,
             conditions=conditions.row(0, named=True) if conditions.height else None,
             priority=self._priority(priority_session) if priority_session else None,
+            alpha=self._alpha(session, bars, universe, regime),
         )
         logger.info(
             "loaded scan inputs",
@@ -152,13 +175,25 @@ class ScanInputsCache:
         start = calendar.sessions_back(session, lookback)[0]
         return self.store.read("bars", start, session).sort("symbol", "date")
 
+    def _alpha(
+        self, session: dt.date, bars: pl.DataFrame, universe: pl.DataFrame, regime: str | None
+    ) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
+        """The alpha enricher, as the ML stage builds it; a failure degrades scans to null alpha columns.
+
+        Imported here, not at the top: the scorer pulls in xgboost (over a second of imports), which only
+        scans need — the API starts and serves reads without it.
+        """
+        from technic_core.ml.scorer import alpha_enricher
+
+        try:
+            return alpha_enricher(self.store, session, bars, universe, regime)
+        except Exception:  # noqa: BLE001 - the ML stage's failure must not stop scans; traceback is logged
+            logger.exception("alpha models unusable; ad-hoc scans run without alpha", extra={"session": session.isoformat()})
+            return None
+
     def _priority(self, session: dt.date) -> PriorityPlan:
         plan = self.store.read("priority", session, session).sort("rank")
-        return PriorityPlan(
-            session=session,
-            order=tuple(plan.get_column("symbol").to_list()),
-            scores=plan.select("symbol", "priority_score", "priority_tier"),
-        )
+        return PriorityPlan(session=session, frame=plan, order=tuple(plan.get_column("symbol").to_list()))
 
 
 def _candidate_bars(inputs: ScanInputs, config: ScanConfig, order: tuple[str, ...] | None) -> pl.DataFrame:
@@ -170,6 +205,15 @@ def _candidate_bars(inputs: ScanInputs, config: ScanConfig, order: tuple[str, ..
     if config.max_symbols is None and config.sectors is None:
         return inputs.bars
     return inputs.bars.filter(pl.col("symbol").is_in(scan_candidates(inputs.universe, config, order)))
+
+
+def _chained(enrichers: list[Callable[[pl.DataFrame], pl.DataFrame]]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    def enrich(results: pl.DataFrame) -> pl.DataFrame:
+        for step in enrichers:
+            results = step(results)
+        return results
+
+    return enrich
 
 
 def _mtime(path: Path) -> int | None:
@@ -361,17 +405,19 @@ class ScanManager:
         )
 
     def _scan_hooks(self, scan: AdHocScan) -> ScanHooks:
-        """The configured hooks, plus copying the priority plan's score and tier into prioritized results."""
-        plan = scan.inputs.priority
-        if scan.ordering != ORDER_PRIORITY or plan is None:
-            return self._hooks
-        enrich = self._hooks.enrich
-
-        def with_priority(results: pl.DataFrame) -> pl.DataFrame:
-            annotated = results.drop("priority_score", "priority_tier").join(plan.scores, on="symbol", how="left")
-            return enrich(annotated) if enrich is not None else annotated
-
-        return replace(self._hooks, enrich=with_priority)
+        """What the pipeline's scan gets, then the configured hooks: alpha columns from the champion models;
+        for a prioritized scan each result annotated with its plan score and tier, and the sector/industry
+        hit-rate reorder after each batch (unless a reorder hook was configured)."""
+        plan = scan.inputs.priority if scan.ordering == ORDER_PRIORITY else None
+        enrichers = [
+            *([partial(priority.annotate, plan=plan.frame)] if plan is not None else []),
+            *([scan.inputs.alpha] if scan.inputs.alpha is not None else []),
+            *([self._hooks.enrich] if self._hooks.enrich is not None else []),
+        ]
+        reorder = self._hooks.reorder
+        if reorder is None and plan is not None and PRIORITY.reorder:
+            reorder = priority.SectorHitRateReorder(plan.frame, scan.inputs.universe, PRIORITY)
+        return ScanHooks(enrich=_chained(enrichers) if enrichers else None, reorder=reorder)
 
     def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
         first_seq = scan.results + 1

@@ -10,18 +10,19 @@ from fastapi.testclient import TestClient
 
 from api.models import ResultRow
 from technic_core.config import SECTORS
-from technic_core.warehouse import write_json_atomic
+from technic_core.ml.registry import ModelRegistry
 
 
 def test_health_names_the_warehouse_latest_session_and_champions(client, warehouse, market):
-    write_json_atomic(warehouse.root / "models" / "alpha_5d" / "champion.json", {"version": "v2"})
+    registry = ModelRegistry(warehouse)
+    registry.promote("alpha_5d", registry.create_version("alpha_5d", {}, {}, {}), "first model")
     body = client.get("/health").json()
     assert body == {
         "status": "ok",
         "warehouse": str(warehouse.root),
         "warehouse_exists": True,
         "latest_session": market.session.isoformat(),
-        "champions": {"alpha_5d": "v2"},
+        "champions": {"alpha_5d": "v0001"},
         "streams": {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0},
     }
 
@@ -104,24 +105,27 @@ def test_latest_on_an_empty_warehouse_is_404(make_app, tmp_path):
 
 
 def test_models_lists_versions_metrics_and_champion(client, warehouse):
-    models = warehouse.root / "models"
-    write_json_atomic(models / "alpha_10d" / "v1" / "metrics.json", {"rank_ic": 0.04})
-    write_json_atomic(models / "alpha_10d" / "v2" / "metrics.json", {"rank_ic": 0.06})
-    write_json_atomic(models / "alpha_10d" / "champion.json", {"version": "v2"})
-    (models / "alpha_5d" / "v1").mkdir(parents=True)
-    (models / "alpha_5d" / "v1" / "metrics.json").write_text("{not json")
+    registry = ModelRegistry(warehouse)
+    first = registry.create_version("alpha_10d", {"model.ubj": b"1"}, {}, {"rank_ic": 0.04})
+    second = registry.create_version("alpha_10d", {"model.ubj": b"2"}, {}, {"rank_ic": 0.06})
+    registry.promote("alpha_10d", second, "beats the champion")
+    damaged = registry.create_version("alpha_5d", {"model.ubj": b"3"}, {}, {})
+    (registry.root / "alpha_5d" / damaged / "metrics.json").write_text("{not json")
+    (registry.root / "alpha_5d" / "v0009").mkdir()  # an interrupted write: no manifest, not a version
+    (registry.root / "Not A Model").mkdir()
     body = client.get("/models").json()
     assert body == {
         "models": [
             {
                 "name": "alpha_10d",
-                "champion": "v2",
+                "champion": second,
                 "versions": [
-                    {"version": "v1", "metrics": {"rank_ic": 0.04}},
-                    {"version": "v2", "metrics": {"rank_ic": 0.06}},
+                    {"version": first, "metrics": {"rank_ic": 0.04}},
+                    {"version": second, "metrics": {"rank_ic": 0.06}},
                 ],
             },
-            {"name": "alpha_5d", "champion": None, "versions": [{"version": "v1", "metrics": None}]},
+            {"name": "alpha_5d", "champion": None, "versions": [{"version": damaged, "metrics": None}]},
         ]
     }
+    assert client.get("/health").json()["champions"] == {"alpha_10d": second}
     assert json.loads(client.get("/openapi.json").text)["info"]["title"] == "Technic API"

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+import technic_core.ml.scorer as scorer
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, OTHER_AUTH
@@ -186,3 +187,39 @@ def test_a_failing_scan_ends_its_stream_with_error_and_is_recorded(make_app, war
     assert stats["status"] == "finished" and stats["end_reason"] == "error" and "corrupt" in stats["error"]
     history = warehouse.read("scan_runs").filter(pl.col("scan_id") == scan_id)
     assert history.get_column("end_reason").to_list() == ["error"]
+
+
+def test_a_prioritized_scan_reorders_after_each_batch_yet_visits_every_symbol_once(client, market):
+    body = client.post("/scan", json={"batch_size": 10}, headers=AUTH).json()
+    symbols = [row["symbol"] for row in body["rows"]]
+    plan = market.priority.sort("rank").get_column("symbol").to_list()
+    assert body["stats"]["ordering"] == "priority"
+    assert symbols[:10] == plan[:10], "the first batch is the plan's head"
+    assert sorted(symbols) == sorted(market.results.get_column("symbol").to_list())
+    assert len(set(symbols)) == len(symbols)
+    assert all(row["priority_tier"] == "high" for row in body["rows"])
+
+
+def test_ad_hoc_results_carry_the_champion_alpha_and_survive_a_broken_model(make_app, monkeypatch, market):
+    built_for = []
+
+    def fake_enricher(store, session, bars, universe, regime):
+        built_for.append((session, bars.get_column("date").n_unique(), regime))
+        return lambda results: results.with_columns(alpha_score=pl.lit(42.0), alpha_5d=pl.col("tech_rating") / 1000)
+
+    monkeypatch.setattr(scorer, "alpha_enricher", fake_enricher)
+    with TestClient(make_app()) as client:
+        rows = client.post("/scan", json={"max_symbols": 5, "lookback_sessions": 60}, headers=AUTH).json()["rows"]
+    assert [row["alpha_score"] for row in rows] == [42.0] * 5
+    assert all(row["alpha_5d"] == pytest.approx(row["tech_rating"] / 1000) for row in rows)
+    assert built_for[0][0] == market.session and built_for[0][1] == market.bars.get_column("date").n_unique()
+    assert built_for[0][2] == market.conditions["regime"][0]
+
+    def broken_enricher(store, session, bars, universe, regime):
+        raise RuntimeError("champion file unreadable")
+
+    monkeypatch.setattr(scorer, "alpha_enricher", broken_enricher)
+    with TestClient(make_app()) as client:
+        body = client.post("/scan", json={"max_symbols": 5}, headers=AUTH).json()
+    assert body["stats"]["end_reason"] == "complete"
+    assert [row["alpha_score"] for row in body["rows"]] == [None] * 5
