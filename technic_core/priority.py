@@ -171,7 +171,9 @@ class PriorityConfig(StrictModel):
     prior_weight: float = Field(
         0.01, ge=0, description="weight of the neutral prior, in units of a one-session-old observation"
     )
-    alpha_tilt: float = Field(2.5, ge=0, le=30, description="rating points an alpha_score of 100 (or 0) adds")
+    alpha_tilt: float = Field(
+        2.5, ge=0, le=30, description="rating points an alpha_score of 100 adds (and one of 0 takes away)"
+    )
     fundamental_half_life_sessions: float = Field(1.0, gt=0, le=260, description="half-life of a surprise")
     earnings_lookback_sessions: int = Field(10, ge=1, le=260, description="sessions back a report still counts")
     exploration_share: float = Field(0.10, ge=0, le=0.5, description="share of each batch drawn from lower tiers")
@@ -447,6 +449,7 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     key[explorers] = (np.arange(explorer_count) + 0.5) / max(explorer_count, 1)
     order = np.lexsort((exploring, key))
     rank = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    _log.debug("plan of %s: %d symbols, %d explorers from a pool of %d", session, count, explorer_count, len(pool))
     return schema.conform(
         ranked[order].with_columns(
             pl.lit(session, dtype=pl.Date).alias("date"),
@@ -532,7 +535,8 @@ class SectorHitRateReorder:
         )
         # Sorted by symbol, so a symbol's index is also its place in the lookup table (until one is adopted).
         self._symbols = groups.get_column("symbol").to_numpy()
-        self._sorted_symbols, self._sorted_index = self._symbols, np.arange(groups.height)
+        # Fixed-width copies for lookups: numpy compares those in C, object arrays one Python call at a time.
+        self._sorted_symbols, self._sorted_index = self._symbols.astype(str), np.arange(groups.height)
         self._score = groups.get_column("priority_score").to_numpy()
         self._rank = groups.get_column("rank").to_numpy()
         self._pinned = groups.get_column("exploration").to_numpy().astype(bool)
@@ -553,8 +557,10 @@ class SectorHitRateReorder:
         self._strength = config.reorder_strength
         self._prior_hits = config.reorder_prior_hits
         self._results_seen = 0
-        self._returned: list[str] = []
-        self._returned_index = np.empty(0, dtype=np.int64)
+        # The plan's own order counts as "returned last time", so a scan that follows the plan takes the
+        # cheap path from its first call on.
+        self._returned_index = np.argsort(self._rank)
+        self._returned: list[str] = self._symbols[self._returned_index].tolist()
         self.elapsed_s = 0.0
         self.calls = 0
 
@@ -600,7 +606,7 @@ class SectorHitRateReorder:
         """Indices of `remaining`: a tail of the list returned last time (compared by identity, cheaply), else
         looked up, symbols outside the plan being adopted first."""
         consumed = len(self._returned) - len(remaining)
-        if self._returned and consumed >= 0 and self._returned[consumed:] == remaining:
+        if consumed >= 0 and self._returned[consumed:] == remaining:
             return self._returned_index[consumed:]
         symbols = np.array(remaining, dtype=object)
         index = self._lookup(symbols)
@@ -611,8 +617,9 @@ class SectorHitRateReorder:
 
     def _lookup(self, symbols: np.ndarray) -> np.ndarray:
         """Index of each symbol, −1 where unknown (binary search in the sorted symbols)."""
-        if not len(self._sorted_symbols):
+        if not len(self._sorted_symbols) or not len(symbols):
             return np.full(len(symbols), -1, dtype=np.int64)
+        symbols = symbols.astype(str)
         found = np.minimum(np.searchsorted(self._sorted_symbols, symbols), len(self._sorted_symbols) - 1)
         return np.where(self._sorted_symbols[found] == symbols, self._sorted_index[found], -1)
 
@@ -625,8 +632,8 @@ class SectorHitRateReorder:
         self._rank = np.concatenate([self._rank, np.arange(start, start + count) + 1])
         self._pinned = np.concatenate([self._pinned, np.ones(count, dtype=bool)])
         self._industry = np.concatenate([self._industry, np.zeros(count, dtype=np.int64)])
-        self._sorted_index = np.argsort(self._symbols)
-        self._sorted_symbols = self._symbols[self._sorted_index]
+        self._sorted_index = np.argsort(self._symbols.astype(str))
+        self._sorted_symbols = self._symbols.astype(str)[self._sorted_index]
 
 
 def annotate(results: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
