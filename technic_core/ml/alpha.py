@@ -112,9 +112,19 @@ class WalkForwardResult:
         return dates.min().isoformat(), dates.max().isoformat()
 
 
+#: Rows per xgboost thread: below this, OpenMP's per-round synchronization costs more than a second
+#: thread saves, and on a busy machine spinning threads make training many times slower.
+ROWS_PER_THREAD = 200_000
+
+
 def default_threads() -> int:
     """Threads for xgboost: every CPU this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_for(rows: int, threads: int | None = None) -> int:
+    """Threads to train on `rows` rows: at most `threads` (default: every CPU), one per `ROWS_PER_THREAD`."""
+    return max(1, min(threads or default_threads(), rows // ROWS_PER_THREAD))
 
 
 def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) -> xgb.Booster:
@@ -122,7 +132,7 @@ def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) 
     rows = train.filter(pl.col(spec.label).is_not_null()).with_columns(ranked_label(spec.label).alias("target"))
     if rows.height == 0:
         raise ValueError(f"{spec.name}: no labeled rows to train on")
-    params = {**spec.params, "nthread": threads or default_threads()}
+    params = {**spec.params, "nthread": threads_for(rows.height, threads)}
     matrix = xgb.QuantileDMatrix(
         feature_matrix(rows, spec.features),
         label=rows.get_column("target").to_numpy(),

@@ -22,7 +22,7 @@ import polars as pl
 
 from technic_core import calendar
 from technic_core.errors import TechnicError
-from technic_core.ml.alpha import AlphaSpec, WalkForwardResult, default_threads, fit_alpha, walk_forward
+from technic_core.ml.alpha import AlphaSpec, WalkForwardResult, fit_alpha, walk_forward
 from technic_core.ml.evaluation import Fold, minimum_labeled_sessions, walk_forward_folds
 from technic_core.ml.features import FEATURE_LOOKBACK_SESSIONS, REGIME_COLUMNS, build_features
 from technic_core.ml.labels import HORIZONS, label_column
@@ -156,7 +156,7 @@ def train_and_register(
     champion's on the same folds.
     """
     check_history(panel, spec, config)
-    threads = config.threads or default_threads()
+    threads = config.threads
     sessions = _labeled_sessions(panel, spec.label)
     folds = config.folds(sessions, spec.horizon)
     started = time.perf_counter()
@@ -233,7 +233,7 @@ def _champion_rank_ic(
     panel: pl.DataFrame,
     folds: Sequence[Fold],
     challenger: WalkForwardResult,
-    threads: int,
+    threads: int | None,
 ) -> tuple[float | None, str]:
     """The champion's walk-forward rank IC on the challenger's folds, and how it was obtained.
 
