@@ -44,6 +44,7 @@ class MarketFixture:
 
 
 def simulate(n_symbols: int = 150, session: dt.date = SESSION, batch_size: int = 25) -> MarketFixture:
+    """Bars over the default lookback, the screened universe, conditions and the scan of `session`."""
     market = SimulatedMarket(SimulationConfig(n_symbols=n_symbols))
     lookback = calendar.sessions_back(session, ScanConfig().lookback_sessions)
     bars = market.bars(lookback[0], session)
