@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-#: Share of listed symbols that must have a bar on a session.
+#: Share of expected symbols that must have a bar on a session.
 MIN_BAR_COVERAGE = 0.95
+#: Missing this many expected symbols never fails coverage: a delisting and a couple of halts on one day
+#: are ordinary, and in a small universe they alone would cross 5 %.
+ALWAYS_TOLERATED_MISSING = 3
 #: A session whose bars repeat the previous session's for more than this share of symbols is stale
 #: (a vendor re-serving yesterday's file).
 MAX_REPEATED_BAR_SHARE = 0.5
@@ -65,7 +68,7 @@ def bar_checks(bars: pl.DataFrame, expected_symbols: pl.Series, previous: pl.Dat
     return [
         CheckOutcome(
             "bars_coverage",
-            coverage >= MIN_BAR_COVERAGE,
+            coverage >= MIN_BAR_COVERAGE or listed_symbols - covered <= ALWAYS_TOLERATED_MISSING,
             f"{covered} of {listed_symbols} expected symbols have a bar ({coverage:.1%}; need ≥ {MIN_BAR_COVERAGE:.0%})",
             {"coverage": round(coverage, 4), "symbols_with_bars": covered, "listed_symbols": listed_symbols},
         ),

@@ -51,6 +51,20 @@ class ScanHooks:
     enrich: Callable[[pl.DataFrame], pl.DataFrame] | None = None
     reorder: Callable[[list[str], pl.DataFrame], list[str]] | None = None
 
+    def with_enrichment(self, *steps: Callable[[pl.DataFrame], pl.DataFrame] | None) -> "ScanHooks":
+        """These hooks with `steps` applied after this `enrich`, in order (None steps are skipped), so
+        independent stages (priority annotation, ML alpha, …) each contribute their columns."""
+        chain = [step for step in (self.enrich, *steps) if step is not None]
+        if not chain:
+            return self
+
+        def enrich(results: pl.DataFrame) -> pl.DataFrame:
+            for step in chain:
+                results = step(results)
+            return results
+
+        return ScanHooks(enrich=enrich, reorder=self.reorder)
+
 
 @dataclass
 class ScanRun:

@@ -32,6 +32,7 @@ from dagster import (
 
 from technic_core import calendar, quality, schema
 from technic_core.config import ScanConfig, ScreeningRules
+from technic_core.ml.scorer import alpha_enricher
 from technic_core.errors import DataSourceError
 from technic_core.provenance import ensure_single_source
 from technic_core.scan import run_scan
@@ -42,6 +43,7 @@ from technic_core.sources import MarketDataSource
 from technic_core.warehouse import Warehouse
 from technic_pipelines.charts import signals_by_sector, tech_rating_histogram
 from technic_pipelines.partitions import key_session, session_partitions
+from technic_pipelines.priority import prioritized_scan, symbol_priority_scores
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
 # Single-run backfills and tolerant window mappings are beta in dagster 1.13; we opt in knowingly, so the
@@ -285,7 +287,12 @@ def market_conditions(context: AssetExecutionContext, warehouse: WarehouseResour
 @asset(
     partitions_def=session_partitions,
     backfill_policy=BackfillPolicy.single_run(),
-    deps=["universe", "market_conditions", _bars_window(DEFAULT_SCAN.lookback_sessions)],
+    deps=[
+        "universe",
+        "market_conditions",
+        "symbol_priority_scores",
+        _bars_window(DEFAULT_SCAN.lookback_sessions),
+    ],
     group_name="scan",
     pool="duckdb_catalog",
     check_specs=_check_specs("scan_results", RESULT_CHECKS) + _check_specs("scan_results", FRESHNESS_CHECK, blocking=False),
@@ -327,8 +334,10 @@ def _scan_session(
     screened = store.read("universe", session, session)
     conditions = store.read("conditions", session, session)
     regime = conditions.get_column("regime")[0] if conditions.height else None
+    plan = prioritized_scan(store, session, screened, DEFAULT_SCAN)
+    hooks = plan.hooks.with_enrichment(alpha_enricher(store, session, bars, screened, regime))
     load_s = time.perf_counter() - started
-    run = run_scan(DEFAULT_SCAN, session, bars, screened, regime=regime)
+    run = run_scan(DEFAULT_SCAN, session, bars, screened, regime=regime, order=plan.order, hooks=hooks)
     store.begin_results(session)
     rejections, written = [], 0
     for batch in run:
@@ -390,8 +399,10 @@ def _scan_session(
         "seconds_load": round(load_s, 3),
         "seconds_scan": round(run.elapsed_s, 3),
         "seconds": round(time.perf_counter() - started, 3),
+        "alpha_scored": int(results.get_column("alpha_score").is_not_null().sum()),
+        **plan.metadata(results, run),
         **charts,
     }, results
 
 
-session_assets = [price_bars, universe, market_conditions, scan_results]
+session_assets = [price_bars, universe, market_conditions, symbol_priority_scores, scan_results]

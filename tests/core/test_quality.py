@@ -49,6 +49,13 @@ def test_low_coverage_fails():
     assert not outcome.passed and outcome.metadata["coverage"] == 0.9
 
 
+def test_a_few_missing_symbols_never_fail_coverage_in_a_small_universe():
+    outcome = _by_name(quality.bar_checks(_bars(17), _expected(20), None))["bars_coverage"]
+    assert outcome.passed and outcome.metadata["coverage"] == 0.85
+    outcome = _by_name(quality.bar_checks(_bars(16), _expected(20), None))["bars_coverage"]
+    assert not outcome.passed
+
+
 def test_coverage_counts_the_expected_symbols_not_just_rows():
     others = _bars(100).with_columns(pl.concat_str(pl.lit("X"), pl.col("symbol")).alias("symbol"))
     outcome = _by_name(quality.bar_checks(others, _expected(), None))["bars_coverage"]

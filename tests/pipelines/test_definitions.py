@@ -6,7 +6,7 @@ from dagster import AssetKey, BackfillPolicy, DagsterInstance, Definitions, Part
 from technic_pipelines.definitions import BARS_BACKFILL_JOB, DAILY_SCAN_JOB, defs
 from technic_pipelines.partitions import session_partitions
 
-SESSION_ASSETS = ("price_bars", "universe", "market_conditions", "scan_results")
+SESSION_ASSETS = ("price_bars", "universe", "market_conditions", "symbol_priority_scores", "scan_results")
 
 
 def test_definitions_load_and_jobs_resolve():
@@ -31,7 +31,8 @@ def test_dependency_order():
         "price_bars": set(),
         "universe": {"price_bars"},
         "market_conditions": {"price_bars"},
-        "scan_results": {"price_bars", "universe", "market_conditions"},
+        "symbol_priority_scores": {"price_bars", "universe"},
+        "scan_results": {"price_bars", "universe", "market_conditions", "symbol_priority_scores"},
     }
 
 
