@@ -28,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Technic: dai
 console = Console()
 err_console = Console(stderr=True)
 
-STAGES = ("price_bars", "universe", "market_conditions", "scan_results")
+STAGES = ("price_bars", "universe", "market_conditions", "symbol_priority_scores", "scan_results")
 TOP_COLUMNS = ("symbol", "sector", "close", "tech_rating", "signal", "rsi", "macd", "atr_pct", "volume_ratio", "mom_21")
 
 
