@@ -8,11 +8,16 @@ persisted before the session's bars arrive). Default weights 40/30/20/10 (`Facto
 What predicts today's signal
 ----------------------------
 A signal is ``tech_rating ≥ 70`` (`scoring.SIGNAL_THRESHOLDS["Buy"]`). On the simulated market (5,000
-names, 300 sessions) the day-over-day rating change behaves like a random walk step with a spread of about
+names, 300 sessions) the day-over-day rating change behaves like a random-walk step with a spread of about
 5 points: its lag-1 autocorrelation is ≈ 0.01, and extrapolating the last change or smoothing several past
-ratings both rank *worse* than yesterday's rating alone. So the strongest evidence is yesterday's rating and
-its distance from the threshold measured in daily rating moves; older ratings and hit counts add noise, not
-information. The factors are designed around that:
+ratings both rank *worse* than yesterday's rating alone; re-running the indicators on a "flat" bar for
+today (to roll the windows forward) gains under half a point. So the strongest evidence is yesterday's rating
+and its distance from the threshold measured in daily rating moves; older ratings and hit counts add
+noise, not information. The rest is today's own move, which no plan made before the session can know:
+ranking by the session's actual ratings would put only ~90 % of the signals in the first quarter on
+average, because on many days more than a quarter of all names signal (`bench/prioritization.py`).
+
+The factors are designed around that:
 
 ``historical_score`` (40 %) — past `results` partitions
     Each past rating r observed k sessions before t becomes the probability that it is a signal today if the
@@ -27,7 +32,8 @@ information. The factors are designed around that:
 ``activity_score`` (30 %) — bars of the 22 sessions before t (never t itself)
     Mean of four saturated votes: 21-session momentum, close against its 20-session mean, volume surge
     (log of last volume over the 20-session mean, when positive) signed by the last move, and volatility
-    relative to the session's median name (active names cross the threshold more often). Close to the
+    (Parkinson, from the high/low ranges) relative to the session's median name: active names cross the
+    threshold more often. Close to the
     rating's own inputs, so it agrees with the historical factor when both exist and carries the plan
     alone when there is no scan history yet.
 ``fundamental_score`` (20 %) — earnings events reported before t
@@ -48,14 +54,18 @@ Batch plan and exploration
 Symbols are ranked by score; an `exploration_share` of them (default 10 %) is drawn, seeded per session,
 uniformly from the symbols outside the high tier, and spread evenly through the plan, so every batch holds
 that share of explorers. Explorers find the unexpected opportunities score order would reach late, and give
-the reordering an unbiased look at the lower tiers early in the scan. Every symbol appears exactly once.
+the reordering an unbiased look at the lower tiers early in the scan. Every symbol appears exactly once. The
+price, measured: about 4 percentage points of the first-quarter share.
 
 Dynamic reordering
 ------------------
 `SectorHitRateReorder` (a `ScanHooks.reorder`) re-ranks the symbols not yet scanned after each batch by the
 hit rates seen so far per sector and industry, *relative to what their priority tiers predicted* (hits
 among scanned high-tier symbols are expected; a sector hitting more than its tier mix implies is hot today).
-Explorers keep their slots. On the simulated market this recovers a little of what exploration costs.
+Explorers keep their slots. On the simulated market it changes little (+0.02 percentage points of the
+first-quarter share): sector moves there are small next to each stock's own, so that even knowing every sector's rating
+drift of the day exactly would add only ~0.3 points. It is meant for real markets' sector days, and
+`PriorityConfig.reorder` switches it off.
 
 Everything is vectorized in polars over all symbols at once; no Python loop runs per symbol.
 """
@@ -77,6 +87,11 @@ from technic_core.config import StrictModel
 from technic_core.scoring import BUY_SIGNALS, SIGNAL_THRESHOLDS
 
 _log = logging.getLogger(__name__)
+
+#: polars engine of every query here. The default (streaming) engine sums a group's floats in an order that
+#: varies run to run (differences near 1e-13), and a re-materialized plan must be byte-identical; the
+#: in-memory engine sums in row order.
+_ENGINE = "in-memory"
 
 #: The rating at which a symbol signals (Buy); what the plan tries to find early.
 SIGNAL_THRESHOLD = SIGNAL_THRESHOLDS["Buy"]
@@ -346,7 +361,7 @@ def historical_scores(history: pl.DataFrame, session: dt.date, config: PriorityC
     """`symbol`, `historical_score` of every symbol rated in the `config.history_sessions` sessions before
     `session`; `history` holds `results` rows of any sessions. Symbols never rated there are absent (the
     neutral prior, in `score_symbols`). The model is in the module docstring."""
-    return _historical(history, session, config).collect()
+    return _historical(history, session, config).collect(engine=_ENGINE)
 
 
 def activity_scores(bars: pl.DataFrame, session: dt.date) -> pl.DataFrame:
@@ -358,7 +373,7 @@ def activity_scores(bars: pl.DataFrame, session: dt.date) -> pl.DataFrame:
     symbol, a halt on a session it reads) drops out of the mean, and volatility is the Parkinson estimate
     from each bar's high/low range, which needs no previous bar.
     """
-    return _activity(bars, session).collect()
+    return _activity(bars, session).collect(engine=_ENGINE)
 
 
 def fundamental_scores(earnings: pl.DataFrame | None, session: dt.date, config: PriorityConfig) -> pl.DataFrame:
@@ -369,13 +384,13 @@ def fundamental_scores(earnings: pl.DataFrame | None, session: dt.date, config: 
     all (`score_symbols` then records `REASON_NO_SOURCE`). Reports dated on or after `session` are ignored: a
     source may already know their surprise, a plan made before the session may not.
     """
-    return _fundamental(earnings, session, config).collect()
+    return _fundamental(earnings, session, config).collect(engine=_ENGINE)
 
 
 def setup_scores(history: pl.DataFrame, session: dt.date) -> pl.DataFrame:
     """`symbol`, `setup_score` from the newest scan before `session` in `history` (`results` rows); symbols
     that scan did not rate are absent (neutral in `score_symbols`)."""
-    return _setup(history, session).collect()
+    return _setup(history, session).collect(engine=_ENGINE)
 
 
 def tier_of(score: pl.Expr) -> pl.Expr:
@@ -411,7 +426,7 @@ def score_symbols(
 
     `history` holds past `results` rows, `bars` and `earnings` any range: each factor reads only what
     precedes `session`. A symbol a factor knows nothing about gets its neutral 50, so a session with no
-    history at all still gets valid scores. One lazy query, so polars runs the four factors in parallel.
+    history at all still gets valid scores. The four factors are planned and collected as one query.
     """
     no_report = REASON_NO_SOURCE if earnings is None else REASON_NO_REPORT
     factors = (
@@ -423,7 +438,7 @@ def score_symbols(
         .join(_setup(history, session), on="symbol", how="left", maintain_order="left")
         .with_columns(pl.col("fundamental_reason").fill_null(pl.lit(no_report)))
     )
-    return _combined(factors, config).collect()
+    return _combined(factors, config).collect(engine=_ENGINE)
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -494,7 +509,7 @@ def refresh_plan(
         .join(_historical(history, session, config), on="symbol", how="left", maintain_order="left")
         .join(_setup(history, session), on="symbol", how="left", maintain_order="left")
     )
-    return build_plan(_combined(factors, config).collect(), session, batch_size, config)
+    return build_plan(_combined(factors, config).collect(engine=_ENGINE), session, batch_size, config)
 
 
 # ------------------------------------------------------------------------------------------ reordering
@@ -531,7 +546,7 @@ class SectorHitRateReorder:
                                                        return_dtype=pl.Int64).alias("tier"),
             )
             .sort("symbol")
-            .collect()
+            .collect(engine=_ENGINE)
         )
         # Sorted by symbol, so a symbol's index is also its place in the lookup table (until one is adopted).
         self._symbols = groups.get_column("symbol").to_numpy()

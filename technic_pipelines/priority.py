@@ -94,15 +94,16 @@ def symbol_priority_scores(
     earnings = source.earnings(
         calendar.sessions_back(sessions[0], EARNINGS_PROBE_SESSIONS)[0], calendar.previous_session(sessions[-1])
     )
-    plans = [
-        plan_session(store, session, earnings if earnings.height else None, DEFAULT_SCAN.batch_size, DEFAULT_PRIORITY)
-        for session in sessions
-    ]
-    for session, plan in zip(sessions, plans):
+    reported = earnings if earnings.height else None  # None: the source has no earnings data at all
+    rows = 0
+    for session in sessions:
+        plan = plan_session(store, session, reported, DEFAULT_SCAN.batch_size, DEFAULT_PRIORITY)
         store.write_partition("priority", session, plan)
-    context.log.info("wrote %d priority partitions (%d rows)", len(plans), sum(plan.height for plan in plans))
-    return MaterializeResult(metadata={**plan_metadata(plans[-1]), "sessions": len(sessions),
-                                       "seconds": round(time.perf_counter() - started, 3)})
+        rows += plan.height
+    context.log.info("wrote %d priority partitions (%d rows)", len(sessions), rows)
+    return MaterializeResult(
+        metadata={**plan_metadata(plan), "sessions": len(sessions), "seconds": round(time.perf_counter() - started, 3)}
+    )
 
 
 def plan_session(

@@ -182,6 +182,19 @@ def test_setup_reads_the_newest_previous_scan():
     assert "GONE" not in scores.get_column("symbol").to_list()
 
 
+def test_scores_are_bitwise_reproducible():
+    """A re-materialized plan must be byte-identical, so sums may not depend on thread scheduling."""
+    rng = np.random.default_rng(11)
+    symbols = [f"S{i:04d}" for i in range(3000)]
+    history = pl.concat(
+        [_results(day, dict(zip(symbols, rng.uniform(20, 95, len(symbols)).tolist())))
+         for day in calendar.sessions_back(PREVIOUS, 5)]
+    )
+    bars = _bars({s: (50 + rng.normal(0, 1, 25).cumsum()).tolist() for s in symbols[:500]}, PREVIOUS)
+    first = score_symbols(symbols, history, bars, None, SESSION, CONFIG)
+    assert all(score_symbols(symbols, history, bars, None, SESSION, CONFIG).equals(first) for _ in range(5))
+
+
 # ----------------------------------------------------------------------------------------- weights, tiers
 
 
