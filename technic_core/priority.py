@@ -618,8 +618,8 @@ class SectorHitRateReorder:
         return np.log(lift_of_sector * (self._industry_hits + kappa) / (industry_expected + kappa))
 
     def _indices(self, remaining: list[str]) -> np.ndarray:
-        """Indices of `remaining`: a tail of the list returned last time (compared by identity, cheaply), else
-        looked up, symbols outside the plan being adopted first."""
+        """Indices of `remaining`: a tail of the list returned last time (a list comparison, cheap while the
+        strings are the very objects handed out), else looked up, symbols outside the plan adopted first."""
         consumed = len(self._returned) - len(remaining)
         if consumed >= 0 and self._returned[consumed:] == remaining:
             return self._returned_index[consumed:]
@@ -640,13 +640,9 @@ class SectorHitRateReorder:
 
     def _adopt(self, symbols: np.ndarray) -> None:
         """Give symbols outside the plan (a scan may add screened symbols a stale plan lacks) pinned places
-        after the planned ones; their results are not counted, having no tier."""
-        start, count = len(self._symbols), len(symbols)
+        after the planned ones: they keep their slots, and their results are not counted, having no tier."""
         self._symbols = np.concatenate([self._symbols, symbols])
-        self._score = np.concatenate([self._score, np.full(count, -np.inf)])
-        self._rank = np.concatenate([self._rank, np.arange(start, start + count) + 1])
-        self._pinned = np.concatenate([self._pinned, np.ones(count, dtype=bool)])
-        self._industry = np.concatenate([self._industry, np.zeros(count, dtype=np.int64)])
+        self._pinned = np.concatenate([self._pinned, np.ones(len(symbols), dtype=bool)])
         self._sorted_index = np.argsort(self._symbols.astype(str))
         self._sorted_symbols = self._symbols.astype(str)[self._sorted_index]
 
