@@ -200,7 +200,7 @@ def _batches(
         if hooks.reorder is not None and remaining:
             published.append(results)
             reordered = hooks.reorder(remaining, pl.concat(published))
-            if sorted(reordered) != sorted(remaining):
+            if len(reordered) != len(remaining) or set(reordered) != set(remaining):
                 raise ValueError("reorder hook must return exactly the symbols not yet scanned")
             remaining = reordered
     run.elapsed_s = clock() - started
@@ -217,7 +217,7 @@ def _score_batch(
     """Indicators + scores for one batch; split into publishable results and reasoned rejections."""
     requested = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String})
     latest = compute_indicators(panel if panel.height else schema.empty(schema.BARS), last_only=True)
-    scored = requested.join(score(latest), on="symbol", how="left")
+    scored = requested.join(score(latest), on="symbol", how="left", maintain_order="left")
     reason = (
         pl.when(pl.col("date").is_null())
         .then(pl.lit("no_bars"))
@@ -237,7 +237,7 @@ def _score_batch(
     kept = (
         judged.filter(pl.col("reason").is_null())
         .drop("reason")
-        .join(reference, on="symbol", how="left")
+        .join(reference, on="symbol", how="left", maintain_order="left")
         .with_columns(
             pl.lit(regime, dtype=pl.String).alias("regime"),
             *[pl.lit(None, dtype=schema.RESULTS[c]).alias(c) for c in schema.OPTIONAL_RESULT_COLUMNS],

@@ -222,3 +222,10 @@ def test_reorder_hook_changes_the_remaining_order_and_must_keep_the_set(bars):
 
     with pytest.raises(ValueError, match="reorder hook"):
         list(run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(reorder=lossy)))
+
+
+def test_rows_within_a_batch_follow_the_visiting_order(bars):
+    universe = _universe(bars)
+    order = ["S030", "S002", "S017", "S008", "S025"]
+    first = next(iter(run_scan(ScanConfig(batch_size=5), SESSION, bars, universe, order=order)))
+    assert first.results.get_column("symbol").to_list() == order
