@@ -32,6 +32,7 @@ from dagster import (
 
 from technic_core import calendar, quality, schema
 from technic_core.config import ScanConfig, ScreeningRules
+from technic_core.ml.scan_history import scan_run_row
 from technic_core.ml.scorer import alpha_enricher
 from technic_core.errors import DataSourceError
 from technic_core.provenance import ensure_single_source
@@ -350,24 +351,8 @@ def _scan_session(
     )
     results = store.read("results", session, session)
     store.append_scan_run(
-        pl.DataFrame(
-            [
-                {
-                    "scan_id": f"daily-{session.isoformat()}",
-                    "date": session,
-                    "started_at": dt.datetime.now(dt.timezone.utc),
-                    "duration_s": time.perf_counter() - started,
-                    "config_json": DEFAULT_SCAN.model_dump_json(),
-                    "regime": regime,
-                    "symbols_screened": run.total,
-                    "symbols_scanned": run.scanned,
-                    "symbols_rejected": run.rejected,
-                    "result_count": run.results,
-                    "signal_count": run.signals,
-                    "end_reason": run.end_reason,
-                }
-            ],
-            schema=schema.SCAN_RUNS,
+        scan_run_row(
+            f"daily-{session.isoformat()}", session, DEFAULT_SCAN, run, regime, time.perf_counter() - started
         )
     )
     context.log.info("scanned %s: %d results, %d rejected, end=%s", session, run.results, run.rejected, run.end_reason)
