@@ -9,7 +9,9 @@ CLOCK_MONOTONIC, one clock for every process on the machine.
 
 Per client and batch, latency = receipt of the batch's `result` event − the batch file's appearance. Runs
 cover each client count at each batch size: 250 rows (the daily scan's batch, ~220 KB of JSON per event)
-and 25 rows. Lost and duplicated counts are per row seq over all clients. The first-result time runs from
+and 25 rows; each configuration runs `--repeat` times (fresh session each) and reports the median of its
+runs' figures, since a shared 2-core machine swings them. Lost and duplicated counts are per row seq over
+all clients, summed over the repeats. The first-result time runs from
 just before `POST /scan/stream` is sent to the receipt of the first `result` event on its stream (median of
 several scans after a warm-up), for the default `ScanConfig` and for a 50-symbol quick scan. Writes
 `bench/results/streaming.json`; the top-level figures are the largest client count at the first batch size.
@@ -235,6 +237,16 @@ def _delivery_figures(receipts: list[Receipts], appeared: list[float], total: in
     }
 
 
+def _median_of(repeats: list[dict]) -> dict:
+    """Median latency figures over repeated runs of one configuration; losses and duplicates summed."""
+    summed = ("lost_events", "duplicated_events")
+    return {
+        key: (sum(run[key] for run in repeats) if key in summed else statistics.median(run[key] for run in repeats))
+        for key in repeats[0]
+        if key not in ("clients_ended",)
+    } | {"clients_ended": min(run["clients_ended"] for run in repeats)}
+
+
 # ------------------------------------------------------------------ first ad-hoc result
 
 
@@ -312,8 +324,12 @@ def main() -> None:
     parser.add_argument("--max-batches", type=int, default=20, help="batches landed per run")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between landed batches")
     parser.add_argument("--first-result-runs", type=int, default=20)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per configuration; the report gives their median (shared machines are noisy)"
+    )
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]  # the machine may be shared: the report says how busy it was
     with tempfile.TemporaryDirectory(prefix="technic-bench-") as temp:
         root = Path(temp) / "warehouse"
         built = time.perf_counter()
@@ -322,16 +338,21 @@ def main() -> None:
         print(f"warehouse: {args.symbols} symbols, {market.results.height} result rows, {time.perf_counter() - built:.1f}s")
         server, port = _start_server(root, free_socket())
         try:
+            # The server preloads scan inputs in the background at start-up; a first scan waits for that, so
+            # no delivery run below shares the CPU with it.
+            run_loop(_first_result_ms(port, {"max_symbols": 5}))
             runs = []
             session = LIVE_SESSIONS_AFTER
             for rows in args.batch_rows:
                 staged, total = _stage(market.results, rows, args.max_batches, Path(temp))
                 for clients in args.clients:
-                    session = calendar.next_session(session)
-                    writer_args = (str(root), session.isoformat(), staged, args.interval, total)
-                    figures = {"batch_rows": rows, **run_loop(_stream_run(port, server.pid, clients, session, writer_args))}
-                    print(json.dumps(figures))
-                    runs.append(figures)
+                    repeats = []
+                    for _ in range(args.repeat):
+                        session = calendar.next_session(session)
+                        writer_args = (str(root), session.isoformat(), staged, args.interval, total)
+                        repeats.append(run_loop(_stream_run(port, server.pid, clients, session, writer_args)))
+                    runs.append({"batch_rows": rows, **_median_of(repeats), "repeats": repeats})
+                    print(json.dumps({key: value for key, value in runs[-1].items() if key != "repeats"}))
             default_scan, quick_scan = {}, {"max_symbols": 50, "batch_size": 10}
             default_ms = run_loop(_first_results(port, default_scan, args.first_result_runs))
             quick_ms = run_loop(_first_results(port, quick_scan, args.first_result_runs))
@@ -356,6 +377,7 @@ def main() -> None:
         "symbols": args.symbols,
         "interval_s": args.interval,
         "cpus": os.cpu_count(),
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "server": "technic serve: uvicorn, one worker; clients and batch writer in two other processes",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
