@@ -29,6 +29,9 @@ up: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/scan_speed.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/streaming.py
+	$(BIN)/python bench/prioritization.py
+	$(BIN)/python bench/ml_quality.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache

@@ -149,7 +149,10 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
 @sensor(
     target=[signal_outcomes],
     minimum_interval_seconds=3600,
-    description="Requests signal_outcomes for scanned sessions whose t+10 bars have arrived (one run per range).",
+    description=(
+        "Requests signal_outcomes for scanned sessions whose t+10 bars have arrived: one run over the first "
+        "consecutive range of them per tick."
+    ),
 )
 def label_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
     store = warehouse.get()
@@ -158,7 +161,13 @@ def label_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource)
     ready = [s for s in store.sessions("results") if s not in labeled and label_ready(s, bar_sessions)]
     if not ready:
         return SkipReason("no scanned session has become labelable")
-    start, end = session_key(ready[0]), session_key(ready[-1])
+    # one run over consecutive sessions only: a session without results inside a range would fail it
+    span = [ready[0]]
+    for session in ready[1:]:
+        if session != calendar.next_session(span[-1]):
+            break
+        span.append(session)
+    start, end = session_key(span[0]), session_key(span[-1])
     return RunRequest(
         run_key=f"signal_outcomes:{start}..{end}",
         tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},

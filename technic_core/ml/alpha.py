@@ -2,8 +2,17 @@
 
 A model predicts, for one horizon, where a stock's return over the next h sessions will rank among that
 session's stocks (`labels.ranked_label`). What it learns from is an `AlphaSpec` — horizon, feature list,
-booster parameters and rounds — so that two specs can be compared on exactly the same folds, which is how
-the registry decides whether a newly trained model may replace the champion.
+booster parameters, rounds and structure — so that two specs can be compared on exactly the same folds,
+which is how the registry decides whether a newly trained model may replace the champion.
+
+Structure ("additive_monotone", the default): next-week returns are mostly noise, and what is predictable
+in a cross-section tends to be a sum of monotone effects (cheaper is better, oversold is better, …). An
+unconstrained booster spends its variance on interactions and wiggles that do not survive out of sample.
+So each tree uses one feature, optionally together with the regime features (a feature's effect may
+differ by regime, which is also the only way the regime can matter to a within-session ranking), and
+each feature's effect is monotone in the direction of its rank correlation with the target on the
+training rows (no constraint where that correlation is below `MIN_SIGN_CORRELATION`). "free" drops both
+constraints.
 
 Baselines are evaluated on the same test rows in the same run, so a figure is never compared with one from
 another window: `mom_21` (one-month momentum), the scan's `tech_rating`, and a ridge regression on the
@@ -26,8 +35,9 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from technic_core.errors import ConfigError
 from technic_core.ml.evaluation import Fold, Metrics, daily_rank_ic, evaluate
-from technic_core.ml.features import FEATURES, feature_matrix
+from technic_core.ml.features import FEATURES, REGIME_FEATURES, feature_matrix
 from technic_core.ml.labels import label_column, ranked_label
 
 _log = logging.getLogger(__name__)
@@ -47,7 +57,10 @@ DEFAULT_PARAMS: dict[str, object] = {
     "max_bin": 64,
     "seed": 0,
 }
-DEFAULT_ROUNDS = 250
+DEFAULT_ROUNDS = 400
+STRUCTURES = ("additive_monotone", "free")
+#: Below this |Spearman ρ| with the target on the training rows a feature's direction is left free.
+MIN_SIGN_CORRELATION = 0.005
 #: Ridge penalty on standardized features; large data makes the exact value unimportant.
 RIDGE_ALPHA = 10.0
 #: Baselines read straight from a feature column: the predictor is the column itself.
@@ -63,6 +76,11 @@ class AlphaSpec:
     features: tuple[str, ...] = FEATURES
     params: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     rounds: int = DEFAULT_ROUNDS
+    structure: str = "additive_monotone"
+
+    def __post_init__(self) -> None:
+        if self.structure not in STRUCTURES:
+            raise ConfigError(f"unknown structure {self.structure!r}; known: {', '.join(STRUCTURES)}")
 
     @property
     def name(self) -> str:
@@ -79,6 +97,7 @@ class AlphaSpec:
             "features": list(self.features),
             "params": dict(sorted(self.params.items())),
             "rounds": self.rounds,
+            "structure": self.structure,
         }
 
     @classmethod
@@ -88,6 +107,7 @@ class AlphaSpec:
             features=tuple(raw["features"]),
             params=dict(raw["params"]),
             rounds=int(raw["rounds"]),
+            structure=str(raw.get("structure", "free")),
         )
 
     def same_as(self, other: "AlphaSpec") -> bool:
@@ -133,6 +153,8 @@ def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) 
     if rows.height == 0:
         raise ValueError(f"{spec.name}: no labeled rows to train on")
     params = {**spec.params, "nthread": threads_for(rows.height, threads)}
+    if spec.structure == "additive_monotone":
+        params.update(_additive_monotone_constraints(rows, spec.features))
     matrix = xgb.QuantileDMatrix(
         feature_matrix(rows, spec.features),
         label=rows.get_column("target").to_numpy(),
@@ -141,6 +163,22 @@ def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) 
         nthread=params["nthread"],
     )
     return xgb.train(params, matrix, num_boost_round=spec.rounds)
+
+
+def _additive_monotone_constraints(rows: pl.DataFrame, features: Sequence[str]) -> dict[str, object]:
+    """xgboost's interaction and monotone constraints for the "additive_monotone" structure (module doc)."""
+    regime = [name for name in features if name in REGIME_FEATURES]
+    others = [name for name in features if name not in REGIME_FEATURES]
+    correlations = rows.select(
+        pl.corr(name, "target", method="spearman").fill_nan(0.0).fill_null(0.0).alias(name) for name in others
+    ).row(0, named=True)
+    signs = {
+        name: (0 if abs(rho) < MIN_SIGN_CORRELATION else (1 if rho > 0 else -1)) for name, rho in correlations.items()
+    }
+    return {
+        "interaction_constraints": [[name, *regime] for name in others],
+        "monotone_constraints": "(" + ",".join(str(signs.get(name, 0)) for name in features) + ")",
+    }
 
 
 def predict_alpha(booster: xgb.Booster, frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:

@@ -54,7 +54,10 @@ CONFIG_FEATURES = (
     "min_history_sessions",
     "timeout_s",
 )
-CONDITION_FEATURES = ("vix", "pct_advancing", "pct_above_sma_50", "index_volatility_20d", "trend", "high_volatility")
+#: Market-condition figures taken as they are from a conditions mapping; the regime adds `trend` and
+#: `high_volatility`.
+CONDITION_FIGURES = ("vix", "pct_advancing", "pct_above_sma_50", "index_volatility_20d")
+CONDITION_FEATURES = CONDITION_FIGURES + ("trend", "high_volatility")
 EMULATION_FEATURES = ("profile_eligible", "profile_visited", "profile_results", "profile_signals")
 #: How fast scans have been lately: the median duration of the previous `RECENT_RUNS` runs. Durations
 #: depend on the machine and its load as much as on the config.
@@ -247,7 +250,7 @@ def feature_row(
         "lookback_sessions": float(config.lookback_sessions),
         "min_history_sessions": float(config.min_history_sessions),
         "timeout_s": _limit(config.timeout_s, "timeout_s"),
-        **{name: _number(conditions.get(name)) for name in CONDITION_FEATURES[:4]},
+        **{name: _number(conditions.get(name)) for name in CONDITION_FIGURES},
         "trend": _TREND_CODES.get(trend, math.nan),
         "high_volatility": math.nan if volatility_state is None else float(volatility_state == "high"),
     }

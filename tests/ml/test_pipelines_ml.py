@@ -176,7 +176,7 @@ def test_scan_predictor_sensor_waits_for_enough_new_runs(store):
     assert isinstance(skipped, SkipReason) and "0 new scan run(s), need 100" in skipped.skip_message
 
 
-def test_label_sensor_requests_the_labelable_range_in_one_run(store):
+def test_label_sensor_requests_consecutive_labelable_sessions_in_one_run(store):
     sessions = store.sessions("outcomes")
     for session in sessions[-5:]:
         shutil.rmtree(store.root / "outcomes" / f"date={session.isoformat()}")
@@ -185,3 +185,7 @@ def test_label_sensor_requests_the_labelable_range_in_one_run(store):
     assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == session_key(sessions[-5])
     assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == session_key(sessions[-1])
     assert request.run_key == f"signal_outcomes:{session_key(sessions[-5])}..{session_key(sessions[-1])}"
+    # a session that was never scanned splits the range: the run stops before it
+    shutil.rmtree(store.root / "results" / f"date={sessions[-3].isoformat()}")
+    request = label_sensor(build_sensor_context(resources=_resources(store)))
+    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == session_key(sessions[-4])

@@ -1,0 +1,185 @@
+"""Prediction-model quality on the simulated market, in one run: alpha skill against the planted truth and
+the baselines, scan-predictor errors against a rolling median, prediction latency and training time.
+
+Steps (all through the production code paths, on a fresh warehouse in a temp directory):
+  1. fill a warehouse with --symbols simulated names scanned daily from --start to --end (bars, universe,
+     conditions, daily results, outcomes) with `technic_core.ml.sandbox.fill_warehouse`;
+  2. alpha models: build the training panel from the warehouse, join the simulator's oracle expected
+     returns (evaluation only), and walk-forward evaluate --folds blocks of 21 sessions for both horizons
+     with purge + embargo, the baselines (mom_21, TechRating, ridge) and the oracle on the same rows;
+  3. training time: one year of sessions × every symbol — features for the year, then the final fit of
+     both horizons (`train_seconds`);
+  4. scan predictors: replay 8 sampled scans on each of the last --replay-sessions sessions, train, and
+     read the held-out MAE of count and duration against the rolling median; then time single predictions.
+
+Targets (issue 6): rank_ic_5d ≥ 0.8 × oracle and above every baseline; count_mae < 5 and ≥ 30 % below the
+baseline; predict p99 < 10 ms; training one year × 5,000 symbols < 60 s on 2 cores.
+Writes bench/results/ml_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from technic_core import calendar
+from technic_core.ml.alpha import AlphaSpec, default_threads, fit_alpha
+from technic_core.ml.labels import HORIZONS
+from technic_core.ml.registry import ModelRegistry
+from technic_core.ml.scan_history import record_replays, sample_configs
+from technic_core.ml.scan_predictors import current_conditions, load_scan_predictors, train_scan_predictors
+from technic_core.ml.sandbox import fill_warehouse
+from technic_core.ml.scorer import alpha_scorer
+from technic_core.ml.training import TrainingConfig, load_training_panel, train_and_register
+from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
+from technic_core.warehouse import Warehouse
+
+RESULTS = Path(__file__).parent / "results" / "ml_quality.json"
+SESSIONS_PER_YEAR = 252
+PREDICT_CALLS = 2_000
+
+_log = logging.getLogger("bench.ml_quality")
+
+
+def alpha_quality(store: Warehouse, market: SimulatedMarket, folds: int) -> dict[str, object]:
+    """Walk-forward metrics of both horizons with baselines and the oracle on the same rows."""
+    config = TrainingConfig(max_folds=folds)
+    panel = load_training_panel(store, config.panel_sessions())
+    first, last = panel.get_column("date").min(), panel.get_column("date").max()
+    for horizon in HORIZONS:
+        oracle = market.oracle_expected_return(first, last, horizon).select(
+            "symbol", "date", pl.col("expected_return").alias(f"oracle_{horizon}d")
+        )
+        panel = panel.join(oracle, on=["symbol", "date"], how="left")
+    registry = ModelRegistry(store)
+    figures: dict[str, object] = {}
+    for horizon in HORIZONS:
+        report = train_and_register(
+            registry, panel, AlphaSpec(horizon=horizon), config, extra_predictors={"oracle": f"oracle_{horizon}d"}
+        )
+        metrics = report.evaluation.metrics
+        baselines = {name: metrics[name].rank_ic for name in ("mom_21", "tech_rating", "ridge")}
+        figures[f"rank_ic_{horizon}d"] = metrics["model"].rank_ic
+        figures[f"oracle_rank_ic_{horizon}d"] = metrics["oracle"].rank_ic
+        figures[f"best_baseline_rank_ic_{horizon}d"] = max(baselines.values())
+        figures[f"icir_{horizon}d"] = metrics["model"].icir
+        figures[f"decile_spread_{horizon}d"] = metrics["model"].decile_spread
+        figures[f"baselines_{horizon}d"] = {name: round(value, 4) for name, value in baselines.items()}
+        figures[f"evaluated_sessions_{horizon}d"] = metrics["model"].sessions
+        figures[f"evaluation_window_{horizon}d"] = list(report.evaluation.window or ())
+        _log.info("%s: %s", report.name, {name: m.as_dict() for name, m in metrics.items()})
+    return figures
+
+
+def training_time(store: Warehouse) -> dict[str, object]:
+    """One year × every symbol: features and labels of 252 sessions, then both horizons' final fits."""
+    started = time.perf_counter()
+    panel = load_training_panel(store, SESSIONS_PER_YEAR)
+    features_s = time.perf_counter() - started
+    fits = {}
+    for horizon in HORIZONS:
+        fit_started = time.perf_counter()
+        fit_alpha(panel, AlphaSpec(horizon=horizon))
+        fits[f"fit_{horizon}d_s"] = round(time.perf_counter() - fit_started, 2)
+    return {
+        "train_seconds": time.perf_counter() - started,
+        "train_features_s": round(features_s, 2),
+        **fits,
+        "train_rows": panel.height,
+        "train_sessions": panel.get_column("date").n_unique(),
+        "train_threads": default_threads(),
+    }
+
+
+def scan_predictor_quality(store: Warehouse, replay_sessions: int) -> dict[str, object]:
+    """Replays, training, held-out MAE, and the latency of single predictions."""
+    started = time.perf_counter()
+    for session in store.sessions("results")[-replay_sessions:]:
+        record_replays(store, session)
+    replay_s = time.perf_counter() - started
+    report = train_scan_predictors(store)
+    predictors = load_scan_predictors(store)
+    conditions = current_conditions(store)
+    configs = [c for s in store.sessions("results")[-PREDICT_CALLS // 8 :] for c in sample_configs(s)]
+    latencies = []
+    for config in configs[:PREDICT_CALLS]:
+        call_started = time.perf_counter()
+        predictors.predict(config, conditions)
+        latencies.append(time.perf_counter() - call_started)
+    latencies_ms = np.array(latencies) * 1e3
+    return {
+        **{key: report.metrics[key] for key in ("count_mae", "count_mae_baseline", "count_mae_emulation", "duration_mae_s", "duration_mae_baseline_s", "train_runs", "test_runs")},
+        "scan_predictors_promoted": report.promoted,
+        "predict_p50_ms": float(np.percentile(latencies_ms, 50)),
+        "predict_p99_ms": float(np.percentile(latencies_ms, 99)),
+        "replay_seconds": round(replay_s, 1),
+    }
+
+
+def alpha_scoring_time(store: Warehouse) -> dict[str, float]:
+    """Scoring a whole session (features of every symbol + both models), as a scan's enricher does."""
+    session = store.sessions("results")[-1]
+    bars = store.read("bars", calendar.sessions_back(session, 260)[0], session)
+    scorer = alpha_scorer(store)
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        scorer.score_session(session, bars)
+        timings.append(time.perf_counter() - started)
+    return {"alpha_score_session_ms": round(1e3 * float(np.median(timings)), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=5_000)
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2019, 1, 2))
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2020, 12, 31))
+    parser.add_argument("--folds", type=int, default=8, help="walk-forward test blocks of 21 sessions")
+    parser.add_argument("--replay-sessions", type=int, default=120)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    market = SimulatedMarket(SimulationConfig(n_symbols=args.symbols))
+    sessions = calendar.sessions_between(args.start, args.end)
+    with tempfile.TemporaryDirectory(prefix="technic-ml-bench-") as directory:
+        store = Warehouse(directory)
+        started = time.perf_counter()
+        fill_warehouse(store, market, sessions)
+        fill_s = time.perf_counter() - started
+        _log.info("warehouse filled in %.0f s", fill_s)
+        figures = {
+            "symbols": args.symbols,
+            "sessions": len(sessions),
+            "first_session": sessions[0].isoformat(),
+            "last_session": sessions[-1].isoformat(),
+            "fill_seconds": round(fill_s, 1),
+            **alpha_quality(store, market, args.folds),
+            **training_time(store),
+            **alpha_scoring_time(store),
+            **scan_predictor_quality(store, args.replay_sessions),
+        }
+    figures["targets"] = {
+        "rank_ic_5d_vs_oracle": figures["rank_ic_5d"] >= 0.8 * figures["oracle_rank_ic_5d"],
+        "rank_ic_5d_above_baselines": figures["rank_ic_5d"] > figures["best_baseline_rank_ic_5d"],
+        "count_mae_below_5": figures["count_mae"] < 5,
+        "count_mae_30pct_below_baseline": figures["count_mae"] <= 0.7 * figures["count_mae_baseline"],
+        "predict_p99_below_10ms": figures["predict_p99_ms"] < 10,
+        "train_below_60s": figures["train_seconds"] < 60,
+    }
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(rounded, indent=2) + "\n")
+    print(json.dumps(rounded, indent=2))
+
+
+if __name__ == "__main__":
+    main()
