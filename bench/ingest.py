@@ -176,12 +176,14 @@ def backfill(way: str, base_url: str, root: Path, symbols: list[str], sessions: 
 
 
 def daily_update_calls(base_url: str, root: Path, bars: pl.DataFrame, session: dt.date) -> tuple[int, int]:
-    """Store the backfill as price_bars does, then count the calls (and rows) of the next session's update."""
+    """Store the backfill as price_bars does, then count the calls (and rows) of the next session's update:
+    its bars and index bars, as the price_bars asset asks for them."""
     store = Warehouse(root)
     for (day,), frame in bars.partition_by("date", as_dict=True).items():
         store.write_partition("bars", day, frame)
     source = PolygonSource(API_KEY, store, base_url=base_url, calls_per_minute=0)
     update = source.bars(session, session)
+    source.index_bars(session, session)
     return source.stats.api_calls, update.height
 
 

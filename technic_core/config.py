@@ -125,6 +125,10 @@ class Settings(StrictModel):
     polygon_details_per_run: int | None = Field(
         None, ge=0, description="TECHNIC_POLYGON_DETAILS_PER_RUN: ticker-details calls per process (unset: auto)"
     )
+    polygon_volatility_index: bool = Field(
+        False,
+        description="TECHNIC_POLYGON_VOLATILITY_INDEX: also fetch I:VIX (needs an indices plan; one more call a day)",
+    )
     files_strict: bool = Field(True, description="TECHNIC_FILES_STRICT: fail on a bad file (false: skip it)")
     api_keys: tuple[str, ...] = Field(
         (), repr=False, description="TECHNIC_API_KEYS: comma-separated keys the API accepts in X-API-Key"
@@ -153,6 +157,7 @@ class Settings(StrictModel):
             "polygon_reference_refresh_days": "TECHNIC_POLYGON_REFERENCE_REFRESH_DAYS",
             "polygon_details_refresh_days": "TECHNIC_POLYGON_DETAILS_REFRESH_DAYS",
             "polygon_details_per_run": "TECHNIC_POLYGON_DETAILS_PER_RUN",
+            "polygon_volatility_index": "TECHNIC_POLYGON_VOLATILITY_INDEX",
             "files_strict": "TECHNIC_FILES_STRICT",
             "api_keys": "TECHNIC_API_KEYS",
         }

@@ -4,7 +4,7 @@ Why this shape
 --------------
 * **One call per session.** The grouped-daily endpoint returns every US stock's bar for a date, so a
   one-year backfill is ~252 calls where a per-symbol loop needs one per symbol (5,000+); a daily update is
-  one grouped call plus one splits call. Per-ticker ranges remain for targeted repair of a few symbols
+  one grouped call plus one splits call (a third, `I:VIX`, only when `volatility_index` is switched on). Per-ticker ranges remain for targeted repair of a few symbols
   (`ticker_bars`, or `bars(..., symbols=[...])` when that takes fewer calls).
 * **Splits applied here.** Bars are requested unadjusted and adjusted locally from `/v3/reference/splits`:
   Polygon's own adjustment depends on the day of the request, so two fetches of one session a month apart
@@ -32,9 +32,11 @@ What the protocol gets
 warehouse keeps what the vendor priced, and `reference` (common stocks only) decides what is screened.
 `reference` market caps are shares outstanding (from details) × the session's split-adjusted close;
 `delist_date` stays null (Polygon does not announce delistings); sectors map SIC codes to GICS sectors.
-`index_bars` takes `INDEX_SYMBOL` (SPY) from the grouped bars and the volatility index from `I:VIX`
-(Polygon's indices plans); without index access it logs one warning and returns no volatility rows, so
-market conditions fall back to realized volatility instead of failing the run. `earnings` is always empty:
+`index_bars` takes `INDEX_SYMBOL` (SPY) from the grouped bars, and the volatility index from `I:VIX` only when
+`volatility_index` is on (`TECHNIC_POLYGON_VOLATILITY_INDEX`). It is off by default because the free tier
+has no indices access (the call would be refused every run) and because it is the one call a daily update
+does not otherwise need; without it market conditions use SPY's realized volatility. Switched on but refused
+by the plan, it logs one warning and returns no volatility rows instead of failing the run. `earnings` is always empty:
 Polygon's stock plans have no earnings calendar.
 """
 
@@ -670,6 +672,7 @@ class PolygonSource:
         reference_refresh_days: int = 28,
         details_refresh_days: int = 90,
         details_per_run: int | None = None,
+        volatility_index: bool = False,
         concurrency: int = 8,
         timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
@@ -679,7 +682,8 @@ class PolygonSource:
         today: Callable[[], dt.date] = _today_in_new_york,
     ) -> None:
         """`clock`, `sleep` and `jitter` drive the limiter and backoff (tests pass a virtual clock);
-        `today` dates details fetches and decides when they are stale."""
+        `today` dates details fetches and decides when they are stale; `volatility_index` asks `I:VIX` for the
+        volatility index (an indices plan; one more call per update)."""
         if not api_key:
             raise ConfigError("polygon: an API key is required (POLYGON_API_KEY)")
         if concurrency < 1:
@@ -704,7 +708,8 @@ class PolygonSource:
         self._lock = threading.RLock()
         self._grouped: dict[dt.date, pl.DataFrame] = {}  # raw (unadjusted) grouped bars by session
         self._volatility: dict[dt.date, dict[str, object] | None] = {}  # I:VIX bar by session, None: no bar
-        self._volatility_entitled = True
+        #: Whether `I:VIX` is asked for: the setting, switched off for the process once the plan refuses it.
+        self._volatility_entitled = volatility_index
         self._listings: dict[dt.date, pl.DataFrame] = {}
         self._listing_sessions: list[dt.date] | None = None
         self._details: pl.DataFrame | None = None
@@ -722,6 +727,7 @@ class PolygonSource:
             reference_refresh_days=settings.polygon_reference_refresh_days,
             details_refresh_days=settings.polygon_details_refresh_days,
             details_per_run=settings.polygon_details_per_run,
+            volatility_index=settings.polygon_volatility_index,
         )
 
     # ------------------------------------------------------------------ protocol
@@ -794,7 +800,7 @@ class PolygonSource:
 
     def index_bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """`INDEX_SYMBOL` bars (from grouped bars, else one per-ticker range) and `VOLATILITY_SYMBOL` bars
-        (from `I:VIX` when the plan has index data; none otherwise), sorted by (date, symbol)."""
+        (from `I:VIX` when switched on and the plan has index data; none otherwise), sorted by (date, symbol)."""
         with self._lock:
             sessions = calendar.sessions_between(start, end)
             if not sessions:

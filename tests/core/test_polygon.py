@@ -283,16 +283,25 @@ def test_one_year_backfill_is_one_call_per_session_and_reruns_are_free(warehouse
     assert again.equals(bars.filter(pl.col("date").is_between(dt.date(2024, 3, 1), dt.date(2024, 3, 28))))
 
 
-def test_a_daily_update_makes_two_calls(warehouse):
+@pytest.mark.parametrize("volatility_index", [False, True], ids=["default", "with-vix"])
+def test_a_daily_update_makes_two_calls(warehouse, volatility_index):
+    """Everything the daily run asks the source for a new session — bars, index bars, the screened
+    universe — costs the grouped call and the splits call; `I:VIX` is the one opt-in extra."""
     fake = FakePolygon()
     week = calendar.sessions_between(dt.date(2024, 4, 1), dt.date(2024, 4, 5))
+    session = dt.date(2024, 4, 8)
     with fake.mock():
-        backfill = source_for(warehouse)
+        backfill = source_for(warehouse, volatility_index=volatility_index)
         store(warehouse, backfill.bars(week[0], week[-1]), backfill.index_bars(week[0], week[-1]))
-        daily = source_for(warehouse)  # the next day's run, in a new process
-        bars = daily.bars(dt.date(2024, 4, 8), dt.date(2024, 4, 8))
-    assert daily.stats.api_calls == 2 and (fake.count("grouped"), fake.count("splits")) == (6, 2)
-    assert bars.height == len(TRADED)
+        backfill.reference(week[-1])
+        daily = source_for(warehouse, volatility_index=volatility_index)  # the next day's run, in a new process
+        bars = daily.bars(session, session)
+        index = daily.index_bars(session, session)
+        reference = daily.reference(session)
+    assert daily.stats.api_calls == (3 if volatility_index else 2)
+    assert (fake.count("grouped"), fake.count("splits")) == (6, 2)
+    assert bars.height == len(TRADED) and reference.height > 0
+    assert index.get_column("symbol").to_list() == ([INDEX_SYMBOL, VOLATILITY_SYMBOL] if volatility_index else [INDEX_SYMBOL])
 
 
 def test_sessions_come_from_new_york_stamps_and_requests_carry_a_bearer_key(warehouse):
@@ -563,7 +572,7 @@ def test_a_split_learned_later_restates_stored_partitions_once(warehouse, monkey
 
 def test_index_bars_take_spy_from_grouped_bars_and_vix_from_the_indices_endpoint(warehouse):
     fake = FakePolygon()
-    source = source_for(warehouse)
+    source = source_for(warehouse, volatility_index=True)
     start, end = dt.date(2024, 4, 1), dt.date(2024, 4, 5)
     with fake.mock():
         source.bars(start, end)
@@ -578,7 +587,7 @@ def test_index_bars_take_spy_from_grouped_bars_and_vix_from_the_indices_endpoint
 
 def test_without_index_access_vix_is_skipped_with_one_warning(warehouse, caplog):
     fake = FakePolygon(vix_entitled=False)
-    source = source_for(warehouse)
+    source = source_for(warehouse, volatility_index=True)
     with fake.mock(), caplog.at_level(logging.WARNING):
         first = source.index_bars(dt.date(2024, 4, 1), dt.date(2024, 4, 5))
         second = source.index_bars(dt.date(2024, 4, 8), dt.date(2024, 4, 9))
@@ -587,6 +596,14 @@ def test_without_index_access_vix_is_skipped_with_one_warning(warehouse, caplog)
     vix_requests = [r for r in fake.requests if "I:VIX" in r.url.path]
     assert len(vix_requests) == 1, "a refused plan is not asked again"
     assert caplog.text.count("volatility index unavailable") == 1
+
+
+def test_the_volatility_index_is_not_asked_for_unless_switched_on(warehouse):
+    fake = FakePolygon()
+    with fake.mock():
+        index = source_for(warehouse).index_bars(dt.date(2024, 4, 1), dt.date(2024, 4, 5))
+    assert index.get_column("symbol").unique().to_list() == [INDEX_SYMBOL]
+    assert not [r for r in fake.requests if "I:VIX" in r.url.path]
 
 
 def test_earnings_are_empty_with_the_earnings_schema(warehouse):
