@@ -631,12 +631,9 @@ class SectorHitRateReorder:
         return index
 
     def _lookup(self, symbols: np.ndarray) -> np.ndarray:
-        """Index of each symbol, −1 where unknown (binary search in the sorted symbols)."""
-        if not len(self._sorted_symbols) or not len(symbols):
-            return np.full(len(symbols), -1, dtype=np.int64)
-        symbols = symbols.astype(str)
-        found = np.minimum(np.searchsorted(self._sorted_symbols, symbols), len(self._sorted_symbols) - 1)
-        return np.where(self._sorted_symbols[found] == symbols, self._sorted_index[found], -1)
+        """Index of each symbol, −1 where unknown."""
+        found = _sorted_position(self._sorted_symbols, symbols)
+        return np.where(found >= 0, self._sorted_index[found], -1)
 
     def _adopt(self, symbols: np.ndarray) -> None:
         """Give symbols outside the plan (a scan may add screened symbols a stale plan lacks) pinned places
@@ -647,12 +644,48 @@ class SectorHitRateReorder:
         self._sorted_symbols = self._symbols.astype(str)[self._sorted_index]
 
 
+def _sorted_position(sorted_symbols: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+    """Position of each of `symbols` in `sorted_symbols` (a sorted fixed-width string array), −1 where absent.
+
+    A binary search in C: the hooks that call it run after every batch on the scan's critical path, where
+    a join would rebuild a hash table of the whole plan each time.
+    """
+    if not len(sorted_symbols) or not len(symbols):
+        return np.full(len(symbols), -1, dtype=np.int64)
+    symbols = symbols.astype(str)
+    found = np.minimum(np.searchsorted(sorted_symbols, symbols), len(sorted_symbols) - 1)
+    return np.where(sorted_symbols[found] == symbols, found, -1)
+
+
+class PlanAnnotator:
+    """A `ScanHooks.enrich`: each result gets its `priority_score` and `priority_tier` from the plan it was
+    scanned under, so the plan travels with the result to the warehouse and the streams; symbols the plan
+    lacks get nulls. The plan is sorted once; `elapsed_s` is its cost, part of the prioritization overhead."""
+
+    def __init__(self, plan: pl.DataFrame) -> None:
+        ordered = plan.select("symbol", "priority_score", "priority_tier").sort("symbol")
+        self._symbols = ordered.get_column("symbol").to_numpy().astype(str)
+        self._score = ordered.get_column("priority_score").to_numpy()
+        self._tier = ordered.get_column("priority_tier").to_numpy()
+        self.elapsed_s = 0.0
+
+    def __call__(self, results: pl.DataFrame) -> pl.DataFrame:
+        started = time.perf_counter()
+        found = _sorted_position(self._symbols, results.get_column("symbol").to_numpy())
+        known = found >= 0
+        score = np.where(known, self._score[found], np.nan) if len(self._symbols) else np.full(len(found), np.nan)
+        tier = np.where(known, self._tier[found], None) if len(self._symbols) else np.full(len(found), None)
+        annotated = results.drop("priority_score", "priority_tier", strict=False).with_columns(
+            pl.Series("priority_score", score, dtype=pl.Float64, nan_to_null=True),
+            pl.Series("priority_tier", tier, dtype=pl.String),
+        )
+        self.elapsed_s += time.perf_counter() - started
+        return annotated
+
+
 def annotate(results: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
-    """`results` with `priority_score` and `priority_tier` from `plan` (a `ScanHooks.enrich`): the plan a
-    result was scanned under travels with it to the warehouse and the streams."""
-    return results.drop("priority_score", "priority_tier", strict=False).join(
-        plan.select("symbol", "priority_score", "priority_tier"), on="symbol", how="left", maintain_order="left"
-    )
+    """`results` annotated once with `plan` (see `PlanAnnotator`, the hook to use across a scan's batches)."""
+    return PlanAnnotator(plan)(results)
 
 
 # --------------------------------------------------------------------------------------------- metrics

@@ -14,7 +14,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
 
 import polars as pl
 from dagster import (
@@ -35,9 +34,9 @@ from technic_core.priority import (
     FACTOR_COLUMNS,
     HISTORY_COLUMNS,
     TIERS,
+    PlanAnnotator,
     PriorityConfig,
     SectorHitRateReorder,
-    annotate,
     prioritize,
     refresh_plan,
     session_metrics,
@@ -173,7 +172,7 @@ class PrioritizedScan:
 
     `order` is None (scan alphabetically) when prioritization is off or the session has no plan; `note`
     then says why. `setup_s` is the time spent loading (and, if stale, refreshing) the plan and building
-    the hooks — with the reorder hook's own time it is the prioritization overhead on the scan's path.
+    the hooks — with the hooks' own time (annotating and reordering) it is the prioritization overhead on the scan's path.
     """
 
     plan: pl.DataFrame | None
@@ -184,12 +183,13 @@ class PrioritizedScan:
     refreshed: bool = False
     note: str = ""
     reorder: SectorHitRateReorder | None = None
+    annotator: PlanAnnotator | None = None
 
     def metadata(self, results: pl.DataFrame, run: ScanRun) -> dict[str, object]:
         """Prioritization metadata for the scan's MaterializeResult, keys prefixed `priority_`."""
         if self.plan is None:
             return {"priority_followed": False, "priority_note": self.note}
-        hook_s = self.reorder.elapsed_s if self.reorder is not None else 0.0
+        hook_s = sum(hook.elapsed_s for hook in (self.reorder, self.annotator) if hook is not None)
         measured = session_metrics(
             self.plan, results, run.scanned, self.batch_size, self.setup_s + hook_s, run.elapsed_s - hook_s
         )
@@ -228,7 +228,8 @@ def prioritized_scan(
         store.write_partition("priority", session, plan)
         _log.info("refreshed the priority plan of %s from newer results", session)
     reorder = SectorHitRateReorder(plan, universe, config) if config.reorder else None
-    hooks = ScanHooks(enrich=_annotator(plan), reorder=reorder)
+    annotator = PlanAnnotator(plan)
+    hooks = ScanHooks(enrich=annotator, reorder=reorder)
     return PrioritizedScan(
         plan=plan,
         order=plan.get_column("symbol").to_list(),
@@ -237,12 +238,8 @@ def prioritized_scan(
         setup_s=time.perf_counter() - started,
         refreshed=refreshed,
         reorder=reorder,
+        annotator=annotator,
     )
-
-
-def _annotator(plan: pl.DataFrame) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    lookup = plan.select("symbol", "priority_score", "priority_tier")
-    return lambda results: annotate(results, lookup)
 
 
 def _stale(store: Warehouse, session: dt.date, config: PriorityConfig) -> bool:

@@ -16,6 +16,7 @@ from technic_core.priority import (
     REASON_NO_SURPRISE,
     REASON_SURPRISE,
     TIER_HIGH,
+    PlanAnnotator,
     PriorityConfig,
     SectorHitRateReorder,
     activity_scores,
@@ -326,6 +327,21 @@ def test_reorder_keeps_symbols_the_plan_does_not_know():
     assert sorted(reordered) == ["B", "C", "NEW"] and reordered[1] == "NEW"
 
 
+def test_annotator_matches_a_join_on_the_plan_and_leaves_unknown_symbols_null():
+    plan = build_plan(_scores(["A", "B", "C", "D"], [80.0, 60.0, 20.0, 75.0]), SESSION, 2, CONFIG)
+    results = pl.DataFrame({"symbol": ["D", "NEW", "A", "C"], "close": [1.0, 2.0, 3.0, 4.0],
+                            "priority_tier": ["stale"] * 4})
+    annotator = PlanAnnotator(plan)
+    annotated = annotator(results)
+    expected = results.drop("priority_tier").join(
+        plan.select("symbol", "priority_score", "priority_tier"), on="symbol", how="left", maintain_order="left"
+    )
+    assert annotated.equals(expected)
+    assert annotated.filter(pl.col("symbol") == "NEW").select("priority_score", "priority_tier").null_count().row(0) == (1, 1)
+    assert annotator.elapsed_s > 0
+    assert annotate(results, plan.clear()).get_column("priority_score").null_count() == 4
+
+
 def _panel(symbols: list[str], sessions: int = 80, seed: int = 5) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     closes = {s: (50 * np.exp(np.cumsum(rng.normal(0.001 * (i % 5 - 2), 0.02, sessions)))).tolist()
@@ -345,7 +361,7 @@ def test_a_scan_follows_the_plan_with_the_hooks_and_reports_metrics():
     plan = prioritize(universe, previous, bars, None, SESSION, 8, CONFIG)
     hook = SectorHitRateReorder(plan, universe, CONFIG)
     run = run_scan(ScanConfig(batch_size=8), SESSION, bars, universe, order=plan.get_column("symbol").to_list(),
-                   hooks=ScanHooks(enrich=lambda r: annotate(r, plan), reorder=hook))
+                   hooks=ScanHooks(enrich=PlanAnnotator(plan), reorder=hook))
     results = pl.concat([b.results for b in run])
     assert sorted(results.get_column("symbol").to_list()) == symbols
     assert results.get_column("batch").head(8).to_list() == [0] * 8
