@@ -229,3 +229,30 @@ def test_rows_within_a_batch_follow_the_visiting_order(bars):
     order = ["S030", "S002", "S017", "S008", "S025"]
     first = next(iter(run_scan(ScanConfig(batch_size=5), SESSION, bars, universe, order=order)))
     assert first.results.get_column("symbol").to_list() == order
+
+
+def test_row_order_and_bars_outside_the_window_do_not_change_results(bars):
+    """Batches are cut from the history per batch (binary search on symbol-sorted bars, a filter
+    otherwise): any row order, later sessions and sessions before the lookback give the same results as
+    bars holding exactly the window, sorted."""
+    universe = _universe(bars)
+    config = ScanConfig(batch_size=6, lookback_sessions=120)
+    window = calendar.sessions_back(SESSION, 120)
+    expected = list(run_scan(config, SESSION, bars.filter(pl.col("date").is_in(window)), universe))
+    later = bars.filter(pl.col("date") == SESSION).with_columns(
+        pl.col("date").map_elements(calendar.next_session, return_dtype=pl.Date), pl.col("close") * 3
+    )
+    extended = pl.concat([bars, later])
+    variants = {
+        "symbol-major": extended.sort("symbol", "date"),
+        "date-major": extended.sort("date", "symbol"),
+        "shuffled": extended.sample(fraction=1.0, shuffle=True, seed=3),
+    }
+    for name, variant in variants.items():
+        run = run_scan(config, SESSION, variant, universe)
+        got = list(run)
+        assert run.end_reason == END_COMPLETE, name
+        assert len(got) == len(expected), name
+        for ours, theirs in zip(got, expected):
+            assert ours.results.equals(theirs.results, null_equal=True), name
+            assert ours.rejections.equals(theirs.rejections, null_equal=True), name
