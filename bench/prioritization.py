@@ -181,11 +181,7 @@ def _mean(rows: list[dict[str, object]], key: str) -> float:
 
 
 def _summary(rows: list[dict[str, object]], symbols: int, warmup: int, seed: int, batch_size: int) -> dict:
-    means = {
-        f"{name}_{measure}": _mean(rows, f"{name}_{measure}")
-        for name in ORDERS
-        for measure in ("share_first_quarter", "to_first", "to_fifth")
-    }
+    means = _order_means(rows)
     total_plan = sum(row["plan_s"] + row["hook_s"] for row in rows)
     total_scan = sum(row["scan_s"] for row in rows)
     signal_shares = [row["signals"] / row["scanned"] for row in rows]
@@ -201,20 +197,14 @@ def _summary(rows: list[dict[str, object]], symbols: int, warmup: int, seed: int
         "signal_share_mean": round(statistics.fmean(signal_shares), 4),
         "signal_share_min": round(min(signal_shares), 4),
         "signal_share_max": round(max(signal_shares), 4),
-        "share_signals_first_quarter": round(means["plan_share_first_quarter"], 4),
-        "share_signals_first_quarter_random": round(means["random_share_first_quarter"], 4),
-        "share_signals_first_quarter_score_order": round(means["score_order_share_first_quarter"], 4),
+        **_headline(means),
         "share_signals_first_quarter_without_reorder": round(means["plan_static_share_first_quarter"], 4),
-        "share_signals_first_quarter_oracle": round(means["oracle_share_first_quarter"], 4),
         "symbols_to_first_signal": round(means["plan_to_first"], 3),
         "symbols_to_first_signal_random": round(means["random_to_first"], 3),
         "symbols_to_first_signal_score_order": round(means["score_order_to_first"], 3),
         "symbols_to_fifth_signal": round(means["plan_to_fifth"], 3),
         "symbols_to_fifth_signal_random": round(means["random_to_fifth"], 3),
         "symbols_to_fifth_signal_score_order": round(means["score_order_to_fifth"], 3),
-        "first_signal_speedup_vs_random": round(means["random_to_first"] / means["plan_to_first"], 3),
-        "fifth_signal_speedup_vs_random": round(means["random_to_fifth"] / means["plan_to_fifth"], 3),
-        "first_signal_speedup_ceiling": round(means["random_to_first"] / means["oracle_to_first"], 3),
         "fifth_signal_speedup_ceiling": round(means["random_to_fifth"] / means["oracle_to_fifth"], 3),
         "signal_rate_by_tier": {tier: round(_mean(rows, f"signal_rate_{tier}"), 4) for tier in TIERS},
         "overhead_pct": round(100.0 * total_plan / total_scan, 3),
@@ -235,22 +225,32 @@ def _summary(rows: list[dict[str, object]], symbols: int, warmup: int, seed: int
     }
 
 
-def _strong_buy_only(rows: list[dict[str, object]]) -> dict[str, float]:
-    """The headline figures when only Strong Buy counts as a signal (`SIGNAL_VIEWS`), same plan and scans."""
-    mean = {
-        f"{name}_{measure}": _mean(rows, f"strong_{name}_{measure}")
+def _order_means(rows: list[dict[str, object]], prefix: str = "") -> dict[str, float]:
+    """Mean of each order's measures over `rows`, for the signal view `prefix` (`SIGNAL_VIEWS`)."""
+    return {
+        f"{name}_{measure}": _mean(rows, f"{prefix}{name}_{measure}")
         for name in ORDERS
         for measure in ("share_first_quarter", "to_first", "to_fifth")
     }
+
+
+def _headline(mean: dict[str, float]) -> dict[str, float]:
+    """The figures the targets speak of, with the random and oracle references, from `_order_means`."""
     return {
-        "signal_share_mean": round(statistics.fmean(row["strong_signals"] / row["scanned"] for row in rows), 4),
         "share_signals_first_quarter": round(mean["plan_share_first_quarter"], 4),
-        "share_signals_first_quarter_random": round(mean["random_share_first_quarter"], 4),
+        "share_signals_first_quarter_score_order": round(mean["score_order_share_first_quarter"], 4),
         "share_signals_first_quarter_oracle": round(mean["oracle_share_first_quarter"], 4),
+        "share_signals_first_quarter_random": round(mean["random_share_first_quarter"], 4),
         "first_signal_speedup_vs_random": round(mean["random_to_first"] / mean["plan_to_first"], 3),
         "fifth_signal_speedup_vs_random": round(mean["random_to_fifth"] / mean["plan_to_fifth"], 3),
         "first_signal_speedup_ceiling": round(mean["random_to_first"] / mean["oracle_to_first"], 3),
     }
+
+
+def _strong_buy_only(rows: list[dict[str, object]]) -> dict[str, float]:
+    """The headline figures when only Strong Buy counts as a signal (`SIGNAL_VIEWS`), same plans and scans."""
+    share = statistics.fmean(row["strong_signals"] / row["scanned"] for row in rows)
+    return {"signal_share_mean": round(share, 4), **_headline(_order_means(rows, "strong_"))}
 
 
 def _by_signal_share(rows: list[dict[str, object]]) -> dict[str, dict[str, float]]:
@@ -259,20 +259,8 @@ def _by_signal_share(rows: list[dict[str, object]]) -> dict[str, dict[str, float
     bands = {}
     for low, high in SIGNAL_SHARE_BANDS:
         members = [row for row in rows if low <= row["signals"] / row["scanned"] < high]
-        if not members:
-            continue
-        measures = [key for key in members[0] if key.endswith(("_share_first_quarter", "_to_first", "_to_fifth"))
-                    and not key.startswith("strong_")]
-        mean = {key: _mean(members, key) for key in measures}
-        bands[f"{low:.0%}-{min(high, 1):.0%}"] = {
-            "sessions": len(members),
-            "share_signals_first_quarter": round(mean["plan_share_first_quarter"], 4),
-            "share_signals_first_quarter_score_order": round(mean["score_order_share_first_quarter"], 4),
-            "share_signals_first_quarter_oracle": round(mean["oracle_share_first_quarter"], 4),
-            "share_signals_first_quarter_random": round(mean["random_share_first_quarter"], 4),
-            "first_signal_speedup_vs_random": round(mean["random_to_first"] / mean["plan_to_first"], 3),
-            "fifth_signal_speedup_vs_random": round(mean["random_to_fifth"] / mean["plan_to_fifth"], 3),
-        }
+        if members:
+            bands[f"{low:.0%}-{min(high, 1):.0%}"] = {"sessions": len(members), **_headline(_order_means(members))}
     return bands
 
 
