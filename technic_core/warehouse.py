@@ -1,6 +1,8 @@
-"""The warehouse: Parquet partitions on disk plus DuckDB views over them.
+"""The warehouse: Parquet partitions under a root plus DuckDB views over them.
 
-Layout under the root (see `warehouse/README.md`)::
+The root is a local directory or an object-store URI (`s3://bucket/prefix`, `gs://...`, any fsspec protocol);
+every file operation goes through `technic_core.storage`, so nothing here assumes a local path. Layout under
+the root (see `warehouse/README.md`)::
 
     bars/date=YYYY-MM-DD/part-00000.parquet        and the same for universe/, conditions/, rejections/
     results/date=YYYY-MM-DD/batch=NNNNN.parquet    scan results, one file per batch
@@ -10,11 +12,13 @@ Layout under the root (see `warehouse/README.md`)::
 
 Guarantees, and why:
 
-* A file appears whole or not at all. Every file is written to a hidden temp file in its final directory,
-  fsynced and `os.replace`d over the target, so a reader (another process, DuckDB, the API) only ever opens
-  a complete file — the old one or the new one. Temp names start with '.' and end in '.tmp', so no reader
-  glob (`*.parquet`) matches them; a writer killed with SIGKILL leaves one behind, removed by the next write
-  to that directory once its writer process is gone.
+* A file appears whole or not at all, so a reader (another process, DuckDB, the API) only ever opens a
+  complete file — the old one or the new one. On a local root every file is written to a hidden temp file in
+  its final directory, fsynced and `os.replace`d over the target. Temp names start with '.' and end in
+  '.tmp', so no reader glob (`*.parquet`) matches them; a writer killed with SIGKILL leaves one behind,
+  removed by the next write to that directory once its writer process is gone. On an object store the file
+  is serialized in memory and written with a single PUT, which the store publishes atomically: no temp
+  objects, no rename.
 * Re-materializing gives byte-identical files for identical input: rows are sorted by the dataset's natural
   key (stable, so ties keep input order), compression is fixed and polars writes no timestamps. Dagster
   re-runs and backfills therefore never produce spurious diffs. (Polars records its version in the footer's
@@ -24,7 +28,11 @@ Guarantees, and why:
   the partition's session, so the two can never disagree — DuckDB's hive value and polars' file value
   always match.
 * Readers never hold a read-write DuckDB handle: `connect()` is an in-memory database of views over the
-  Parquet globs, and `refresh_catalog()` builds `technic.duckdb` in a temp file and renames it into place.
+  Parquet globs, and `refresh_catalog()` builds `technic.duckdb` in a temp file and renames it into place
+  (on an object store: builds it locally and PUTs it; DuckDB can `ATTACH` it read-only over httpfs).
+* On an object store DuckDB reads the same URIs: through its `httpfs` extension for s3:// and gs:// (which
+  must be installed, with credentials from a DuckDB secret), and through the very fsspec filesystem the
+  warehouse writes with for other protocols (`register_filesystem`).
 """
 
 from __future__ import annotations
@@ -32,11 +40,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import os
 import re
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +49,22 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from technic_core import schema
 from technic_core.config import Settings
 from technic_core.errors import ConfigError, CorruptFileError, WarehouseError
+from technic_core.storage import (
+    AnyPath,
+    LocalStorage,
+    ObjectStorage,
+    StoragePath,
+    atomic_path,
+    open_storage,
+    root_uri,
+)
 
 #: Fixed so identical frames give identical bytes whatever polars' defaults become.
 PARQUET_COMPRESSION = "zstd"
@@ -60,8 +76,6 @@ PARTITION_FILE = "part-00000.parquet"
 MAX_BATCH_NO = 99_999
 
 _PARTITION_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-#: Matched as a prefix: DuckDB may add a suffix (e.g. '.wal') to a temp catalog file.
-_TEMP_FILE = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{16}\.tmp")
 #: A scan id becomes a file name: no path separators, and no leading '.' that would hide it from readers.
 _SCAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -131,13 +145,21 @@ def dataset_named(name: str) -> Dataset:
 # -------------------------------------------------------------------- small-file helpers
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or all of the new, never a part."""
-    with _atomic_path(Path(path)) as temp:
-        temp.write_bytes(data)
+def write_bytes_atomic(path: AnyPath | str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old content or all of the new, never a part.
+
+    `path` may be local (temp file + rename) or in an object store (a `StoragePath` or a URI: one PUT).
+    """
+    if isinstance(path, str) and root_uri(path) is not None:
+        path = open_storage(path).root  # a URI given as text; a `Path` always means a local file
+    if isinstance(path, StoragePath):
+        path.storage.write_bytes(path, data)
+    else:
+        with atomic_path(Path(path)) as temp:
+            temp.write_bytes(data)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: AnyPath | str, obj: Any) -> None:
     """Write `obj` as JSON atomically; sorted keys and fixed indentation make equal objects equal bytes."""
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -145,13 +167,27 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 class Warehouse:
     """Atomic reads and writes of the warehouse under `root`.
 
+    `root` is a local directory (kept as an absolute `Path`, so a later chdir cannot move the warehouse and
+    DuckDB views get absolute globs) or an object-store URI, which becomes a `StoragePath` (`str()` is the
+    URI). A URI that went through `pathlib.Path` on the way (`Settings.warehouse` is a Path, which turns
+    `s3://b/w` into `s3:/b/w`) is recognised and restored. Paths this class returns are of the same kind.
+
     Stateless apart from the root, so any number of instances in any number of processes may share one root.
-    Nothing is created on construction: the root appears with the first write.
+    Nothing is created on construction, and nothing is contacted: the root appears with the first write.
     """
 
-    def __init__(self, root: Path | str) -> None:
-        # Absolute now, so a later chdir cannot move the warehouse and DuckDB views get absolute globs.
-        self.root = Path(root).absolute()
+    def __init__(self, root: Path | str | StoragePath) -> None:
+        self.storage: LocalStorage | ObjectStorage = open_storage(root)
+        self.root: AnyPath = self.storage.root
+
+    @property
+    def uri(self) -> str:
+        """The root as text: an absolute local path or the object-store URI."""
+        return self.storage.uri
+
+    @property
+    def is_local(self) -> bool:
+        return self.storage.local
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
@@ -161,12 +197,12 @@ class Warehouse:
         return f"Warehouse({str(self.root)!r})"
 
     @property
-    def catalog_path(self) -> Path:
+    def catalog_path(self) -> AnyPath:
         return self.root / CATALOG_NAME
 
     # ---------------------------------------------------------------- writes
 
-    def write_partition(self, dataset: str, session: dt.date, frame: pl.DataFrame) -> Path:
+    def write_partition(self, dataset: str, session: dt.date, frame: pl.DataFrame) -> AnyPath:
         """Replace the whole `session` partition of a per-session dataset with `frame`, atomically.
 
         `frame` is conformed to the dataset schema (missing columns raise, extra ones are dropped); every
@@ -177,7 +213,7 @@ class Warehouse:
             raise ConfigError(f"{spec.name} is written with {_OTHER_WRITERS[spec.layout]}, not write_partition")
         prepared = _prepared(spec, frame, date=_checked_session(session))
         target = self._partition_dir(spec, session) / PARTITION_FILE
-        _write_parquet_atomic(prepared, target)
+        self._write_parquet(prepared, target)
         return target
 
     def begin_results(self, session: dt.date) -> None:
@@ -191,11 +227,11 @@ class Warehouse:
         consistent prefix until the next run replaces it.
         """
         directory = self._partition_dir(DATASETS["results"], _checked_session(session))
-        _remove_stale_temp_files(directory)
-        for stale in reversed(_visible_parquet_files(directory)):
-            stale.unlink(missing_ok=True)
+        self.storage.prepare_directory(directory)
+        for stale in reversed(self._visible_parquet_files(directory)):
+            self.storage.delete(stale)
 
-    def write_result_batch(self, session: dt.date, batch_no: int, frame: pl.DataFrame) -> Path:
+    def write_result_batch(self, session: dt.date, batch_no: int, frame: pl.DataFrame) -> AnyPath:
         """Write result batch `batch_no` of `session` as its own file, atomically.
 
         One file per batch lets the API notice and stream each batch as soon as it lands. Every row's `date`
@@ -206,10 +242,10 @@ class Warehouse:
             results, frame, date=_checked_session(session), batch=_checked_int("batch_no", batch_no, MAX_BATCH_NO)
         )
         target = self._batch_path(session, batch_no)
-        _write_parquet_atomic(prepared, target)
+        self._write_parquet(prepared, target)
         return target
 
-    def finish_results(self, session: dt.date, batches_written: int) -> list[Path]:
+    def finish_results(self, session: dt.date, batches_written: int) -> list[AnyPath]:
         """Close a results run that wrote batches `0 .. batches_written-1`; return their paths in order.
 
         Removes every other data file in the partition (leftovers of an earlier, longer run when
@@ -220,15 +256,15 @@ class Warehouse:
         batch_count = _checked_int("batches_written", batches_written, MAX_BATCH_NO + 1)
         expected = [self._batch_path(session, batch_no) for batch_no in range(batch_count)]
         keep = set(expected)
-        for leftover in reversed(_visible_parquet_files(directory)):
+        for leftover in reversed(self._visible_parquet_files(directory)):
             if leftover not in keep:
-                leftover.unlink(missing_ok=True)
-        missing = [path.name for path in expected if not path.is_file()]
+                self.storage.delete(leftover)
+        missing = [path.name for path in expected if not self.storage.is_file(path)]
         if missing:
             raise WarehouseError(f"results {session}: run claims {batches_written} batches, missing {missing}")
         return expected
 
-    def append_scan_run(self, frame: pl.DataFrame) -> Path:
+    def append_scan_run(self, frame: pl.DataFrame) -> AnyPath:
         """Write the row(s) of one scan to `scan_runs/<scan_id>.parquet`, atomically (re-writing replaces)."""
         scan_runs = DATASETS["scan_runs"]
         prepared = _prepared(scan_runs, frame)
@@ -239,7 +275,7 @@ class Warehouse:
         if not _SCAN_ID.match(scan_id):
             raise ConfigError(f"scan_runs: scan_id {scan_id!r} is not usable as a file name")
         target = self.root / scan_runs.name / f"{scan_id}.parquet"
-        _write_parquet_atomic(prepared, target)
+        self._write_parquet(prepared, target)
         return target
 
     # ---------------------------------------------------------------- reads
@@ -247,15 +283,15 @@ class Warehouse:
     def sessions(self, dataset: str) -> list[dt.date]:
         """Sessions that have at least one data file, oldest first."""
         partitioned = self._partitioned_dataset(dataset)
-        return [day for day, directory in self._partition_dirs(partitioned) if _visible_parquet_files(directory)]
+        return [day for day, files in self._partitions(partitioned, None, None) if files]
 
     def has_partition(self, dataset: str, session: dt.date) -> bool:
         return bool(self.partition_files(dataset, session))
 
-    def partition_files(self, dataset: str, session: dt.date) -> list[Path]:
+    def partition_files(self, dataset: str, session: dt.date) -> list[AnyPath]:
         """The visible data files of one partition in name order (batch order for results)."""
         partitioned = self._partitioned_dataset(dataset)
-        return _visible_parquet_files(self._partition_dir(partitioned, _checked_session(session)))
+        return self._visible_parquet_files(self._partition_dir(partitioned, _checked_session(session)))
 
     def scan(self, dataset: str, start: dt.date | None = None, end: dt.date | None = None) -> pl.LazyFrame:
         """Lazy read of the sessions in the closed range [start, end] (open where None), in schema dtypes.
@@ -266,17 +302,17 @@ class Warehouse:
         partitioned, is filtered on its `date` column instead.
         """
         spec = dataset_named(dataset)
-        return _lazy_frame(spec, self._files_in_range(spec, start, end), start, end)
+        return self._lazy_frame(spec, self._files_in_range(spec, start, end), start, end)
 
     def read(self, dataset: str, start: dt.date | None = None, end: dt.date | None = None) -> pl.DataFrame:
         """`scan(...)` collected; any undecodable file raises `CorruptFileError` naming it."""
         spec = dataset_named(dataset)
         files = self._files_in_range(spec, start, end)
         try:
-            return _lazy_frame(spec, files, start, end).collect()
-        except pl.exceptions.ComputeError:
-            # Polars' decode errors do not say which file failed; find it so the message can.
-            _raise_for_first_undecodable(files)
+            return self._lazy_frame(spec, files, start, end).collect()
+        except (pl.exceptions.ComputeError, pa.ArrowException, OSError):
+            # Decode errors do not say which file failed; find it so the message can.
+            self._raise_for_first_undecodable(files)
             raise
 
     # ---------------------------------------------------------------- DuckDB
@@ -289,23 +325,67 @@ class Warehouse:
         every query, so new partitions (and a dataset's first file) show up without reconnecting.
         """
         connection = duckdb.connect(":memory:")
+        self._configure(connection)
         self._create_views(connection)
         return connection
 
-    def refresh_catalog(self) -> Path:
+    def refresh_catalog(self) -> AnyPath:
         """(Re)build `technic.duckdb` with the same views, atomically, for `duckdb warehouse/technic.duckdb`.
 
         Built in a temp file and renamed over the old catalog, so a SQL user who has it open keeps the old
-        one and nobody ever sees a half-built catalog. Views hold absolute paths, so the file works from any
-        working directory; rebuild it after moving the warehouse or adding a dataset.
+        one and nobody ever sees a half-built catalog. Views hold absolute paths (or URIs), so the file works
+        from any working directory; rebuild it after moving the warehouse or adding a dataset.
+
+        On an object store DuckDB cannot write the database file in place: it is built in a local temp
+        directory and PUT as `<root>/technic.duckdb` in one call. SQL users `ATTACH '<uri>/technic.duckdb'
+        (READ_ONLY)` over httpfs, or download it; its views read the bucket, so they need the same DuckDB
+        credentials `connect()` needs.
         """
-        with _atomic_path(self.catalog_path) as temp:
-            connection = duckdb.connect(str(temp))
-            try:
-                self._create_views(connection)
-            finally:
-                connection.close()
+        if isinstance(self.storage, LocalStorage):
+            with atomic_path(self.catalog_path) as temp:
+                self._build_catalog(temp)
+            return self.catalog_path
+        with tempfile.TemporaryDirectory(prefix="technic-catalog-") as directory:
+            local = Path(directory) / CATALOG_NAME
+            self._build_catalog(local)
+            self.storage.write_bytes(self.catalog_path, local.read_bytes())
         return self.catalog_path
+
+    def _build_catalog(self, path: Path) -> None:
+        connection = duckdb.connect(str(path))
+        try:
+            self._configure(connection)
+            self._create_views(connection)
+        finally:
+            connection.close()
+
+    def _configure(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Let `connection` read the root: nothing for a local one; httpfs or the fsspec filesystem otherwise.
+
+        Views bind their globs when created, so this must run before `_create_views`.
+        """
+        storage = self.storage
+        if isinstance(storage, LocalStorage):
+            return
+        if storage.fsspec_filesystem is not None:
+            # The filesystem object the warehouse writes with, credentials and all; DuckDB routes every path
+            # with its protocol (e.g. memory://, az://) through it.
+            connection.register_filesystem(storage.fsspec_filesystem)
+            return
+        # s3:// and gs:// (pyarrow-native on the write side): DuckDB's own httpfs reads the same URIs. Its
+        # credentials come from DuckDB secrets, e.g. a persistent `CREATE PERSISTENT SECRET (TYPE s3, PROVIDER
+        # credential_chain)` baked into the image (deploy/README.md), which every connection loads by itself.
+        try:
+            try:
+                connection.execute("LOAD httpfs")
+            except duckdb.Error:
+                connection.execute("INSTALL httpfs")
+                connection.execute("LOAD httpfs")
+        except duckdb.Error as exc:
+            raise WarehouseError(
+                f"DuckDB needs its httpfs extension to read {storage.uri}: install it where extensions can be "
+                f"downloaded (`INSTALL httpfs`; the deploy image does) — {exc}"
+            ) from exc
 
     def _create_views(self, connection: duckdb.DuckDBPyConnection) -> None:
         """One view per dataset: a typed zero-row SELECT, UNION ALL BY NAME the Parquet glob.
@@ -326,7 +406,7 @@ class Warehouse:
                 hive = "hive_partitioning = true, hive_types = {'date': 'DATE'}"
             else:
                 hive = "hive_partitioning = false"
-            glob = _sql_string(str(self.root / each.file_glob))
+            glob = _sql_string(f"{self.uri}/{each.file_glob}")
             connection.execute(
                 f"CREATE OR REPLACE VIEW {_sql_identifier(each.name)} AS SELECT {columns} FROM ("
                 f"SELECT {typed_nulls} WHERE false UNION ALL BY NAME "
@@ -346,34 +426,110 @@ class Warehouse:
             raise ConfigError(f"{spec.name} is not partitioned by session ({spec.layout.value})")
         return spec
 
-    def _partition_dir(self, partitioned: Dataset, session: dt.date) -> Path:
+    def _partition_dir(self, partitioned: Dataset, session: dt.date) -> AnyPath:
         return self.root / partitioned.name / f"date={session.isoformat()}"
 
-    def _batch_path(self, session: dt.date, batch_no: int) -> Path:
+    def _batch_path(self, session: dt.date, batch_no: int) -> AnyPath:
         return self._partition_dir(DATASETS["results"], session) / f"batch={batch_no:05d}.parquet"
 
-    def _partition_dirs(self, partitioned: Dataset) -> list[tuple[dt.date, Path]]:
-        """(session, directory) of every partition directory, oldest first, from one directory listing."""
-        try:
-            entries = list(os.scandir(self.root / partitioned.name))
-        except FileNotFoundError:
-            return []
-        found = []
-        for entry in entries:
-            match = _PARTITION_DIR.match(entry.name)
-            if match and entry.is_dir():
-                found.append((dt.date.fromisoformat(match.group(1)), Path(entry.path)))
-        return sorted(found)
+    def _partitions(
+        self, partitioned: Dataset, start: dt.date | None, end: dt.date | None
+    ) -> list[tuple[dt.date, list[AnyPath]]]:
+        """(session, visible data files) of every partition directory in [start, end], oldest first.
 
-    def _files_in_range(self, spec: Dataset, start: dt.date | None, end: dt.date | None) -> list[Path]:
+        Only directories in range are listed on a local root; an object store answers with one recursive
+        listing of the dataset's prefix instead of one request per partition.
+        """
+        directory = self.root / partitioned.name
+        days: dict[str, dt.date] = {}
+        for name in self.storage.subdirectories(directory):
+            match = _PARTITION_DIR.match(name)
+            if match:
+                day = dt.date.fromisoformat(match.group(1))
+                if (start is None or day >= start) and (end is None or day <= end):
+                    days[name] = day
+        files = self.storage.files_below(directory, sorted(days))
+        return sorted(
+            ((days[name], [file for file in found if file.name.endswith(".parquet")]) for name, found in files.items()),
+            key=lambda item: item[0],
+        )
+
+    def _files_in_range(self, spec: Dataset, start: dt.date | None, end: dt.date | None) -> list[AnyPath]:
         if not spec.partitioned:
-            return _visible_parquet_files(self.root / spec.name)
-        return [
-            file
-            for day, directory in self._partition_dirs(spec)
-            if (start is None or day >= start) and (end is None or day <= end)
-            for file in _visible_parquet_files(directory)
-        ]
+            return self._visible_parquet_files(self.root / spec.name)
+        return [file for _, files in self._partitions(spec, start, end) for file in files]
+
+    def _visible_parquet_files(self, directory: AnyPath) -> list[AnyPath]:
+        """Data files readers may see, in name order: `*.parquet`, never hidden (temp) files."""
+        return [file for file in self.storage.visible_files(directory) if file.name.endswith(".parquet")]
+
+    # ---------------------------------------------------------------- file I/O through the storage
+
+    def _write_parquet(self, frame: pl.DataFrame, target: AnyPath) -> None:
+        """Write `frame` as `target` atomically: temp file + rename locally, one PUT on an object store."""
+        with self.storage.writer(target) as sink:
+            frame.write_parquet(
+                sink, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL, statistics=True
+            )
+
+    def _arrow_source(self, file: AnyPath) -> tuple[str, pafs.FileSystem | None]:
+        """(path, filesystem) for pyarrow: the local path and no filesystem, or the path in the store's."""
+        if isinstance(self.storage, ObjectStorage):
+            return self.storage.fs_path(file), self.storage.filesystem
+        return str(file), None
+
+    def _lazy_frame(
+        self, spec: Dataset, files: list[AnyPath], start: dt.date | None, end: dt.date | None
+    ) -> pl.LazyFrame:
+        if not files:
+            return schema.empty(spec.schema).lazy()
+        for file in files:
+            self._check_footer(file)
+        if isinstance(self.storage, LocalStorage):
+            frame = pl.scan_parquet(
+                [str(file) for file in files],
+                schema=spec.schema,
+                hive_partitioning=False,
+                glob=False,
+                missing_columns="insert",
+                extra_columns="ignore",
+            )
+        else:
+            # Read through the same pyarrow filesystem the writer used: the dataset's explicit schema inserts
+            # missing columns as nulls and ignores extra ones, like the local scan; projections and filters
+            # are pushed down into pyarrow, which fetches only the byte ranges it needs.
+            dataset = pads.dataset(
+                [self.storage.fs_path(file) for file in files],
+                schema=schema.empty(spec.schema).to_arrow().schema,
+                format="parquet",
+                filesystem=self.storage.filesystem,
+            )
+            frame = pl.scan_pyarrow_dataset(dataset).cast(spec.schema)
+        if not spec.partitioned:
+            if start is not None:
+                frame = frame.filter(pl.col("date") >= start)
+            if end is not None:
+                frame = frame.filter(pl.col("date") <= end)
+        return frame
+
+    def _check_footer(self, file: AnyPath) -> None:
+        """Read only the Parquet footer: cheap, and catches truncated and non-Parquet files by name."""
+        path, filesystem = self._arrow_source(file)
+        try:
+            pq.read_metadata(path, filesystem=filesystem)
+        except pa.ArrowInvalid as exc:
+            raise _corrupt(file, exc) from exc
+
+    def _raise_for_first_undecodable(self, files: list[AnyPath]) -> None:
+        """Decode each file fully and raise `CorruptFileError` for the first that fails; return if all decode."""
+        for file in files:
+            path, filesystem = self._arrow_source(file)
+            try:
+                pq.read_table(path, filesystem=filesystem)
+            except FileNotFoundError:
+                continue  # removed by a concurrent writer since it was listed: gone, not corrupt
+            except (pa.ArrowException, OSError) as exc:
+                raise _corrupt(file, exc) from exc
 
 
 # -------------------------------------------------------------------- internals
@@ -410,120 +566,7 @@ def _prepared(spec: Dataset, frame: pl.DataFrame, **constant: object) -> pl.Data
     return conformed.sort(list(spec.sort_key), maintain_order=True, nulls_last=True)
 
 
-def _write_parquet_atomic(frame: pl.DataFrame, target: Path) -> None:
-    with _atomic_path(target) as temp:
-        frame.write_parquet(
-            temp, compression=PARQUET_COMPRESSION, compression_level=PARQUET_COMPRESSION_LEVEL, statistics=True
-        )
-
-
-@contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a hidden temp path beside `target`; when the body succeeds, fsync it and rename it over `target`.
-
-    Same directory, so the rename is atomic on one filesystem; the directory is fsynced after the rename so
-    the new name survives a power cut. On an exception the temp file is removed; a SIGKILL leaves it for
-    `_remove_stale_temp_files`. The pid in the name tells a dead writer's leftover from a live one's.
-    """
-    directory = target.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(directory)
-    temp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
-    try:
-        yield temp
-        _fsync(temp)
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync(directory)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _remove_stale_temp_files(directory: Path) -> None:
-    """Delete temp files in `directory` whose writer process no longer exists.
-
-    A live writer's temp file (another process, or another thread of this one) is left alone, so concurrent
-    writers to one directory, such as two scans appending to scan_runs/, never break each other. Assumes
-    writers share one pid namespace, i.e. one machine.
-    """
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        match = _TEMP_FILE.match(entry.name)
-        if match and not _process_alive(int(match["pid"])):
-            Path(entry.path).unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _visible_parquet_files(directory: Path) -> list[Path]:
-    """Data files readers may see, in name order: `*.parquet`, never hidden (temp) files."""
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    return [directory / name for name in sorted(names) if name.endswith(".parquet") and not name.startswith(".")]
-
-
-def _lazy_frame(spec: Dataset, files: list[Path], start: dt.date | None, end: dt.date | None) -> pl.LazyFrame:
-    if not files:
-        return schema.empty(spec.schema).lazy()
-    for file in files:
-        _check_footer(file)
-    frame = pl.scan_parquet(
-        [str(file) for file in files],
-        schema=spec.schema,
-        hive_partitioning=False,
-        glob=False,
-        missing_columns="insert",
-        extra_columns="ignore",
-    )
-    if not spec.partitioned:
-        if start is not None:
-            frame = frame.filter(pl.col("date") >= start)
-        if end is not None:
-            frame = frame.filter(pl.col("date") <= end)
-    return frame
-
-
-def _check_footer(file: Path) -> None:
-    """Read only the Parquet footer: cheap, and catches truncated and non-Parquet files by name."""
-    try:
-        pq.read_metadata(file)
-    except pa.ArrowInvalid as exc:
-        raise _corrupt(file, exc) from exc
-
-
-def _raise_for_first_undecodable(files: list[Path]) -> None:
-    """Decode each file fully and raise `CorruptFileError` for the first that fails; return if all decode."""
-    for file in files:
-        try:
-            pq.read_table(file)
-        except FileNotFoundError:
-            continue  # removed by a concurrent writer since it was listed: gone, not corrupt
-        except (pa.ArrowException, OSError) as exc:
-            raise _corrupt(file, exc) from exc
-
-
-def _corrupt(file: Path, cause: Exception) -> CorruptFileError:
+def _corrupt(file: AnyPath, cause: Exception) -> CorruptFileError:
     return CorruptFileError(f"corrupt Parquet file {file}: {cause}")
 
 

@@ -18,7 +18,8 @@ from technic_core.warehouse import Warehouse
 
 
 class WarehouseResource(ConfigurableResource):
-    """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`)."""
+    """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`): a local directory or an
+    object-store URI such as `s3://bucket/prefix` (see `technic_core.storage`)."""
 
     root: Optional[str] = None
 
@@ -47,7 +48,8 @@ class MarketDataResource(ConfigurableResource):
             source=self.source,
             sim_symbols=self.sim_symbols,
             sim_seed=self.sim_seed,
-            warehouse=warehouse.root if warehouse is not None else None,
+            # The URI as text: a local root's path, or e.g. 's3://...', which `Warehouse` restores from Settings.
+            warehouse=warehouse.uri if warehouse is not None else None,
         )
 
     def get(self, warehouse: Warehouse | None = None) -> MarketDataSource:
