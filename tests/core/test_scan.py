@@ -15,6 +15,7 @@ from technic_core.scan import (
     END_MAX_SIGNALS,
     END_STOPPED,
     END_TIMEOUT,
+    ScanHistory,
     run_scan,
     scan_candidates,
 )
@@ -233,8 +234,8 @@ def test_rows_within_a_batch_follow_the_visiting_order(bars):
 
 def test_row_order_and_bars_outside_the_window_do_not_change_results(bars):
     """Batches are cut from the history per batch (binary search on symbol-sorted bars, a filter
-    otherwise): any row order, later sessions and sessions before the lookback give the same results as
-    bars holding exactly the window, sorted."""
+    otherwise): any row order, later sessions, sessions before the lookback and a `ScanHistory` prepared
+    once and scanned before give the same results as bars holding exactly the window, sorted."""
     universe = _universe(bars)
     config = ScanConfig(batch_size=6, lookback_sessions=120)
     window = calendar.sessions_back(SESSION, 120)
@@ -243,10 +244,13 @@ def test_row_order_and_bars_outside_the_window_do_not_change_results(bars):
         pl.col("date").map_elements(calendar.next_session, return_dtype=pl.Date), pl.col("close") * 3
     )
     extended = pl.concat([bars, later])
+    prepared = ScanHistory.of(extended.sort("symbol", "date"))
+    list(run_scan(ScanConfig(batch_size=50), calendar.next_session(SESSION), prepared, universe))  # used before
     variants = {
         "symbol-major": extended.sort("symbol", "date"),
         "date-major": extended.sort("date", "symbol"),
         "shuffled": extended.sample(fraction=1.0, shuffle=True, seed=3),
+        "prepared": prepared,
     }
     for name, variant in variants.items():
         run = run_scan(config, SESSION, variant, universe)
