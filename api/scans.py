@@ -34,7 +34,7 @@ from technic_core.config import ScanConfig
 from technic_core.ml.labels import HORIZONS
 from technic_core.ml.registry import ModelRegistry
 from technic_core.errors import TechnicError
-from technic_core.scan import ScanBatch, ScanHooks, run_scan, scan_candidates
+from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, run_scan
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -88,13 +88,19 @@ class ScanInputs:
     """Everything `run_scan` needs for the latest session, as loaded from the warehouse."""
 
     session: dt.date
-    bars: pl.DataFrame
+    #: Bars over at least `bars_lookback` sessions, sorted by symbol and prepared for the engine once, so
+    #: a scan starts on its first batch at once.
+    history: ScanHistory
     bars_lookback: int
     universe: pl.DataFrame
     conditions: dict[str, object] | None
     priority: PriorityPlan | None
     #: The champion alpha models' `ScanHooks.enrich` for the session (None without a loadable champion).
     alpha: Callable[[pl.DataFrame], pl.DataFrame] | None
+
+    @property
+    def bars(self) -> pl.DataFrame:
+        return self.history.bars
 
     @property
     def regime(self) -> str | None:
@@ -133,7 +139,8 @@ class ScanInputsCache:
             if cached is None or fingerprint != self._fingerprint:
                 cached = self._load(session, priority_session, lookback_sessions)
             elif cached.bars_lookback < lookback_sessions:
-                cached = replace(cached, bars=self._bars(session, lookback_sessions), bars_lookback=lookback_sessions)
+                history = self._history(session, lookback_sessions)
+                cached = replace(cached, history=history, bars_lookback=lookback_sessions)
             self._cached, self._fingerprint = cached, fingerprint
             return cached
 
@@ -153,11 +160,12 @@ class ScanInputsCache:
         if not self.store.has_partition("bars", session):
             raise NoScanData(f"the latest screened session {session} has no bars partition")
         conditions = self.store.read("conditions", session, session)
-        bars, universe = self._bars(session, lookback), self.store.read("universe", session, session)
+        history, universe = self._history(session, lookback), self.store.read("universe", session, session)
+        bars = history.bars
         regime = conditions.get_column("regime")[0] if conditions.height else None
         inputs = ScanInputs(
             session=session,
-            bars=bars,
+            history=history,
             bars_lookback=lookback,
             universe=universe,
             conditions=conditions.row(0, named=True) if conditions.height else None,
@@ -170,10 +178,11 @@ class ScanInputsCache:
         )
         return inputs
 
-    def _bars(self, session: dt.date, lookback: int) -> pl.DataFrame:
-        # Sorted by symbol: the engine splits the history by symbol, which is much cheaper on sorted rows.
+    def _history(self, session: dt.date, lookback: int) -> ScanHistory:
+        # Sorted by symbol: the engine then finds each batch's rows by binary search, so a scan (of any size)
+        # does no work on the whole history before its first batch.
         start = calendar.sessions_back(session, lookback)[0]
-        return self.store.read("bars", start, session).sort("symbol", "date")
+        return ScanHistory.of(self.store.read("bars", start, session).sort("symbol", "date"))
 
     def _alpha(
         self, session: dt.date, bars: pl.DataFrame, universe: pl.DataFrame, regime: str | None
@@ -196,24 +205,21 @@ class ScanInputsCache:
         return PriorityPlan(session=session, frame=plan, order=tuple(plan.get_column("symbol").to_list()))
 
 
-def _candidate_bars(inputs: ScanInputs, config: ScanConfig, order: tuple[str, ...] | None) -> pl.DataFrame:
-    """The history of only the symbols the scan will visit, when the request narrows the universe.
+class _BuiltOnFirstCall:
+    """A reorder hook constructed when first called, i.e. after the first batch is published.
 
-    Why: the engine splits the whole history by symbol before its first batch, so a 50-symbol quick scan
-    would otherwise pay for all 5,000 symbols before publishing anything.
+    Why: building the sector hit-rate reorder indexes the whole plan (milliseconds for 5,000 symbols), and
+    the engine calls the hook only after yielding a batch, so nothing before the first result waits for it.
     """
-    if config.max_symbols is None and config.sectors is None:
-        return inputs.bars
-    return inputs.bars.filter(pl.col("symbol").is_in(scan_candidates(inputs.universe, config, order)))
 
+    def __init__(self, build: Callable[[], Callable[[list[str], pl.DataFrame], list[str]]]) -> None:
+        self._build = build
+        self._hook: Callable[[list[str], pl.DataFrame], list[str]] | None = None
 
-def _chained(enrichers: list[Callable[[pl.DataFrame], pl.DataFrame]]) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    def enrich(results: pl.DataFrame) -> pl.DataFrame:
-        for step in enrichers:
-            results = step(results)
-        return results
-
-    return enrich
+    def __call__(self, remaining: list[str], results: pl.DataFrame) -> list[str]:
+        if self._hook is None:
+            self._hook = self._build()
+        return self._hook(remaining, results)
 
 
 def _mtime(path: Path) -> int | None:
@@ -381,7 +387,7 @@ class ScanManager:
             run = run_scan(
                 scan.config,
                 inputs.session,
-                _candidate_bars(inputs, scan.config, order),
+                inputs.history,
                 inputs.universe,
                 regime=inputs.regime,
                 order=order,
@@ -409,15 +415,15 @@ class ScanManager:
         for a prioritized scan each result annotated with its plan score and tier, and the sector/industry
         hit-rate reorder after each batch (unless a reorder hook was configured)."""
         plan = scan.inputs.priority if scan.ordering == ORDER_PRIORITY else None
-        enrichers = [
-            *([partial(priority.annotate, plan=plan.frame)] if plan is not None else []),
-            *([scan.inputs.alpha] if scan.inputs.alpha is not None else []),
-            *([self._hooks.enrich] if self._hooks.enrich is not None else []),
-        ]
         reorder = self._hooks.reorder
         if reorder is None and plan is not None and PRIORITY.reorder:
-            reorder = priority.SectorHitRateReorder(plan.frame, scan.inputs.universe, PRIORITY)
-        return ScanHooks(enrich=_chained(enrichers) if enrichers else None, reorder=reorder)
+            build = partial(priority.SectorHitRateReorder, plan.frame, scan.inputs.universe, PRIORITY)
+            reorder = _BuiltOnFirstCall(build)
+        return ScanHooks(reorder=reorder).with_enrichment(
+            partial(priority.annotate, plan=plan.frame) if plan is not None else None,
+            scan.inputs.alpha,
+            self._hooks.enrich,
+        )
 
     def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
         first_seq = scan.results + 1
