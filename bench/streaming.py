@@ -253,15 +253,21 @@ def _median_of(repeats: list[dict]) -> dict:
 async def _first_result_ms(port: int, config: dict) -> float:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"X-API-Key": KEY}) as http:
         while (await http.get("/scans/active")).json()["scans"]:
-            await asyncio.sleep(0.01)  # the previous scan is finishing its batch: do not time queueing behind it
+            await asyncio.sleep(0.01)
         sent = time.monotonic()
         started = (await http.post("/scan/stream", json=config)).json()
         receipts = Receipts()
         transport = await _sse_client(port, f"/events/results/{started['scan_id']}", receipts)
         await asyncio.wait_for(receipts.first_result.wait(), 60)
+        received = receipts.results[0][2]
+        # Stop, and wait until the worker has finished the batch it is computing before the next scan is
+        # timed: a deleted scan leaves the active list at once, but its batch still runs to the end.
+        await http.post(f"/scan/stop/{started['scan_id']}")
+        while (await http.get(f"/scan/stats/{started['scan_id']}")).json()["status"] != "finished":
+            await asyncio.sleep(0.01)
         await http.delete(f"/scan/{started['scan_id']}")
         transport.close()
-        return (receipts.results[0][2] - sent) * 1000
+        return (received - sent) * 1000
 
 
 async def _first_results(port: int, config: dict, runs: int) -> list[float]:
