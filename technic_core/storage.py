@@ -264,6 +264,14 @@ class ObjectStorage:
         return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_filesystem)), fsspec_filesystem, base.rstrip("/")
 
     @property
+    def native(self) -> bool:
+        """True when pyarrow serves the store itself (s3, gs, ...), False when fsspec does; known without
+        resolving the filesystem, so asking costs no network round trip."""
+        if self._parent is not None:
+            return self._parent.native
+        return self._filesystem is not None or self.scheme in PYARROW_SCHEMES
+
+    @property
     def filesystem(self) -> pafs.FileSystem:
         """The pyarrow filesystem every read, listing and delete goes through."""
         return self._resolved[0]

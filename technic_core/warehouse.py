@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ CATALOG_NAME = "technic.duckdb"
 PARTITION_FILE = "part-00000.parquet"
 #: Five digits in the batch file name keep lexical order equal to batch order.
 MAX_BATCH_NO = 99_999
+
+_log = logging.getLogger(__name__)
 
 _PARTITION_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 #: A scan id becomes a file name: no path separators, and no leading '.' that would hide it from readers.
@@ -367,14 +370,12 @@ class Warehouse:
         storage = self.storage
         if isinstance(storage, LocalStorage):
             return
-        if storage.fsspec_filesystem is not None:
+        if not storage.native:
             # The filesystem object the warehouse writes with, credentials and all; DuckDB routes every path
             # with its protocol (e.g. memory://, az://) through it.
             connection.register_filesystem(storage.fsspec_filesystem)
             return
-        # s3:// and gs:// (pyarrow-native on the write side): DuckDB's own httpfs reads the same URIs. Its
-        # credentials come from DuckDB secrets, e.g. a persistent `CREATE PERSISTENT SECRET (TYPE s3, PROVIDER
-        # credential_chain)` baked into the image (deploy/README.md), which every connection loads by itself.
+        # s3:// and gs:// (pyarrow-native on the write side): DuckDB's own httpfs reads the same URIs.
         try:
             try:
                 connection.execute("LOAD httpfs")
@@ -386,6 +387,30 @@ class Warehouse:
                 f"DuckDB needs its httpfs extension to read {storage.uri}: install it where extensions can be "
                 f"downloaded (`INSTALL httpfs`; the deploy image does) — {exc}"
             ) from exc
+        self._ensure_duckdb_secret(connection)
+
+    def _ensure_duckdb_secret(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """Give DuckDB credentials for the root unless one of its secrets (e.g. a persistent one) covers it.
+
+        S3: a temporary secret from the AWS credential chain (environment, profile, instance or workload
+        identity) — the chain pyarrow's writer uses too; needs DuckDB's `aws` extension. GCS has no such
+        chain in DuckDB (HMAC keys only), so a gs:// root needs a persistent `TYPE gcs` secret. Missing
+        credentials are logged, not raised: a public bucket needs none, and a private one fails its first
+        query with the store's own 403.
+        """
+        storage = self.storage
+        secret_type = "s3" if storage.scheme == "s3" else "gcs"
+        covered = connection.execute("SELECT count(*) FROM which_secret(?, ?)", [storage.uri, secret_type])
+        if covered.fetchone()[0]:
+            return
+        if secret_type == "gcs":
+            _log.warning("DuckDB has no gcs secret for %s; create a persistent one (deploy/README.md)", storage.uri)
+            return
+        try:
+            scope = _sql_string(storage.uri)
+            connection.execute(f"CREATE SECRET technic_warehouse (TYPE s3, PROVIDER credential_chain, SCOPE {scope})")
+        except duckdb.Error as exc:
+            _log.warning("DuckDB found no S3 credentials for %s through the credential chain: %s", storage.uri, exc)
 
     def _create_views(self, connection: duckdb.DuckDBPyConnection) -> None:
         """One view per dataset: a typed zero-row SELECT, UNION ALL BY NAME the Parquet glob.

@@ -20,7 +20,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from technic_core.config import Settings
-from technic_core.errors import CorruptFileError
+from technic_core.errors import CorruptFileError, WarehouseError
 from technic_core.storage import LocalStorage, ObjectStorage, StoragePath, open_storage, root_uri
 from technic_core.warehouse import DATASETS, Warehouse, write_bytes_atomic, write_json_atomic
 from tests.core.test_warehouse import (
@@ -317,3 +317,41 @@ def test_a_pyarrow_native_filesystem_round_trips_through_output_streams(tmp_path
     assert_frame_equal(warehouse.read("results"), shorter)
     infos = store.filesystem.get_file_info(pafs.FileSelector("bucket", recursive=True))
     assert not [info.path for info in infos if info.base_name.startswith(".")]
+
+
+class RecordingConnection:
+    """Stands in for a DuckDB connection: records SQL, optionally failing statements that start with `fail`."""
+
+    def __init__(self, *, secrets: int = 0, fail: tuple[str, ...] = ()) -> None:
+        self.statements: list[str] = []
+        self.secrets, self.fail = secrets, fail
+
+    def execute(self, sql: str, parameters: object = None) -> RecordingConnection:
+        self.statements.append(sql)
+        if sql.startswith(self.fail) and self.fail:
+            raise duckdb.IOException(f"offline: {sql}")
+        return self
+
+    def fetchone(self) -> tuple[int]:
+        return (self.secrets,)
+
+
+def test_duckdb_reads_s3_through_httpfs_with_credential_chain_secret(caplog):
+    warehouse = Warehouse("s3://bucket/prefix/warehouse")
+    connection = RecordingConnection()
+    warehouse._configure(connection)  # resolves no pyarrow filesystem: nothing is contacted
+    assert connection.statements[0] == "LOAD httpfs"
+    assert connection.statements[-1] == (
+        "CREATE SECRET technic_warehouse (TYPE s3, PROVIDER credential_chain, SCOPE 's3://bucket/prefix/warehouse')"
+    )
+    covered = RecordingConnection(secrets=1)  # e.g. a persistent secret: left alone
+    warehouse._configure(covered)
+    assert not [sql for sql in covered.statements if sql.startswith("CREATE SECRET")]
+    no_chain = RecordingConnection(fail=("CREATE SECRET",))
+    warehouse._configure(no_chain)
+    assert "no S3 credentials" in caplog.text
+    with pytest.raises(WarehouseError, match="httpfs"):
+        warehouse._configure(RecordingConnection(fail=("LOAD httpfs", "INSTALL httpfs")))
+    gcs = RecordingConnection()
+    Warehouse("gs://bucket/w")._configure(gcs)
+    assert not [sql for sql in gcs.statements if sql.startswith("CREATE SECRET")] and "gcs secret" in caplog.text
