@@ -20,22 +20,36 @@ Writes bench/results/ml_quality.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import logging
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 import polars as pl
 
 from technic_core import calendar
 from technic_core.ml.alpha import AlphaSpec, default_threads, fit_alpha
 from technic_core.ml.labels import HORIZONS
-from technic_core.ml.registry import ModelRegistry
+from technic_core.ml.registry import MODELS_DIR, ModelRegistry
 from technic_core.ml.scan_history import record_replays, sample_configs
-from technic_core.ml.scan_predictors import current_conditions, load_scan_predictors, train_scan_predictors
+from technic_core.ml.scan_history import latest_profile, recent_duration
+from technic_core.ml.scan_predictors import (
+    MODEL_FILE,
+    NAME,
+    PredictorModels,
+    ScanPredictors,
+    current_conditions,
+    load_scan_predictors,
+    train_scan_predictors,
+)
 from technic_core.ml.sandbox import fill_warehouse
 from technic_core.ml.scorer import alpha_scorer
 from technic_core.ml.training import TrainingConfig, load_training_panel, train_and_register
@@ -107,6 +121,11 @@ def scan_predictor_quality(store: Warehouse, replay_sessions: int) -> dict[str, 
     replay_s = time.perf_counter() - started
     report = train_scan_predictors(store)
     predictors = load_scan_predictors(store)
+    if predictors is None or predictors.version != report.version:
+        # Not promoted (or an older champion serves): time the predictors this run trained all the same.
+        predictors = ScanPredictors(
+            latest_profile(store), _version_models(store, report.version), report.version, recent_duration(store)
+        )
     conditions = current_conditions(store)
     configs = [c for s in store.sessions("results")[-PREDICT_CALLS // 8 :] for c in sample_configs(s)]
     latencies = []
@@ -124,6 +143,11 @@ def scan_predictor_quality(store: Warehouse, replay_sessions: int) -> dict[str, 
     }
 
 
+def _version_models(store: Warehouse, version: str) -> PredictorModels:
+    """The `PredictorModels` of one registered version (checksum-verified), champion or not."""
+    return joblib.load(io.BytesIO(ModelRegistry(store).read_file(NAME, version, MODEL_FILE)))
+
+
 def alpha_scoring_time(store: Warehouse) -> dict[str, float]:
     """Scoring a whole session (features of every symbol + both models), as a scan's enricher does."""
     session = store.sessions("results")[-1]
@@ -137,6 +161,14 @@ def alpha_scoring_time(store: Warehouse) -> dict[str, float]:
     return {"alpha_score_session_ms": round(1e3 * float(np.median(timings)), 1)}
 
 
+def _rounded(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=5_000)
@@ -145,15 +177,28 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=8, help="walk-forward test blocks of 21 sessions")
     parser.add_argument("--replay-sessions", type=int, default=120)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--warehouse",
+        type=Path,
+        help="keep the filled warehouse here and reuse it when it already holds the same sessions "
+        "(models are deleted and retrained; for iterating on the models, not for the reported fill time)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     market = SimulatedMarket(SimulationConfig(n_symbols=args.symbols))
     sessions = calendar.sessions_between(args.start, args.end)
-    with tempfile.TemporaryDirectory(prefix="technic-ml-bench-") as directory:
+    load_before = os.getloadavg()
+    with contextlib.ExitStack() as stack:
+        directory = args.warehouse or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="technic-ml-bench-")))
         store = Warehouse(directory)
         started = time.perf_counter()
-        fill_warehouse(store, market, sessions)
+        reused = store.sessions("results") == sessions and bool(store.sessions("outcomes"))
+        if reused:
+            _log.info("reusing the filled warehouse %s", directory)
+            shutil.rmtree(Path(directory) / MODELS_DIR, ignore_errors=True)  # every model trained afresh
+        else:
+            fill_warehouse(store, market, sessions)
         fill_s = time.perf_counter() - started
         _log.info("warehouse filled in %.0f s", fill_s)
         figures = {
@@ -161,12 +206,20 @@ def main() -> None:
             "sessions": len(sessions),
             "first_session": sessions[0].isoformat(),
             "last_session": sessions[-1].isoformat(),
-            "fill_seconds": round(fill_s, 1),
+            "fill_seconds": None if reused else round(fill_s, 1),
             **alpha_quality(store, market, args.folds),
             **training_time(store),
             **alpha_scoring_time(store),
             **scan_predictor_quality(store, args.replay_sessions),
         }
+    figures["ratios"] = {
+        "rank_ic_5d_to_oracle": figures["rank_ic_5d"] / figures["oracle_rank_ic_5d"],
+        "rank_ic_5d_to_best_baseline": figures["rank_ic_5d"] / figures["best_baseline_rank_ic_5d"],
+        "count_mae_to_baseline": figures["count_mae"] / figures["count_mae_baseline"],
+        "duration_mae_to_baseline": figures["duration_mae_s"] / figures["duration_mae_baseline_s"],
+        "train_seconds_to_60s": figures["train_seconds"] / 60,
+        "predict_p99_ms_to_10ms": figures["predict_p99_ms"] / 10,
+    }
     figures["targets"] = {
         "rank_ic_5d_vs_oracle": figures["rank_ic_5d"] >= 0.8 * figures["oracle_rank_ic_5d"],
         "rank_ic_5d_above_baselines": figures["rank_ic_5d"] > figures["best_baseline_rank_ic_5d"],
@@ -175,7 +228,14 @@ def main() -> None:
         "predict_p99_below_10ms": figures["predict_p99_ms"] < 10,
         "train_below_60s": figures["train_seconds"] < 60,
     }
-    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    figures["machine"] = {
+        "cpus": os.cpu_count(),
+        "load_average_start": [round(x, 2) for x in load_before],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        "note": "2-core machine shared with other work: timings may be inflated by the load average",
+    }
+    figures["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rounded = _rounded(figures)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rounded, indent=2) + "\n")
     print(json.dumps(rounded, indent=2))

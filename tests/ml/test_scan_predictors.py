@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -12,10 +13,11 @@ from technic_core import schema
 from technic_core.config import SECTORS, ScanConfig
 from technic_core.errors import ConfigError
 from technic_core.ml import optimizer
-from technic_core.ml.scan_history import RatingProfile, record_replays, replay_session, sample_configs
+from technic_core.ml.scan_history import RatingProfile, history_features, record_replays, replay_session, sample_configs
 from technic_core.ml.scan_predictors import (
     Prediction,
     Suggestion,
+    _predict,
     current_conditions,
     load_scan_predictors,
     suggest,
@@ -104,6 +106,17 @@ def test_loaded_predictors_follow_the_contract(trained_predictors):
     assert 0 < narrow.duration_s < broad.duration_s
     # conditions may be partial or empty: unknown inputs are imputed, never an error
     assert math.isfinite(predictors.predict(ScanConfig(), {}).result_count)
+
+
+def test_fast_prediction_path_matches_scikit_learns_validated_predict(trained_predictors):
+    store = trained_predictors[0]
+    models = load_scan_predictors(store).models
+    history = history_features(store)
+    x = history.select(models.features).to_numpy()
+    x[::7, models.features.index("vix")] = np.nan  # missing inputs go through the imputer the same way
+    for model in (models.count, models.duration):
+        np.testing.assert_allclose(_predict(model, x), model.predict(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(_predict(model, x[:1]), model.predict(x[:1]), rtol=1e-6, atol=1e-6)
 
 
 def test_no_trained_predictors_means_none(store):
