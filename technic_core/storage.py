@@ -81,7 +81,7 @@ def open_storage(root: str | os.PathLike[str] | StoragePath) -> LocalStorage | O
     if uri is not None:
         return ObjectStorage(uri)
     text = os.fspath(root)
-    if text.lower().startswith("file:"):
+    if text.lower().startswith("file:/"):
         # file:///abs/path (or file:/abs/path once collapsed by pathlib): the path after the scheme.
         text = "/" + text[len("file:") :].lstrip("/")
     return LocalStorage(Path(text))

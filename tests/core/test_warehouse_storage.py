@@ -317,6 +317,19 @@ def test_a_pyarrow_native_filesystem_round_trips_through_output_streams(tmp_path
     assert_frame_equal(warehouse.read("results"), shorter)
     infos = store.filesystem.get_file_info(pafs.FileSelector("bucket", recursive=True))
     assert not [info.path for info in infos if info.base_name.startswith(".")]
+    before = {info.path: store.filesystem.open_input_stream(info.path).read() for info in infos if info.is_file}
+
+    def fail_mid_way(frame, sink, **options):
+        sink.write(b"PAR1 half a file")
+        raise OSError("serializer died")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pl.DataFrame, "write_parquet", fail_mid_way)
+        for session in (DAYS[0], DAYS[3]):  # a replacement and a new partition
+            with pytest.raises(OSError, match="serializer died"):
+                warehouse.write_partition("bars", session, frame.with_columns(pl.lit(session).alias("date")))
+    infos = store.filesystem.get_file_info(pafs.FileSelector("bucket", recursive=True))
+    assert {info.path: store.filesystem.open_input_stream(info.path).read() for info in infos if info.is_file} == before
 
 
 class RecordingConnection:
