@@ -15,6 +15,7 @@ import polars as pl
 
 from technic_core.config import Settings
 from technic_core.errors import UnknownSourceError
+from technic_core.storage import root_uri
 
 #: Symbol of the broad-market index series in `index_bars` (an S&P 500 tracker, like SPY).
 INDEX_SYMBOL = "SPY"
@@ -57,9 +58,12 @@ class MarketDataSource(Protocol):
 def _simulated(settings: Settings) -> MarketDataSource:
     from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 
+    # The checkpoints are a local speed-up only (the market is a pure function of its seed): under an
+    # object-store root there is no local directory to keep them in, so each process simulates from the start.
+    local = root_uri(settings.warehouse) is None
     return SimulatedMarket(
         SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed),
-        state_cache_dir=settings.warehouse / ".cache" / "simulated",
+        state_cache_dir=settings.warehouse / ".cache" / "simulated" if local else None,
     )
 
 

@@ -62,6 +62,15 @@ def test_implements_the_source_protocol_and_is_the_registered_default():
     assert source.config == SimulationConfig(n_symbols=30, seed=3)
 
 
+def test_an_object_store_warehouse_keeps_no_local_checkpoint_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = make_source(Settings(sim_symbols=30, sim_seed=3, warehouse="memory://sim/w"))
+    day = D(2018, 6, 1)
+    local = make_source(Settings(sim_symbols=30, sim_seed=3, warehouse=tmp_path / "w"))
+    assert source.bars(day, day).equals(local.bars(day, day))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"], "nothing created under a path named after the URI"
+
+
 def test_frames_follow_the_schemas(market: SimulatedMarket):
     day = D(2018, 6, 1)
     frames = {
