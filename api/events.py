@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 
 import polars as pl
 
@@ -36,7 +35,7 @@ def encode_rows(frame: pl.DataFrame) -> tuple[str, ...]:
 class StreamEvent:
     """One event of one stream. Immutable after construction; wire forms are built on first use."""
 
-    __slots__ = ("kind", "seq", "data", "_rows", "_first_seq", "_scan_id", "_batch", "_sse", "_ws")
+    __slots__ = ("kind", "seq", "data", "_rows", "_first_seq", "_scan_id", "_batch", "_sse", "_ws", "_burst")
 
     def __init__(self, kind: str, seq: int, data: str) -> None:
         self.kind = kind
@@ -48,6 +47,7 @@ class StreamEvent:
         self._batch = 0
         self._sse: bytes | None = None
         self._ws: str | None = None
+        self._burst: tuple[tuple[StreamEvent, ...], bytes] | None = None
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -85,24 +85,24 @@ class StreamEvent:
         return result_event(self._scan_id, self._batch, cursor + 1, self._rows[cursor + 1 - self._first_seq :])
 
 
-#: Events are joined into one transport write up to this size; a larger event is written on its own.
-JOIN_LIMIT = 64 * 1024
+def sse_burst(events: list[StreamEvent]) -> bytes:
+    """The SSE frames of `events` as one transport write, built once for every subscriber.
 
-
-def sse_chunks(events: list[StreamEvent]) -> Iterator[bytes]:
-    """The SSE frames of `events` as few writes as is cheap: small frames joined, large ones passed as they
-    are, since copying a 200 KB result into a joined buffer per subscriber costs more than one more write."""
-    pending: list[bytes] = []
-    size = 0
-    for event in events:
-        frame = event.sse()
-        if pending and size + len(frame) > JOIN_LIMIT:
-            yield b"".join(pending) if len(pending) > 1 else pending[0]
-            pending, size = [], 0
-        pending.append(frame)
-        size += len(frame)
-    if pending:
-        yield b"".join(pending) if len(pending) > 1 else pending[0]
+    Live subscribers of a topic receive the same burst (a batch's `result` and `progress`), so the joined
+    bytes are kept on the burst's first event, keyed by the identities of the others: the first subscriber
+    pays for the join and the rest get the same object. One write per burst rather than one per event
+    halves the per-subscriber cost of a batch; a burst that differs (a replay at another cursor) is joined
+    for itself.
+    """
+    first, rest = events[0], tuple(events[1:])
+    if not rest:
+        return first.sse()
+    cached = first._burst
+    if cached is not None and len(cached[0]) == len(rest) and all(a is b for a, b in zip(cached[0], rest)):
+        return cached[1]
+    joined = b"".join([first.sse(), *(event.sse() for event in rest)])
+    first._burst = (rest, joined)
+    return joined
 
 
 def _data(**fields: object) -> str:

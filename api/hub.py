@@ -37,6 +37,10 @@ class Subscriber:
 
     Live events pass the same cursor filter as the replay: a session topic rebuilt from its files after the
     client reconnected republishes rows the client already has, and those must not reach it again.
+
+    Waking costs one future per wait and no timer per event: with a thousand subscribers a batch wakes a
+    thousand of them, so the idle heartbeat is one timer per subscriber that is re-armed only when it
+    fires, not an `asyncio.timeout` entered and left around every wait.
     """
 
     def __init__(self, topic: Topic, replay: list[StreamEvent], queue_size: int, cursor: int | None) -> None:
@@ -47,8 +51,13 @@ class Subscriber:
         self.lagging = False
         self._replay = deque(replay)
         self._live: deque[StreamEvent] = deque()
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._finished = False
+        self._closed = False
+        self._heartbeat_due = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._bursts = 0
+        self._last_burst_at = 0.0
 
     def offer(self, event: StreamEvent) -> None:
         """Queue a live event the client lacks, or mark the subscriber lagging when its queue is full."""
@@ -62,27 +71,44 @@ class Subscriber:
             )
         else:
             self._live.append(visible)
-        self._wakeup.set()
+        self._wake()
+
+    def close(self) -> None:
+        """End `bursts` without another event: the client has left."""
+        self._closed = True
+        self._wake()
 
     async def bursts(self, heartbeat_s: float) -> AsyncIterator[list[StreamEvent]]:
-        """Yield every event that is ready as one list, until `end` or `lagging` (both yielded).
+        """Yield every event that is ready as one list, until `end` or `lagging` (both yielded) or `close`.
 
         Why lists: a batch publishes a `result` and a `progress` event back to back, and a transport that
         writes what is ready in one go (SSE: one chunk) halves its per-write overhead at high fan-out.
-        After an idle `heartbeat_s` the list is a single heartbeat.
+        After `heartbeat_s` seconds without a list the list is a single heartbeat.
         """
-        while not self._finished:
-            burst = [await self._next(heartbeat_s)]
-            while len(burst) < BURST_EVENTS and burst[-1].kind not in (END, LAGGING):
-                ready = self._ready()
-                if ready is None:
-                    break
-                burst.append(ready)
-            for event in burst:
-                if event.kind == RESULT:
-                    self.last_seq = event.seq
-            self._finished = burst[-1].kind in (END, LAGGING)
-            yield burst
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._finished:
+                first = await self._next(loop, heartbeat_s)
+                if first is None:
+                    return
+                burst = [first]
+                while len(burst) < BURST_EVENTS and burst[-1].kind not in (END, LAGGING):
+                    ready = self._ready()
+                    if ready is None:
+                        break
+                    burst.append(ready)
+                for event in burst:
+                    if event.kind == RESULT:
+                        self.last_seq = event.seq
+                self._finished = burst[-1].kind in (END, LAGGING)
+                self._bursts += 1
+                self._last_burst_at = loop.time()
+                self._heartbeat_due = False
+                yield burst
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
     async def events(self, heartbeat_s: float) -> AsyncIterator[StreamEvent]:
         """`bursts`, one event at a time (for transports that send a message per event)."""
@@ -99,15 +125,44 @@ class Subscriber:
             return self._live.popleft()
         return None
 
-    async def _next(self, heartbeat_s: float) -> StreamEvent:
+    async def _next(self, loop: asyncio.AbstractEventLoop, heartbeat_s: float) -> StreamEvent | None:
+        """The next event, a heartbeat after `heartbeat_s` idle seconds, or None once closed."""
         while (ready := self._ready()) is None:
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(heartbeat_s):
-                    await self._wakeup.wait()
-            except TimeoutError:
+            if self._closed:
+                return None
+            if self._heartbeat_due:
+                self._heartbeat_due = False
                 return heartbeat_event(self.last_seq)
+            if self._timer is None:
+                self._arm_heartbeat(loop, loop.time() + heartbeat_s, heartbeat_s)
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         return ready
+
+    def _arm_heartbeat(self, loop: asyncio.AbstractEventLoop, when: float, heartbeat_s: float) -> None:
+        """A heartbeat is due at `when` unless a list is yielded before; then the timer is re-armed for
+        `heartbeat_s` after the latest list (so a busy stream touches no timer per event)."""
+        bursts = self._bursts
+
+        def fire() -> None:
+            self._timer = None
+            if self._finished or self._closed:
+                return
+            if self._bursts == bursts:
+                self._heartbeat_due = True
+                self._wake()
+            else:
+                self._arm_heartbeat(loop, self._last_burst_at + heartbeat_s, heartbeat_s)
+
+        self._timer = loop.call_at(when, fire)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Topic:

@@ -21,13 +21,14 @@ import datetime as dt
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import polars as pl
 from watchfiles import Change, awatch
 
-from api.events import END_ERROR, encode_rows, end_event, progress_event, result_event
+from api.events import END_ERROR, StreamEvent, encode_rows, end_event, progress_event, result_event, sse_burst
 from api.hub import Topic
 from technic_core import schema
 from technic_core.scoring import BUY_SIGNALS
@@ -126,27 +127,32 @@ class PartitionTail:
         """Publish every new whole batch in order; True once the session's scan is known to be complete."""
         while True:
             path = self.directory / f"batch={self._next_batch:05d}.parquet"
-            frame = await anyio.to_thread.run_sync(_read_batch, path)
-            if frame is None:
+            batch = await anyio.to_thread.run_sync(
+                _load_batch, path, self.topic.scan_id, self._next_batch, self.topic.last_seq, self._signals
+            )
+            if batch is None:
                 break
-            self._publish(frame)
+            self._publish(batch)
             self._next_batch += 1
         return await self._publish_end_if_complete()
 
-    def _publish(self, frame: pl.DataFrame) -> None:
-        fresh = frame.filter(pl.col("seq") > self.topic.last_seq)
-        if fresh.height == 0:
+    def _publish(self, batch: _Batch) -> None:
+        """Hand a loaded batch's events to the topic (only this tail publishes to it, so the `last_seq` the
+        batch was loaded against is still the topic's)."""
+        if not batch.events:
             return
-        first_seq = int(fresh.get_column("seq")[0])
-        if first_seq != self.topic.last_seq + 1:
+        if batch.first_seq != self.topic.last_seq + 1:
             logger.warning(
                 "seq gap in results partition",
-                extra={"session": self.session.isoformat(), "expected": self.topic.last_seq + 1, "got": first_seq},
+                extra={
+                    "session": self.session.isoformat(),
+                    "expected": self.topic.last_seq + 1,
+                    "got": batch.first_seq,
+                },
             )
-        scan_id = self.topic.scan_id
-        self.topic.publish(result_event(scan_id, self._next_batch, first_seq, encode_rows(fresh)))
-        self._signals += int(fresh.get_column("signal").is_in(BUY_SIGNALS).sum())
-        self.topic.publish(progress_event(scan_id, self.topic.last_seq, batch=self._next_batch, signals=self._signals))
+        self._signals = batch.signals
+        for event in batch.events:
+            self.topic.publish(event)
 
     async def _publish_end_if_complete(self) -> bool:
         try:
@@ -161,6 +167,34 @@ class PartitionTail:
             return False
         self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, history["end_reason"] or "complete"))
         return True
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A batch file's rows the topic lacks, as ready-to-send events (none when it holds no new row)."""
+
+    events: tuple[StreamEvent, ...]
+    first_seq: int
+    #: Buy signals published on the session so far, this batch included.
+    signals: int
+
+
+def _load_batch(path: Path, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch | None:
+    """Read batch file `path` and build its `result` and `progress` events for rows after `last_seq`, all in
+    the calling worker thread: the JSON rows, the SSE frames and the joined write every subscriber gets, so
+    the event loop only hands the events out. None while the file does not exist."""
+    frame = _read_batch(path)
+    if frame is None:
+        return None
+    fresh = frame.filter(pl.col("seq") > last_seq)
+    if fresh.height == 0:
+        return _Batch((), last_seq + 1, signals)
+    first_seq = int(fresh.get_column("seq")[0])
+    signals += int(fresh.get_column("signal").is_in(BUY_SIGNALS).sum())
+    result = result_event(scan_id, batch, first_seq, encode_rows(fresh))
+    events = (result, progress_event(scan_id, result.seq, batch=batch, signals=signals))
+    sse_burst(list(events))  # what a live subscriber receives: built here, once
+    return _Batch(events, first_seq, signals)
 
 
 def _read_batch(path: Path) -> pl.DataFrame | None:

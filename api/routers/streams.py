@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
-from api.events import sse_chunks
+from api.events import sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.warehouse import Warehouse
@@ -104,12 +104,26 @@ async def result_events(
     async def body():
         try:
             async for burst in lease.subscriber.bursts(heartbeat_s):
-                for chunk in sse_chunks(burst):
-                    yield chunk
+                yield sse_burst(burst)
         finally:
             lease.release()
 
-    return EventSourceResponse(body(), ping=0, background=BackgroundTask(lease.release_later))
+    return _EventStream(body(), ping=0, background=BackgroundTask(lease.release_later))
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response (disconnect and shutdown handling) without a cancel scope around every write.
+
+    With no `send_timeout` its per-send `anyio.move_on_after(None)` can never fire, yet entering and leaving
+    it is a good part of the Python work of a write; at a thousand subscribers that is on every batch's
+    path. Slow clients are bounded by the hub's per-subscriber queue instead.
+    """
+
+    async def _send_with_timeout(self, send, message) -> None:  # type: ignore[no-untyped-def]
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
 
 
 @router.websocket("/ws/results/{scan_id}")

@@ -18,7 +18,7 @@ from api.events import (
     end_event,
     progress_event,
     result_event,
-    sse_chunks,
+    sse_burst,
 )
 from api.hub import StreamHub, Topic
 
@@ -167,10 +167,21 @@ def test_live_events_a_resumed_client_already_has_are_not_delivered_again():
     assert [(event.kind, event.seq) for event in events] == [(RESULT, 6), (PROGRESS, 6), (END, 6)]
 
 
-def test_small_events_share_a_write_and_large_ones_are_not_copied():
-    small = [progress_event("s", 1, batch=0, signals=0), progress_event("s", 2, batch=1, signals=0)]
-    large = result_event("s", 2, 3, tuple('{"seq":%d,"pad":"%s"}' % (seq, "x" * 1000) for seq in range(3, 103)))
-    chunks = list(sse_chunks([*small, large, end_event("s", 102, "complete")]))
-    assert chunks[0] == small[0].sse() + small[1].sse()
-    assert chunks[1] is large.sse(), "a large frame is written as it is"
-    assert b"".join(chunks) == b"".join(event.sse() for event in [*small, large]) + end_event("s", 102, "complete").sse()
+def test_a_burst_is_one_write_joined_once_for_every_subscriber():
+    async def scenario() -> list[list]:
+        topic = Topic("scan:s", "s")
+        subscribers = [topic.subscribe(None, queue_size=10) for _ in range(3)]
+        _batch(topic, 0, 1, 100)
+        topic.publish(end_event("s", 100, "complete"))
+        return [[burst async for burst in subscriber.bursts(5.0)] for subscriber in subscribers]
+
+    per_subscriber = asyncio.run(scenario())
+    writes = [[sse_burst(burst) for burst in bursts] for bursts in per_subscriber]
+    first = per_subscriber[0][0]
+    assert [event.kind for event in first] == [RESULT, PROGRESS, END]
+    assert writes[0][0] == b"".join(event.sse() for event in first)
+    assert all(w[0] is writes[0][0] for w in writes), "the joined bytes are built once and shared"
+    lone = progress_event("s", 1, batch=0, signals=0)
+    assert sse_burst([lone]) is lone.sse()
+    other = [first[0], progress_event("s", 100, batch=0, signals=1)]
+    assert sse_burst(other) == first[0].sse() + other[1].sse(), "a different burst is joined for itself"
