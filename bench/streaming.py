@@ -67,8 +67,6 @@ def _land_batches(root: str, session_iso: str, staged: list[str], interval_s: fl
     """Write staged batches into the session's partition, one every `interval_s`; report rename instants."""
     import polars as pl
 
-    from technic_core import warehouse as warehouse_module
-
     appeared: dict[str, float] = {}
     original_replace = os.replace
 
@@ -76,7 +74,9 @@ def _land_batches(root: str, session_iso: str, staged: list[str], interval_s: fl
         original_replace(source, target)
         appeared[str(target)] = time.monotonic()
 
-    warehouse_module.os.replace = timed_replace  # the warehouse's only rename: record when each file appears
+    # A local warehouse's only rename (`technic_core.storage`, temp file + `os.replace`) is the instant a file
+    # appears; patched on `os` itself, which this writer process has to itself.
+    os.replace = timed_replace
     store = Warehouse(root)
     session = dt.date.fromisoformat(session_iso)
     stamps = []
