@@ -53,7 +53,6 @@ class Subscriber:
         self._live: deque[StreamEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False
-        self._closed = False
         self._heartbeat_due = False
         self._timer: asyncio.TimerHandle | None = None
         self._bursts = 0
@@ -73,13 +72,8 @@ class Subscriber:
             self._live.append(visible)
         self._wake()
 
-    def close(self) -> None:
-        """End `bursts` without another event: the client has left."""
-        self._closed = True
-        self._wake()
-
     async def bursts(self, heartbeat_s: float) -> AsyncIterator[list[StreamEvent]]:
-        """Yield every event that is ready as one list, until `end` or `lagging` (both yielded) or `close`.
+        """Yield every event that is ready as one list, until `end` or `lagging` (both yielded).
 
         Why lists: a batch publishes a `result` and a `progress` event back to back, and a transport that
         writes what is ready in one go (SSE: one chunk) halves its per-write overhead at high fan-out.
@@ -88,10 +82,7 @@ class Subscriber:
         loop = asyncio.get_running_loop()
         try:
             while not self._finished:
-                first = await self._next(loop, heartbeat_s)
-                if first is None:
-                    return
-                burst = [first]
+                burst = [await self._next(loop, heartbeat_s)]
                 while len(burst) < BURST_EVENTS and burst[-1].kind not in (END, LAGGING):
                     ready = self._ready()
                     if ready is None:
@@ -125,11 +116,9 @@ class Subscriber:
             return self._live.popleft()
         return None
 
-    async def _next(self, loop: asyncio.AbstractEventLoop, heartbeat_s: float) -> StreamEvent | None:
-        """The next event, a heartbeat after `heartbeat_s` idle seconds, or None once closed."""
+    async def _next(self, loop: asyncio.AbstractEventLoop, heartbeat_s: float) -> StreamEvent:
+        """The next event, or a heartbeat once `heartbeat_s` seconds passed without a list."""
         while (ready := self._ready()) is None:
-            if self._closed:
-                return None
             if self._heartbeat_due:
                 self._heartbeat_due = False
                 return heartbeat_event(self.last_seq)
@@ -149,7 +138,7 @@ class Subscriber:
 
         def fire() -> None:
             self._timer = None
-            if self._finished or self._closed:
+            if self._finished:
                 return
             if self._bursts == bursts:
                 self._heartbeat_due = True
