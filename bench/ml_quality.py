@@ -25,6 +25,7 @@ import datetime as dt
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -36,8 +37,9 @@ import numpy as np
 import polars as pl
 
 from technic_core import calendar
-from technic_core.ml.alpha import AlphaSpec, default_threads, fit_alpha
-from technic_core.ml.labels import HORIZONS
+from technic_core.ml.alpha import COLUMN_BASELINES, PREDICTION, AlphaSpec, default_threads, fit_alpha
+from technic_core.ml.evaluation import daily_rank_ic
+from technic_core.ml.labels import HORIZONS, label_column
 from technic_core.ml.registry import MODELS_DIR, ModelRegistry
 from technic_core.ml.scan_history import record_replays, sample_configs
 from technic_core.ml.scan_history import latest_profile, recent_duration
@@ -88,9 +90,23 @@ def alpha_quality(store: Warehouse, market: SimulatedMarket, folds: int) -> dict
         figures[f"decile_spread_{horizon}d"] = metrics["model"].decile_spread
         figures[f"baselines_{horizon}d"] = {name: round(value, 4) for name, value in baselines.items()}
         figures[f"evaluated_sessions_{horizon}d"] = metrics["model"].sessions
+        best = max(baselines, key=baselines.get)
+        figures[f"model_vs_{best}_{horizon}d"] = paired_difference(report.evaluation.predictions, best, label_column(horizon))
         figures[f"evaluation_window_{horizon}d"] = list(report.evaluation.window or ())
         _log.info("%s: %s", report.name, {name: m.as_dict() for name, m in metrics.items()})
     return figures
+
+
+def paired_difference(predictions: pl.DataFrame, baseline: str, label: str) -> dict[str, float]:
+    """Mean daily rank IC of the model minus `baseline`'s on the same sessions, and its t statistic
+    (daily differences; overlapping labels make neighbouring days correlated, so |t| overstates the
+    evidence a little) — whether a gap between two predictors is more than noise."""
+    column = "ridge" if baseline == "ridge" else COLUMN_BASELINES[baseline]
+    model = daily_rank_ic(predictions, PREDICTION, label).rename({"rank_ic": "model"})
+    other = daily_rank_ic(predictions, column, label).rename({"rank_ic": "baseline"})
+    difference = model.join(other, on="date").select(pl.col("model") - pl.col("baseline")).to_series()
+    mean, deviation = float(difference.mean()), float(difference.std())
+    return {"mean_difference": mean, "t_stat": mean / deviation * math.sqrt(difference.len()), "sessions": difference.len()}
 
 
 def training_time(store: Warehouse) -> dict[str, object]:
