@@ -27,7 +27,16 @@ from pathlib import Path
 
 import polars as pl
 
-from api.events import END_ERROR, RESULT, StreamEvent, encode_rows, end_event, progress_event, result_event
+from api.events import (
+    END_ERROR,
+    RESULT,
+    StreamEvent,
+    encode_rows,
+    end_event,
+    progress_event,
+    result_event,
+    sse_burst,
+)
 from api.hub import StreamHub, Topic
 from technic_core import calendar, priority, schema
 from technic_core.config import ScanConfig
@@ -445,6 +454,7 @@ class ScanManager:
                 elapsed_s=batch.elapsed_s,
             )
         )
+        sse_burst(events)  # the write every live subscriber gets, framed here rather than on the event loop
         self._publish(scan.topic, *events)
 
     def _append_history(self, scan: AdHocScan, started_at: dt.datetime) -> None:
