@@ -185,10 +185,11 @@ async def _subscribers(client: httpx.AsyncClient) -> int:
     return (await client.get("/health")).json()["streams"]["subscribers"]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), to tell server cost from client cost."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process (Linux /proc), to tell server cost from client cost and the
+    server's Python from its socket writes (system time: loopback TCP)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 async def _stream_run(port: int, server_pid: int, clients: int, session: dt.date, writer_args: tuple) -> dict:
@@ -207,11 +208,13 @@ async def _stream_run(port: int, server_pid: int, clients: int, session: dt.date
         cpu_before = _cpu_seconds(server_pid)
         writer.start()
         await asyncio.wait_for(asyncio.gather(*(receipt.closed.wait() for receipt in receipts)), timeout=300)
-        server_cpu_s = _cpu_seconds(server_pid) - cpu_before
+        user_s, system_s = (after - before for after, before in zip(_cpu_seconds(server_pid), cpu_before))
         appeared = await asyncio.to_thread(parent.recv)
         await asyncio.to_thread(writer.join)
     figures = _delivery_figures(receipts, appeared, writer_args[-1], clients)
-    figures["server_cpu_ms_per_batch"] = round(server_cpu_s * 1000 / len(appeared), 1)
+    figures["server_cpu_ms_per_batch"] = round((user_s + system_s) * 1000 / len(appeared), 1)
+    figures["server_system_cpu_ms_per_batch"] = round(system_s * 1000 / len(appeared), 1)
+    figures["load_average_1m"] = round(os.getloadavg()[0], 2)  # right after the run: how shared the cores were
     return figures
 
 
@@ -335,7 +338,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    load_before = os.getloadavg()[0]  # the machine may be shared: the report says how busy it was
+    load_before = os.getloadavg()  # the machine may be shared: the report says how busy it was (1/5/15 min)
     with tempfile.TemporaryDirectory(prefix="technic-bench-") as temp:
         root = Path(temp) / "warehouse"
         built = time.perf_counter()
@@ -383,7 +386,11 @@ def main() -> None:
         "symbols": args.symbols,
         "interval_s": args.interval,
         "cpus": os.cpu_count(),
-        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "uptime_load_average_1_5_15": {
+            "before": [round(value, 2) for value in load_before],
+            "after": [round(value, 2) for value in os.getloadavg()],
+        },
         "server": "technic serve: uvicorn, one worker; clients and batch writer in two other processes",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
