@@ -1,7 +1,8 @@
 """FastAPI dependencies: the per-process services kept on `app.state`, and the prediction seams.
 
 Accessors are `async def` because FastAPI runs plain `def` dependencies in its thread pool, a pointless hop
-for reading an attribute; the predictor loader stays `def`, since it may read model files.
+for reading an attribute; the predictor loader hands only an actual (re)load, which may read model files,
+to the thread pool.
 
 The prediction dependencies are separate functions so a deployment (or a test) can swap the predictor with
 `app.dependency_overrides` without touching the ML package.
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from api.hub import StreamHub
 from api.predictions import PredictionService, ScanPredictors
@@ -53,9 +55,15 @@ def _predictions(request: Request) -> PredictionService:
     return request.app.state.predictions
 
 
-def optional_scan_predictors(request: Request) -> ScanPredictors | None:
-    """The trained scan predictors, or None while there are none."""
-    return _predictions(request).predictors()
+async def optional_scan_predictors(request: Request) -> ScanPredictors | None:
+    """The trained scan predictors, or None while there are none.
+
+    The cached answer is returned on the event loop; only a (re)load, which may read model files, goes to
+    the thread pool — so starting an ad-hoc scan does not wait for a thread hop first.
+    """
+    service = _predictions(request)
+    fresh, predictors = service.fresh()
+    return predictors if fresh else await run_in_threadpool(service.predictors)
 
 
 def optional_parameter_suggester(

@@ -50,6 +50,14 @@ class PredictionService:
             self.unavailable_reason = f"scan predictions are unavailable: {MODULE} is not installed in this deployment"
             return None
 
+    def fresh(self) -> tuple[bool, ScanPredictors | None]:
+        """(True, the predictors) while the last load is younger than `ttl_s` — without the lock or any file
+        access, so a caller on the event loop can skip a thread-pool hop; (False, None) when a load is due."""
+        loaded_at = self._loaded_at  # assigned after `_predictors`, so a fresh stamp means a current value
+        if loaded_at is not None and time.monotonic() - loaded_at < self.ttl_s:
+            return True, self._predictors
+        return False, None
+
     def predictors(self) -> ScanPredictors | None:
         """The trained predictors, re-loaded after `ttl_s`; None when absent (see `unavailable_reason`)."""
         with self._lock:

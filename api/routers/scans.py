@@ -72,7 +72,7 @@ async def _started(
     request: Request, scans: ScanManager, config: ScanConfig, owner: Principal, predictors: ScanPredictors | None
 ) -> ScanStarted:
     scan = await _start(scans, config, owner)
-    predicted = await run_in_threadpool(_predicted, predictors, config, scan)
+    predicted = None if predictors is None else await run_in_threadpool(_predicted, predictors, config, scan)
     websocket_url = str(request.url_for("result_websocket", scan_id=scan.scan_id))
     return ScanStarted(
         scan_id=scan.scan_id,
