@@ -17,6 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -103,9 +104,10 @@ class Subscriber:
 
     async def events(self, heartbeat_s: float) -> AsyncIterator[StreamEvent]:
         """`bursts`, one event at a time (for transports that send a message per event)."""
-        async for burst in self.bursts(heartbeat_s):
-            for event in burst:
-                yield event
+        async with aclosing(self.bursts(heartbeat_s)) as bursts:
+            async for burst in bursts:
+                for event in burst:
+                    yield event
 
     def _ready(self) -> StreamEvent | None:
         if self._replay:

@@ -12,6 +12,7 @@ too many sessions followed at once).
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -102,9 +103,12 @@ async def result_events(
     heartbeat_s = request.app.state.api_settings.heartbeat_s
 
     async def body():
+        # aclosing: a client that leaves mid-write stops the subscriber's heartbeat timer at once, not when
+        # the abandoned generator is collected.
         try:
-            async for burst in lease.subscriber.bursts(heartbeat_s):
-                yield sse_burst(burst)
+            async with aclosing(lease.subscriber.bursts(heartbeat_s)) as bursts:
+                async for burst in bursts:
+                    yield sse_burst(burst)
         finally:
             lease.release()
 
@@ -165,8 +169,9 @@ async def _pump(websocket: WebSocket, subscriber: Subscriber, heartbeat_s: float
 
         group.start_soon(watch_for_disconnect)
         try:
-            async for event in subscriber.events(heartbeat_s):
-                await websocket.send_text(event.websocket())
+            async with aclosing(subscriber.events(heartbeat_s)) as events:
+                async for event in events:
+                    await websocket.send_text(event.websocket())
         except WebSocketDisconnect:
             client_left = True
         group.cancel_scope.cancel()

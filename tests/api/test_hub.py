@@ -185,3 +185,21 @@ def test_a_burst_is_one_write_joined_once_for_every_subscriber():
     assert sse_burst([lone]) is lone.sse()
     other = [first[0], progress_event("s", 100, batch=0, signals=1)]
     assert sse_burst(other) == first[0].sse() + other[1].sse(), "a different burst is joined for itself"
+
+
+def test_a_consumer_leaving_mid_stream_stops_the_heartbeat_timer():
+    async def scenario() -> tuple[bool, object]:
+        topic = Topic("scan:s", "s")
+        subscriber = topic.subscribe(None, queue_size=10)
+        _batch(topic, 0, 1, 2)
+        events = subscriber.events(60.0)
+        assert [(await events.__anext__()).kind, (await events.__anext__()).kind] == [RESULT, PROGRESS]
+        waiting = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0)  # the consumer now waits for the next event, with the heartbeat timer armed
+        armed = subscriber._timer is not None
+        waiting.cancel()  # the client left
+        await asyncio.gather(waiting, return_exceptions=True)
+        return armed, subscriber._timer
+
+    armed, timer = asyncio.run(scenario())
+    assert armed and timer is None
