@@ -17,6 +17,7 @@ event's. Until then — the pipeline is still writing, or has not started — th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -78,8 +79,6 @@ class PartitionTail:
     async def _follow(self) -> bool:
         """Watch the partition; True once complete, False if its directory disappeared meanwhile."""
         await self._wait_for_directory()
-        if await self._catch_up():
-            return True
         try:
             async for _ in self._wakeups(self.directory, _is_batch_file):
                 if await self._catch_up():
@@ -98,14 +97,22 @@ class PartitionTail:
     async def _wakeups(
         self, path: Path, watch_filter: Callable[[Change, str], bool] | None, recursive: bool = False
     ) -> AsyncIterator[None]:
-        """Yield on each relevant change under `path` and at least every poll interval.
+        """Yield once as soon as `path` is watched, then on each relevant change and at least every poll
+        interval.
+
+        The first yield is what makes looking safe: whatever lands after it is reported, so a caller that
+        looks then misses nothing — looking before the watch exists would miss a file renamed in between
+        (e.g. a session's first batch, written right after its directory appeared) until the next poll.
+        watchfiles creates its watch before its first wait, so one pass of the event loop after starting
+        the iteration the watch exists.
 
         Falls back to watchfiles' own polling when the OS refuses a notification watch (e.g. the inotify
         watch limit is reached), so a busy host degrades to polling latency instead of failing the stream.
         """
         for force_polling in (False, True):
+            pending: asyncio.Future[object] | None = None
             try:
-                async for _ in awatch(
+                changes = awatch(
                     path,
                     watch_filter=watch_filter,
                     step=_STEP_MS,
@@ -115,13 +122,26 @@ class PartitionTail:
                     recursive=recursive,
                     force_polling=force_polling,
                     poll_delay_ms=self.poll_ms,
-                ):
+                )
+                pending = asyncio.ensure_future(anext(changes))
+                await asyncio.sleep(0)  # the watcher runs up to its first wait: its watch exists from here on
+                if pending.done():
+                    pending.result()  # a refused watch raises here, before anyone relies on it
+                yield None
+                while True:
+                    try:
+                        await pending
+                    except StopAsyncIteration:
+                        return
                     yield None
-                return
+                    pending = asyncio.ensure_future(anext(changes))
             except OSError as exc:
                 if force_polling or not path.exists():
                     raise
                 logger.warning("file notification unavailable, polling", extra={"path": str(path), "error": str(exc)})
+            finally:
+                if pending is not None:
+                    pending.cancel()
 
     async def _catch_up(self) -> bool:
         """Publish every new whole batch in order; True once the session's scan is known to be complete."""
