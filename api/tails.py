@@ -4,7 +4,9 @@ Notification comes from watchfiles (inotify on Linux) on the partition directory
 few milliseconds after its rename; the watcher also wakes every `poll_interval_s` and re-lists the
 directory, so a lost notification (or a filesystem without them, where watchfiles is forced to poll) costs
 latency, never events. Before the partition directory exists, its nearest existing ancestor is watched the
-same way. All file reading runs in worker threads; only publishing touches the event loop.
+same way. A warehouse on an object store has no notifications at all: there the tail looks every
+`poll_interval_s` (a batch object is whole once visible, so polling only costs latency). All file and
+object reading runs in worker threads; only publishing touches the event loop.
 
 A tail reads batch files in batch-number order and never skips a gap (a file still being written elsewhere
 shows up later, whole). Rows whose seq it already published are dropped, so a re-run of the scan that
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +36,7 @@ from api.events import END_ERROR, StreamEvent, encode_rows, end_event, progress_
 from api.hub import Topic
 from technic_core import schema
 from technic_core.scoring import BUY_SIGNALS
+from technic_core.storage import AnyPath
 from technic_core.warehouse import DATASETS, Warehouse
 
 logger = logging.getLogger(__name__)
@@ -88,6 +92,10 @@ class PartitionTail:
         return False
 
     async def _wait_for_directory(self) -> None:
+        if not isinstance(self.directory, Path):
+            while not await anyio.to_thread.run_sync(self.directory.is_dir):
+                await asyncio.sleep(self.poll_ms / 1000)
+            return
         while not self.directory.is_dir():
             ancestor = next(parent for parent in self.directory.parents if parent.is_dir())
             async for _ in self._wakeups(ancestor, None, recursive=False):
@@ -95,7 +103,7 @@ class PartitionTail:
                     break
 
     async def _wakeups(
-        self, path: Path, watch_filter: Callable[[Change, str], bool] | None, recursive: bool = False
+        self, path: AnyPath, watch_filter: Callable[[Change, str], bool] | None, recursive: bool = False
     ) -> AsyncIterator[None]:
         """Yield once as soon as `path` is watched, then on each relevant change and at least every poll
         interval.
@@ -107,8 +115,13 @@ class PartitionTail:
         the iteration the watch exists.
 
         Falls back to watchfiles' own polling when the OS refuses a notification watch (e.g. the inotify
-        watch limit is reached), so a busy host degrades to polling latency instead of failing the stream.
+        watch limit is reached), so a busy host degrades to polling latency instead of failing the stream;
+        an object-store prefix is only ever polled.
         """
+        if not isinstance(path, Path):
+            while True:
+                yield None
+                await asyncio.sleep(self.poll_ms / 1000)
         for force_polling in (False, True):
             pending: asyncio.Future[object] | None = None
             try:
@@ -176,7 +189,7 @@ class PartitionTail:
 
     async def _publish_end_if_complete(self) -> bool:
         try:
-            mtime = self._history_file.stat().st_mtime_ns
+            mtime = (await anyio.to_thread.run_sync(self._history_file.stat)).st_mtime_ns
         except FileNotFoundError:
             return False
         if mtime == self._history_mtime:
@@ -199,7 +212,7 @@ class _Batch:
     signals: int
 
 
-def _load_batch(path: Path, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch | None:
+def _load_batch(path: AnyPath, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch | None:
     """Read batch file `path` and build its `result` and `progress` events for rows after `last_seq`, all in
     the calling worker thread: the JSON rows, the SSE frames and the joined write every subscriber gets, so
     the event loop only hands the events out. None while the file does not exist."""
@@ -217,22 +230,27 @@ def _load_batch(path: Path, scan_id: str, batch: int, last_seq: int, signals: in
     return _Batch(events, first_seq, signals)
 
 
-def _read_batch(path: Path) -> pl.DataFrame | None:
+def _read_batch(path: AnyPath) -> pl.DataFrame | None:
     """The batch file in the results schema, or None while it does not exist (yet, or any more).
 
     Files written before an optional column existed lack it; it is added as null, as warehouse reads do.
     """
     try:
-        frame = pl.read_parquet(path)
+        frame = _read_parquet(path)
     except FileNotFoundError:
         return None
     absent = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns]
     return schema.conform(frame.with_columns(absent), schema.RESULTS, f"results batch {path}").sort("seq")
 
 
-def _read_history_row(path: Path) -> dict[str, object] | None:
+def _read_history_row(path: AnyPath) -> dict[str, object] | None:
     try:
-        frame = pl.read_parquet(path, columns=["result_count", "end_reason"])
+        frame = _read_parquet(path, columns=["result_count", "end_reason"])
     except FileNotFoundError:
         return None
     return frame.row(0, named=True) if frame.height else None
+
+
+def _read_parquet(path: AnyPath, columns: list[str] | None = None) -> pl.DataFrame:
+    """A local file by its path, an object through its bytes (polars takes no `StoragePath`)."""
+    return pl.read_parquet(path if isinstance(path, Path) else io.BytesIO(path.read_bytes()), columns=columns)

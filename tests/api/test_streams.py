@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -402,3 +403,18 @@ def test_without_file_notifications_the_tail_falls_back_to_polling(make_app, war
     assert rows == list(range(1, int(market.batches[1]["seq"].max()) + 1))
     assert messages[-1]["data"]["reason"] == "complete"
     assert False in forced and True in forced
+
+
+def test_on_an_object_store_the_tail_polls_the_partition(make_app, market):
+    """No file notifications exist for a bucket: the tail lists the partition every poll interval instead."""
+    store = Warehouse(f"memory://tails-{uuid.uuid4().hex}/warehouse")
+    with TestClient(make_app(root=str(store.root), poll_interval_s=0.02)) as client:
+        with client.websocket_connect(f"/ws/results/{LIVE.isoformat()}?api_key={KEY}") as websocket:
+            for batch in range(2):
+                land(store, market, batch)
+            last = int(market.batches[1]["seq"].max())
+            store.append_scan_run(daily_history_row(LIVE, last))
+            messages = receive_until_end(websocket)
+    rows = [row["seq"] for message in messages if message["event"] == "result" for row in message["data"]["rows"]]
+    assert rows == list(range(1, last + 1))
+    assert messages[-1]["data"]["reason"] == "complete"
