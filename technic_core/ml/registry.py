@@ -9,9 +9,12 @@ Layout::
 
 Why this shape:
 
-* A version directory is claimed with an exclusive `mkdir`, so two trainings never share a number; every
-  file is written atomically and the manifest last, so a version without a manifest is an interrupted
-  write and is ignored. Versions are never deleted: an old champion stays loadable.
+* Two trainings never share a version directory. On a local root the next number is claimed with an
+  exclusive `mkdir`. An object store has neither directories nor an exclusive create, so there a version
+  is the next number plus a random suffix (`v0007-3f9a1c2e`): two concurrent trainings get distinct
+  versions ordered by number, without coordinating. Every file is written atomically (one PUT on a store)
+  and the manifest last, so a version without a manifest is an interrupted write and is ignored. Versions
+  are never deleted: an old champion stays loadable.
 * The champion pointer is one small JSON file replaced atomically, so readers see the old champion or the
   new one, never a mix. It remembers the champions before it (`previous`), which is where loading falls
   back to.
@@ -28,12 +31,14 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from technic_core.errors import ConfigError
+from technic_core.storage import AnyPath
 from technic_core.warehouse import Warehouse, write_bytes_atomic, write_json_atomic
 
 _log = logging.getLogger(__name__)
@@ -42,7 +47,7 @@ MODELS_DIR = "models"
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 CHAMPION = "champion.json"
-_VERSION = re.compile(r"^v(\d{4,})$")
+_VERSION = re.compile(r"^v(\d{4,})(?:-[0-9a-f]{8})?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 T = TypeVar("T")
@@ -86,8 +91,8 @@ class ModelRegistry:
     """Versioned models of a warehouse (or any root holding a `models/` directory)."""
 
     def __init__(self, store: Warehouse | Path | str) -> None:
-        root = store.root if isinstance(store, Warehouse) else Path(store)
-        self.root = root / MODELS_DIR
+        """`store`: a warehouse, or its root as a local path or an object-store URI."""
+        self.root = (store if isinstance(store, Warehouse) else Warehouse(store)).root / MODELS_DIR
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
@@ -205,9 +210,12 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- internals
 
-    def _claim_version(self, name: str) -> Path:
-        """Create the next version directory; `mkdir` fails if another writer took the number first."""
+    def _claim_version(self, name: str) -> AnyPath:
+        """The next version directory of `name`, which no other writer can get (see the module docstring)."""
         directory = self.root / name
+        if not isinstance(directory, Path):
+            numbers = [int(m.group(1)) for p in directory.iterdir() if (m := _VERSION.match(p.name))]
+            return directory / f"v{max(numbers, default=0) + 1:04d}-{secrets.token_hex(4)}"
         directory.mkdir(parents=True, exist_ok=True)
         numbers = [int(m.group(1)) for p in directory.iterdir() if (m := _VERSION.match(p.name))]
         number = max(numbers, default=0) + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 
 import pytest
 
@@ -33,6 +35,25 @@ def test_versions_are_numbered_and_kept_and_the_pointer_remembers_previous_champ
     loaded = registry.load("demo", _loader(registry))
     assert loaded.model == "three" and loaded.healthy and not loaded.fell_back
     assert registry.metrics("demo", "v0002") == {"score": 3}
+
+
+def test_on_an_object_store_versions_never_collide_and_fall_back_like_local_ones():
+    root = f"memory://registry-{uuid.uuid4().hex}/warehouse"
+    registry, rival = ModelRegistry(root), ModelRegistry(root)  # two trainings in two processes
+    first = _store_versions(registry, [b"one"])[0]
+    # both claim the next number before either has written anything: each still gets a directory of its own
+    claims = [registry._claim_version("demo").name, rival._claim_version("demo").name]
+    assert all(claim.startswith("v0002-") for claim in claims) and claims[0] != claims[1]
+    second = registry.create_version("demo", {"model.bin": b"two"}, {}, {})
+    third = rival.create_version("demo", {"model.bin": b"three"}, {}, {})
+    assert re.fullmatch(r"v0001-[0-9a-f]{8}", first) and second.startswith("v0002-") and third.startswith("v0003-")
+    assert registry.versions("demo") == [first, second, third]
+    rival.promote("demo", third, "test")
+    assert registry.load("demo", _loader(registry)).model == "three"
+    (registry.root / "demo" / third / "model.bin").write_bytes(b"thr")
+    loaded = registry.load("demo", _loader(registry))
+    assert loaded.model == "one" and loaded.fell_back, "a damaged champion falls back on a bucket too"
+    assert registry.pointer_fingerprint("demo") is not None
 
 
 def test_a_version_without_manifest_is_an_interrupted_write_and_invisible(tmp_path):
