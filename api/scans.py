@@ -56,6 +56,9 @@ SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 #: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
 PRIORITY = priority.PriorityConfig()
+#: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a batch costs a fixed
+#: ~20 ms plus its rows, so a small first batch is what puts the first results on the stream soonest.
+FIRST_BATCH_SIZE = 25
 #: Bars always loaded: the default scan's lookback, which is also the history the alpha features read.
 DEFAULT_LOOKBACK = ScanConfig().lookback_sessions
 #: The champion models `technic_core.ml.scorer` serves, one per label horizon.
@@ -402,6 +405,7 @@ class ScanManager:
                 order=order,
                 should_stop=scan.stop_requested.is_set,
                 hooks=self._scan_hooks(scan),
+                first_batch_size=FIRST_BATCH_SIZE,
             )
             scan.total = run.total
             for batch in run:
@@ -429,7 +433,7 @@ class ScanManager:
             build = partial(priority.SectorHitRateReorder, plan.frame, scan.inputs.universe, PRIORITY)
             reorder = _BuiltOnFirstCall(build)
         return ScanHooks(reorder=reorder).with_enrichment(
-            partial(priority.annotate, plan=plan.frame) if plan is not None else None,
+            priority.PlanAnnotator(plan.frame) if plan is not None else None,
             scan.inputs.alpha,
             self._hooks.enrich,
         )

@@ -689,11 +689,6 @@ class PlanAnnotator:
         return annotated
 
 
-def annotate(results: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
-    """`results` annotated once with `plan` (see `PlanAnnotator`, the hook to use across a scan's batches)."""
-    return PlanAnnotator(plan)(results)
-
-
 # --------------------------------------------------------------------------------------------- metrics
 
 

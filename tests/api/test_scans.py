@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from api.scans import FIRST_BATCH_SIZE
 import technic_core.ml.scorer as scorer
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
@@ -35,6 +36,12 @@ def test_post_scan_returns_every_row_and_records_history(client, warehouse, mark
     recorded = history.row(0, named=True)
     assert (recorded["result_count"], recorded["end_reason"], recorded["date"]) == (rows.height, "complete", market.session)
     assert json.loads(recorded["config_json"])["batch_size"] == 25
+
+
+def test_an_ad_hoc_scan_publishes_a_small_first_batch_then_full_ones(client):
+    body = client.post("/scan", json={"batch_size": 60, "prioritize": False}, headers=AUTH).json()
+    per_batch = pl.DataFrame(body["rows"]).group_by("batch").len().sort("batch").get_column("len").to_list()
+    assert 0 < per_batch[0] <= FIRST_BATCH_SIZE < per_batch[1] <= 60, per_batch
 
 
 def test_prioritized_scan_follows_the_priority_plan(client, market):

@@ -20,7 +20,6 @@ from technic_core.priority import (
     PriorityConfig,
     SectorHitRateReorder,
     activity_scores,
-    annotate,
     build_plan,
     fundamental_scores,
     historical_scores,
@@ -339,7 +338,7 @@ def test_annotator_matches_a_join_on_the_plan_and_leaves_unknown_symbols_null():
     assert annotated.equals(expected)
     assert annotated.filter(pl.col("symbol") == "NEW").select("priority_score", "priority_tier").null_count().row(0) == (1, 1)
     assert annotator.elapsed_s > 0
-    assert annotate(results, plan.clear()).get_column("priority_score").null_count() == 4
+    assert PlanAnnotator(plan.clear())(results).get_column("priority_score").null_count() == 4
 
 
 def _panel(symbols: list[str], sessions: int = 80, seed: int = 5) -> pl.DataFrame:

@@ -115,6 +115,22 @@ def test_results_match_a_single_pass_over_all_symbols(bars):
     assert_frame_equal(small.select(columns).sort("symbol"), whole.select(columns).sort("symbol"), rel_tol=1e-12)
 
 
+def test_a_small_first_batch_changes_only_the_batch_boundaries(bars):
+    universe = _universe(bars)
+    uniform = pl.concat([b.results for b in run_scan(ScanConfig(batch_size=8), SESSION, bars, universe)])
+    batches = list(run_scan(ScanConfig(batch_size=8), SESSION, bars, universe, first_batch_size=3))
+    scanned = [b.scanned for b in batches]
+    assert scanned[:3] == [3, 11, 19] and scanned[-1] == batches[-1].total
+    results = pl.concat([b.results for b in batches])
+    assert results.get_column("seq").to_list() == list(range(1, results.height + 1))
+    columns = [c for c in schema.RESULTS if c != "batch"]
+    assert_frame_equal(results.select(columns), uniform.select(columns), rel_tol=1e-12)
+    capped = list(run_scan(ScanConfig(batch_size=8), SESSION, bars, universe, first_batch_size=50))
+    assert [b.scanned for b in capped] == [b.scanned for b in run_scan(ScanConfig(batch_size=8), SESSION, bars, universe)]
+    with pytest.raises(ValueError, match="first_batch_size"):
+        run_scan(ScanConfig(), SESSION, bars, universe, first_batch_size=0)
+
+
 def test_order_decides_visiting_sequence_and_unplanned_symbols_follow(bars):
     universe = _universe(bars)
     order = ["S020", "S005", "S999", "S010"]  # S999 does not exist: ignored
