@@ -420,14 +420,6 @@ def assert_views_match_polars(connection: duckdb.DuckDBPyConnection, warehouse: 
         assert_frame_equal(from_sql.cast(spec.schema), from_polars)
 
 
-def test_in_memory_views_return_the_same_rows_as_polars(warehouse):
-    populate(warehouse)
-    connection = warehouse.connect()
-    assert_views_match_polars(connection, warehouse)
-    # The hive `date` and the in-file `date` are one column, and it prunes by path.
-    plan = connection.sql("EXPLAIN SELECT * FROM bars WHERE date = DATE '2024-01-03'").fetchall()[0][1]
-    assert "Scanning Files: 1/2" in plan
-
 
 def test_views_of_datasets_without_files_are_empty_with_the_schema_columns(warehouse):
     connection = warehouse.connect()

@@ -186,6 +186,8 @@ def test_damaged_pages_behind_a_valid_footer_raise_naming_the_file(warehouse):
 
 
 def test_duckdb_views_read_the_root(warehouse):
+    """In-memory views over either backend return what polars reads; the hive `date` and the in-file `date`
+    are one column, and a filter on it prunes by path."""
     populate(warehouse)
     connection = warehouse.connect()
     assert_views_match_polars(connection, warehouse)
