@@ -65,6 +65,7 @@ from technic_core import calendar, schema
 from technic_core.config import Settings
 from technic_core.errors import ConfigError, DataSourceError
 from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, SourceStats
+from technic_core.storage import AnyPath
 from technic_core.warehouse import Warehouse, write_json_atomic
 
 _log = logging.getLogger(__name__)
@@ -571,9 +572,9 @@ def _iso_or_none(value: dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _file_sha256(path: AnyPath) -> str:
+    """A stored partition's digest; read whole, which works for a local file and an object alike."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- response parsing

@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import json
 import logging
+import uuid
 from collections import defaultdict
 from zoneinfo import ZoneInfo
 
@@ -246,6 +247,14 @@ def source_for(
 @pytest.fixture
 def warehouse(tmp_path) -> Warehouse:
     return Warehouse(tmp_path / "warehouse")
+
+
+@pytest.fixture(params=["local", "object-store"])
+def any_warehouse(request, tmp_path) -> Warehouse:
+    """A local warehouse and one on fsspec's in-memory object store, for what must work on both."""
+    if request.param == "local":
+        return Warehouse(tmp_path / "warehouse")
+    return Warehouse(f"memory://polygon-{uuid.uuid4().hex}/warehouse")
 
 
 def expected_bars(fake: FakePolygon, sessions: list[dt.date], symbols: list[str] = TRADED) -> pl.DataFrame:
@@ -528,7 +537,8 @@ def store(warehouse: Warehouse, bars: pl.DataFrame, index: pl.DataFrame) -> None
         warehouse.write_partition("bars", session, frame)
 
 
-def test_a_split_learned_later_restates_stored_partitions_once(warehouse, monkeypatch):
+def test_a_split_learned_later_restates_stored_partitions_once(any_warehouse, monkeypatch):
+    warehouse = any_warehouse
     fake = FakePolygon(splits=[APPLE_SPLIT])
     january = calendar.sessions_between(dt.date(2024, 1, 22), dt.date(2024, 2, 9))
     with fake.mock():
