@@ -8,7 +8,6 @@ without computing the rest. Each batch is one vectorized indicator + scoring pas
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -134,16 +133,11 @@ def run_scan(
     candidates = scan_candidates(universe, config, order)
     reference = universe.select("symbol", "sector", "industry")
     run = ScanRun(batches=iter(()), total=len(candidates))
-    sizes = _batch_sizes(config.batch_size, first_batch_size)
-    run.batches = _batches(run, config, session, bars, reference, candidates, regime, should_stop, clock, hooks, sizes)
+    first_size = min(first_batch_size or config.batch_size, config.batch_size)
+    run.batches = _batches(
+        run, config, session, bars, reference, candidates, regime, should_stop, clock, hooks, first_size
+    )
     return run
-
-
-def _batch_sizes(batch_size: int, first_batch_size: int | None) -> Iterator[int]:
-    """Symbols per batch, in order: `first_batch_size` (at most `batch_size`) first when given."""
-    if first_batch_size is not None:
-        yield min(first_batch_size, batch_size)
-    yield from itertools.repeat(batch_size)
 
 
 #: Widest date range (days) whose distinct dates are found with a dense bincount rather than a hash.
@@ -227,7 +221,7 @@ def _batches(
     should_stop: Callable[[], bool] | None,
     clock: Callable[[], float],
     hooks: ScanHooks,
-    sizes: Iterator[int],
+    first_size: int,
 ) -> Iterator[ScanBatch]:
     started = clock()
     next_seq = 1
@@ -244,7 +238,7 @@ def _batches(
         if config.timeout_s is not None and clock() - started >= config.timeout_s:
             run.end_reason = END_TIMEOUT
             break
-        size = next(sizes)
+        size = config.batch_size if batch_no else first_size
         symbols, remaining = remaining[:size], remaining[size:]
         results, rejections = _score_batch(config, session, batch_bars(symbols), symbols, reference, regime)
         if hooks.enrich is not None and results.height:
