@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
+import zlib
 
 import polars as pl
 
@@ -47,7 +49,7 @@ class StreamEvent:
         self._batch = 0
         self._sse: bytes | None = None
         self._ws: str | None = None
-        self._burst: tuple[tuple[StreamEvent, ...], bytes] | None = None
+        self._burst: tuple[tuple[StreamEvent, ...], Burst] | None = None
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -85,24 +87,167 @@ class StreamEvent:
         return result_event(self._scan_id, self._batch, cursor + 1, self._rows[cursor + 1 - self._first_seq :])
 
 
-def sse_burst(events: list[StreamEvent]) -> bytes:
-    """The SSE frames of `events` as one transport write, built once for every subscriber.
+class Burst:
+    """The SSE frames of one or more events as one transport write, plus its gzip form, each built once.
 
-    Live subscribers of a topic receive the same burst (a batch's `result` and `progress`), so the joined
-    bytes are kept on the burst's first event, keyed by the identities of the others: the first subscriber
-    pays for the join and the rest get the same object. One write per burst rather than one per event
-    halves the per-subscriber cost of a batch; a burst that differs (a replay at another cursor) is joined
-    for itself.
+    Live subscribers of a topic receive the same bursts, so both forms are shared by all of them: the plain
+    bytes for clients that take the stream as is, and a self-contained deflate segment (`deflated`) for
+    clients that accept gzip. The segment is cut from a fresh compressor and ends on a sync flush, so any
+    sequence of segments is a valid deflate stream — which is what lets one compression serve every client,
+    whatever burst it joined at. At a thousand subscribers the bytes written, not the Python work, bound
+    delivery; gzip cuts a result batch's bytes about threefold.
+    """
+
+    __slots__ = ("data", "_deflated")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._deflated: DeflateSegment | None = None
+
+    def deflated(self) -> DeflateSegment:
+        if self._deflated is None:
+            self._deflated = DeflateSegment.of(self.data)
+        return self._deflated
+
+
+def sse_burst(events: list[StreamEvent]) -> Burst:
+    """The `Burst` of `events`, built once for every subscriber.
+
+    Live subscribers of a topic receive the same burst (a batch's `result` and `progress`), so it is kept on
+    the burst's first event, keyed by the identities of the others: the first subscriber pays for the join
+    and the rest get the same object. One write per burst rather than one per event halves the
+    per-subscriber cost of a batch; a burst that differs (a replay at another cursor) is joined for itself.
     """
     first, rest = events[0], tuple(events[1:])
-    if not rest:
-        return first.sse()
     cached = first._burst
     if cached is not None and len(cached[0]) == len(rest) and all(a is b for a, b in zip(cached[0], rest)):
         return cached[1]
-    joined = b"".join([first.sse(), *(event.sse() for event in rest)])
-    first._burst = (rest, joined)
-    return joined
+    burst = Burst(b"".join([first.sse(), *(event.sse() for event in rest)]) if rest else first.sse())
+    first._burst = (rest, burst)
+    return burst
+
+
+#: zlib level of the shared segments. Level 1 compresses a 250-row batch ~3.0× in ~2.5 ms, level 6 ~3.6× in
+#: ~8 ms: the segment is on every client's latency path, the extra bytes are not worth three times the time.
+GZIP_LEVEL = 1
+_CRC_POLYNOMIAL = 0xEDB88320  # CRC-32 (gzip's), reflected
+
+
+def _multiply_mod_crc(a: int, b: int) -> int:
+    """a × b modulo the CRC-32 polynomial, both as reflected 32-bit polynomials (zlib's `multmodp`)."""
+    bit, product = 1 << 31, 0
+    while a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ _CRC_POLYNOMIAL if b & 1 else b >> 1
+    return product
+
+
+def _x_powers() -> tuple[int, ...]:
+    """x^(2^k) modulo the polynomial for k = 0..31 (zlib's `x2n_table`)."""
+    powers = [1 << 30]  # x^1
+    for _ in range(31):
+        powers.append(_multiply_mod_crc(powers[-1], powers[-1]))
+    return tuple(powers)
+
+
+_X_POWERS = _x_powers()
+
+
+def _crc_shift(length: int) -> int:
+    """x^(8 × length) modulo the polynomial: the factor that moves a CRC past `length` further bytes."""
+    shift, k = 1 << 31, 3  # x^0; bytes are 2^3 bits
+    while length:
+        if length & 1:
+            shift = _multiply_mod_crc(_X_POWERS[k & 31], shift)
+        length >>= 1
+        k += 1
+    return shift
+
+
+class DeflateSegment:
+    """A burst as raw deflate blocks ending on a sync flush, with what a gzip trailer needs of its plain bytes.
+
+    Every client's trailer holds the CRC-32 of everything it was sent, and clients join at different bursts,
+    so each extends its own CRC by each segment. Running zlib's CRC over a 220 KB batch once per client would
+    cost a thousand clients ~0.1 s a batch; instead a large segment carries four byte tables of the linear map
+    "CRC of some bytes → CRC of those bytes followed by this segment's" (zlib's `crc32_combine`, tabulated),
+    so extending costs four lookups whatever the segment's length. Short segments (progress, heartbeats, the
+    end) just continue zlib's CRC over their few bytes.
+    """
+
+    __slots__ = ("data", "crc", "length", "_plain", "_tables")
+
+    #: Segments at least this long extend a CRC through tables; shorter ones through zlib over their bytes.
+    TABULATED_FROM = 1024
+
+    def __init__(self, data: bytes, plain: bytes) -> None:
+        self.data = data
+        self.crc = zlib.crc32(plain)
+        self.length = len(plain)
+        self._plain = plain
+        self._tables = _shift_tables(_crc_shift(self.length)) if self.length >= self.TABULATED_FROM else None
+
+    @classmethod
+    def of(cls, plain: bytes) -> DeflateSegment:
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return cls(compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH), plain)
+
+    def extend_crc(self, crc: int) -> int:
+        """The CRC-32 of (bytes whose CRC is `crc`) followed by this segment's plain bytes."""
+        tables = self._tables
+        if tables is None:
+            return zlib.crc32(self._plain, crc)
+        low, second, third, high = tables
+        return low[crc & 0xFF] ^ second[(crc >> 8) & 0xFF] ^ third[(crc >> 16) & 0xFF] ^ high[crc >> 24] ^ self.crc
+
+
+def _shift_tables(shift: int) -> tuple[list[int], ...]:
+    """Byte tables of crc ↦ shift × crc (mod the polynomial), which is linear in crc: entry v of table k is
+    the product for v in byte k; a CRC's image is the XOR of its four bytes' entries."""
+    basis = [_multiply_mod_crc(shift, 1 << bit) for bit in range(32)]
+    tables = []
+    for byte in range(4):
+        table = [0] * 256
+        for value in range(1, 256):
+            lowest = value & -value
+            table[value] = table[value ^ lowest] ^ basis[8 * byte + lowest.bit_length() - 1]
+        tables.append(table)
+    return tuple(tables)
+
+
+class GzipStream:
+    """One response's gzip framing around shared deflate segments (RFC 1952).
+
+    Only the 10-byte header, the running CRC and length, and the 8-byte trailer are per client; the
+    compressed events themselves are the segments every client shares.
+    """
+
+    #: Magic, deflate, no flags, no mtime (the stream is not a file), no extra flags, unknown OS.
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    #: A final, empty fixed-Huffman block: ends the deflate stream after the last sync-flushed segment.
+    _LAST_BLOCK = b"\x03\x00"
+
+    def __init__(self) -> None:
+        self._crc = 0
+        self._length = 0
+        self._started = False
+
+    def encode(self, burst: Burst) -> bytes:
+        segment = burst.deflated()
+        self._crc = segment.extend_crc(self._crc)
+        self._length += segment.length
+        if self._started:
+            return segment.data
+        self._started = True
+        return self.HEADER + segment.data
+
+    def finish(self) -> bytes:
+        """The end of the gzip member; header included if nothing was encoded."""
+        head = b"" if self._started else self.HEADER
+        return head + self._LAST_BLOCK + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
 
 
 def _data(**fields: object) -> str:

@@ -458,7 +458,8 @@ class ScanManager:
                 elapsed_s=batch.elapsed_s,
             )
         )
-        sse_burst(events)  # the write every live subscriber gets, framed here rather than on the event loop
+        # The write every live subscriber gets, plain and gzip, built here rather than on the event loop.
+        sse_burst(events).deflated()
         self._publish(scan.topic, *events)
 
     def _append_history(self, scan: AdHocScan, started_at: dt.datetime) -> None:

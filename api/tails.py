@@ -214,8 +214,8 @@ class _Batch:
 
 def _load_batch(path: AnyPath, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch | None:
     """Read batch file `path` and build its `result` and `progress` events for rows after `last_seq`, all in
-    the calling worker thread: the JSON rows, the SSE frames and the joined write every subscriber gets, so
-    the event loop only hands the events out. None while the file does not exist."""
+    the calling worker thread: the JSON rows, the SSE frames and the joined write every subscriber gets, plain
+    and compressed, so the event loop only hands the events out. None while the file does not exist."""
     frame = _read_batch(path)
     if frame is None:
         return None
@@ -226,7 +226,7 @@ def _load_batch(path: AnyPath, scan_id: str, batch: int, last_seq: int, signals:
     signals += int(fresh.get_column("signal").is_in(BUY_SIGNALS).sum())
     result = result_event(scan_id, batch, first_seq, encode_rows(fresh))
     events = (result, progress_event(scan_id, result.seq, batch=batch, signals=signals))
-    sse_burst(list(events))  # what a live subscriber receives: built here, once
+    sse_burst(list(events)).deflated()  # what a live subscriber receives, plain and gzip: built here, once
     return _Batch(events, first_seq, signals)
 
 

@@ -8,15 +8,18 @@ head of each SSE chunk, so client overhead stays small next to the server's. All
 CLOCK_MONOTONIC, one clock for every process on the machine.
 
 Per client and batch, latency = receipt of the batch's `result` event − the batch file's appearance. Runs
-cover each client count at each batch size: 250 rows (the daily scan's batch, ~220 KB of JSON per event)
-and 25 rows; each configuration runs `--repeat` times (fresh session each) and reports the median of its
-runs' figures, since a shared 2-core machine swings them. Lost and duplicated counts are per row seq over
-all clients, summed over the repeats. The first-result time runs from
-just before `POST /scan/stream` is sent to the receipt of the first `result` event on its stream (median of
-several scans after a warm-up), for the default `ScanConfig` and for a 50-symbol quick scan. Writes
-`bench/results/streaming.json`; the top-level figures are the largest client count at the first batch size.
+cover each client count at each batch size — 250 rows (the daily scan's batch, ~220 KB of JSON per event)
+and 25 rows — and each response encoding: gzip (what browsers' EventSource and httpx ask for; the server
+compresses each burst once for all clients, ~3× fewer bytes) and identity (a client that asks for none).
+Each configuration runs `--repeat` times (fresh session each) and reports the median of its runs' figures,
+since a shared 2-core machine swings them. Lost and duplicated counts are per row seq over all clients,
+summed over the repeats. The first-result time runs from just before `POST /scan/stream` is sent to the
+receipt of the first `result` event on its (gzip) stream (median of several scans after a warm-up), for the
+default `ScanConfig` and for a 50-symbol quick scan. Writes `bench/results/streaming.json`; the top-level
+figures are the largest client count at the first batch size and the first encoding, with that client
+count's p99 for every encoding beside them.
 
-    python bench/streaming.py [--symbols 5000] [--clients 100 1000] [--batch-rows 250 25] [--interval 0.25]
+    python bench/streaming.py [--symbols 5000] [--clients 100 1000] [--batch-rows 250 25] [--encodings gzip identity]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import json
 import multiprocessing
 import os
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -44,6 +49,7 @@ except ImportError:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.api.support`, shared with the API tests
 
+from api.events import GzipStream  # noqa: E402
 from technic_core import calendar  # noqa: E402
 from technic_core.warehouse import Warehouse  # noqa: E402
 from tests.api.support import build_warehouse, daily_history_row, free_socket, simulate  # noqa: E402
@@ -52,6 +58,7 @@ RESULTS = Path(__file__).parent / "results" / "streaming.json"
 KEY = "bench-key"
 #: Sessions after the simulated one; each client run streams a fresh one.
 LIVE_SESSIONS_AFTER = dt.date(2024, 6, 28)
+ENCODINGS = ("gzip", "identity")
 _HEAD = re.compile(rb'"first_seq":(\d+),"last_seq":(\d+)')
 
 
@@ -105,18 +112,26 @@ class Receipts:
 class SseClient(asyncio.Protocol):
     """A minimal SSE-over-HTTP/1.1 client that never copies event bodies.
 
-    The server sends each SSE event as one HTTP chunk. The client keeps only the first bytes of each chunk
-    (`id`, `event` and the result's seq range) and counts the rest, so at 1,000 streams the bench machine's
-    cores go to the server, not to parsing. An event is received when its chunk's last byte arrives.
+    The server sends each burst of SSE events as one HTTP chunk. The client keeps only the first bytes of
+    each chunk (`id`, `event` and the result's seq range) and counts the rest, so at 1,000 streams the bench
+    machine's cores go to the server, not to parsing. An event is received when its chunk's last byte
+    arrives. With `gzip` it asks for a gzip stream, as browsers and httpx do; each chunk is then one
+    self-contained deflate segment (`api.events.Burst`), so inflating its first bytes reads the same head.
     """
 
     _PEEK = 300
+    _PEEK_COMPRESSED = 1024  # deflate's block header plus well over _PEEK bytes of output
     _LINE_WINDOW = 1024
 
-    def __init__(self, path: str, receipts: Receipts) -> None:
+    def __init__(self, path: str, receipts: Receipts, gzip: bool) -> None:
+        encoding = "gzip" if gzip else "identity"
         self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-API-Key: {KEY}\r\n\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nAccept-Encoding: {encoding}\r\n"
+            f"X-API-Key: {KEY}\r\n\r\n"
         ).encode()
+        self.gzip = gzip
+        self.gzip_header_left = len(GzipStream.HEADER) if gzip else 0
+        self.peek_limit = self._PEEK_COMPRESSED if gzip else self._PEEK
         self.receipts = receipts
         self.transport: asyncio.Transport | None = None
         self.pending = bytearray()  # response head or a chunk-size line, until complete
@@ -136,8 +151,8 @@ class SseClient(asyncio.Protocol):
         while position < len(data):
             if self.remaining:
                 taken = min(self.remaining, len(data) - position)
-                if len(self.peek) < self._PEEK:
-                    self.peek += data[position : position + min(taken, self._PEEK - len(self.peek))]
+                if len(self.peek) < self.peek_limit:
+                    self.peek += data[position : position + min(taken, self.peek_limit - len(self.peek))]
                 self.remaining -= taken
                 position += taken
                 if not self.remaining:
@@ -156,6 +171,8 @@ class SseClient(asyncio.Protocol):
             if self.in_head:
                 if not line.startswith(b"HTTP/1.1 200"):
                     raise RuntimeError(f"unexpected response: {line[:200]!r}")
+                if self.gzip != (b"\r\ncontent-encoding: gzip" in line.lower()):
+                    raise RuntimeError(f"asked for gzip={self.gzip}, got: {line[:500]!r}")
                 self.in_head = False
                 continue
             size = int(line, 16)
@@ -167,6 +184,9 @@ class SseClient(asyncio.Protocol):
     def _event_complete(self, now: float) -> None:
         head = bytes(self.peek)
         self.peek.clear()
+        if self.gzip:
+            head, self.gzip_header_left = head[self.gzip_header_left :], 0
+            head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, self._PEEK)
         if b"\nevent: result\n" in head[:40]:
             first, last = _HEAD.search(head).groups()  # type: ignore[union-attr]
             self.receipts.results.append((int(first), int(last), now))
@@ -176,8 +196,9 @@ class SseClient(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
 
 
-async def _sse_client(port: int, path: str, receipts: Receipts) -> asyncio.Transport:
-    transport, _ = await asyncio.get_running_loop().create_connection(lambda: SseClient(path, receipts), "127.0.0.1", port)
+async def _sse_client(port: int, path: str, receipts: Receipts, gzip: bool = True) -> asyncio.Transport:
+    connect = asyncio.get_running_loop().create_connection
+    transport, _ = await connect(lambda: SseClient(path, receipts, gzip), "127.0.0.1", port)
     return transport  # type: ignore[return-value]
 
 
@@ -192,12 +213,14 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
-async def _stream_run(port: int, server_pid: int, clients: int, session: dt.date, writer_args: tuple) -> dict:
+async def _stream_run(
+    port: int, server_pid: int, clients: int, gzip: bool, session: dt.date, writer_args: tuple
+) -> dict:
     path = f"/events/results/{session.isoformat()}"
     receipts = [Receipts() for _ in range(clients)]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         for receipt in receipts:
-            await _sse_client(port, path, receipt)
+            await _sse_client(port, path, receipt, gzip)
         deadline = time.monotonic() + 60
         while await _subscribers(http) < clients:
             if time.monotonic() > deadline:
@@ -330,6 +353,10 @@ def main() -> None:
         "--batch-rows", type=int, nargs="+", default=[250, 25],
         help="rows per landed batch; the first is the headline (250 = the daily scan's batch size)",
     )
+    parser.add_argument(
+        "--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS),
+        help="response encodings the clients ask for; the first is the headline (gzip: what browsers and httpx ask)",
+    )
     parser.add_argument("--max-batches", type=int, default=20, help="batches landed per run")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between landed batches")
     parser.add_argument("--first-result-runs", type=int, default=20)
@@ -354,13 +381,14 @@ def main() -> None:
             session = LIVE_SESSIONS_AFTER
             for rows in args.batch_rows:
                 staged, total = _stage(market.results, rows, args.max_batches, Path(temp))
-                for clients in args.clients:
+                for encoding, clients in itertools.product(args.encodings, args.clients):
                     repeats = []
                     for _ in range(args.repeat):
                         session = calendar.next_session(session)
                         writer_args = (str(root), session.isoformat(), staged, args.interval, total)
-                        repeats.append(run_loop(_stream_run(port, server.pid, clients, session, writer_args)))
-                    runs.append({"batch_rows": rows, **_median_of(repeats), "repeats": repeats})
+                        gzip = encoding == "gzip"
+                        repeats.append(run_loop(_stream_run(port, server.pid, clients, gzip, session, writer_args)))
+                    runs.append({"batch_rows": rows, "encoding": encoding, **_median_of(repeats), "repeats": repeats})
                     print(json.dumps({key: value for key, value in runs[-1].items() if key != "repeats"}))
             default_scan, quick_scan = {}, {"max_symbols": 50, "batch_size": 10}
             default_ms = run_loop(_first_results(port, default_scan, args.first_result_runs))
@@ -369,13 +397,22 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    headline = max((run for run in runs if run["batch_rows"] == args.batch_rows[0]), key=lambda run: run["clients"])
+    def largest(rows: int, encoding: str) -> dict:
+        matching = [run for run in runs if run["batch_rows"] == rows and run["encoding"] == encoding]
+        return max(matching, key=lambda run: run["clients"])
+
+    headline = largest(args.batch_rows[0], args.encodings[0])
     report = {
         **{
             key: headline[key]
             for key in ("clients", "p50_latency_ms", "p99_latency_ms", "lost_events", "duplicated_events")
         },
         "batch_rows": headline["batch_rows"],
+        "encoding": headline["encoding"],
+        **{
+            f"p99_latency_ms_{encoding}": largest(args.batch_rows[0], encoding)["p99_latency_ms"]
+            for encoding in args.encodings
+        },
         "first_result_ms": round(statistics.median(default_ms), 2),
         "first_result_p90_ms": round(_percentile(default_ms, 0.9), 2),
         "first_result_config": "ScanConfig() defaults: every screened symbol, 250 per batch after a first batch of 25 (api.scans.FIRST_BATCH_SIZE)",

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
-from api.events import sse_burst
+from api.events import GzipStream, sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.warehouse import Warehouse
@@ -98,21 +98,48 @@ async def result_events(
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    """Server-sent events: `result`, `progress`, `end`, `lagging` and `heartbeat`; `id` is the seq."""
+    """Server-sent events: `result`, `progress`, `end`, `lagging` and `heartbeat`; `id` is the seq.
+
+    Gzip-encoded when the client accepts it (browsers' EventSource and httpx do by default): the events are
+    compressed once per burst and shared by every subscriber (`api.events.GzipStream`).
+    """
     lease = _open(request, principal, scan_id, resume_cursor(after, last_event_id))
     heartbeat_s = request.app.state.api_settings.heartbeat_s
+    gzip = GzipStream() if accepts_gzip(request.headers.get("accept-encoding")) else None
 
     async def body():
         # aclosing: a client that leaves mid-write stops the subscriber's heartbeat timer at once, not when
         # the abandoned generator is collected.
         try:
             async with aclosing(lease.subscriber.bursts(heartbeat_s)) as bursts:
-                async for burst in bursts:
-                    yield sse_burst(burst)
+                async for events in bursts:
+                    burst = sse_burst(events)
+                    yield burst.data if gzip is None else gzip.encode(burst)
+            if gzip is not None:
+                yield gzip.finish()
         finally:
             lease.release()
 
-    return _EventStream(body(), ping=0, background=BackgroundTask(lease.release_later))
+    headers = {"Vary": "Accept-Encoding"} | ({} if gzip is None else {"Content-Encoding": "gzip"})
+    return _EventStream(body(), ping=0, headers=headers, background=BackgroundTask(lease.release_later))
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an Accept-Encoding header admits gzip (RFC 9110: listed, or `*`, with a non-zero q)."""
+    weights: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        coding, _, parameters = item.partition(";")
+        weight = 1.0
+        for parameter in parameters.split(";"):
+            name, _, value = parameter.strip().partition("=")
+            if name.lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding.strip():
+            weights[coding.strip().lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
 
 
 class _EventStream(EventSourceResponse):

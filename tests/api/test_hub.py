@@ -1,12 +1,17 @@
-"""The fan-out hub without HTTP: replay-then-tail, resume cursors inside a batch, lagging, heartbeats."""
+"""The fan-out hub without HTTP: replay-then-tail, resume cursors inside a batch, lagging, heartbeats, and the
+shared gzip framing."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import json
+import zlib
 
+import numpy as np
 import polars as pl
+import pytest
 
 from api.events import (
     END,
@@ -14,8 +19,11 @@ from api.events import (
     LAGGING,
     PROGRESS,
     RESULT,
+    DeflateSegment,
+    GzipStream,
     encode_rows,
     end_event,
+    heartbeat_event,
     progress_event,
     result_event,
     sse_burst,
@@ -179,12 +187,49 @@ def test_a_burst_is_one_write_joined_once_for_every_subscriber():
     writes = [[sse_burst(burst) for burst in bursts] for bursts in per_subscriber]
     first = per_subscriber[0][0]
     assert [event.kind for event in first] == [RESULT, PROGRESS, END]
-    assert writes[0][0] == b"".join(event.sse() for event in first)
+    assert writes[0][0].data == b"".join(event.sse() for event in first)
     assert all(w[0] is writes[0][0] for w in writes), "the joined bytes are built once and shared"
+    assert all(w[0].deflated() is writes[0][0].deflated() for w in writes), "and so is their compressed form"
     lone = progress_event("s", 1, batch=0, signals=0)
-    assert sse_burst([lone]) is lone.sse()
+    assert sse_burst([lone]).data is lone.sse()
+    assert sse_burst([lone]) is sse_burst([lone])
     other = [first[0], progress_event("s", 100, batch=0, signals=1)]
-    assert sse_burst(other) == first[0].sse() + other[1].sse(), "a different burst is joined for itself"
+    assert sse_burst(other).data == first[0].sse() + other[1].sse(), "a different burst is joined for itself"
+
+
+def _bursts_of_a_resumed_stream() -> list[list]:
+    """What one client gets: a batch replayed from mid-batch, a heartbeat, a live batch, the end."""
+    rows = tuple(json.dumps({"seq": seq, "symbol": f"S{seq:03d}", "close": seq * 1.5}) for seq in range(1, 401))
+    batch = result_event("s", 0, 1, rows[:250])
+    return [
+        [batch.after(37), progress_event("s", 250, batch=0, signals=3)],
+        [heartbeat_event(250)],
+        [result_event("s", 1, 251, rows[250:]), progress_event("s", 400, batch=1, signals=5)],
+        [end_event("s", 400, "complete")],
+    ]
+
+
+def test_a_gzip_stream_of_shared_segments_is_one_valid_gzip_member_with_its_crc():
+    bursts = [sse_burst(events) for events in _bursts_of_a_resumed_stream()]
+    stream = GzipStream()
+    body = b"".join(stream.encode(burst) for burst in bursts) + stream.finish()
+    # gzip.decompress checks the trailer's CRC-32 and length against what it inflated.
+    assert gzip.decompress(body) == b"".join(burst.data for burst in bursts)
+    assert sum(len(burst.deflated().data) for burst in bursts) < 0.5 * sum(len(burst.data) for burst in bursts)
+    # Each segment decodes on its own too: no segment refers back into another client's history.
+    for burst in bursts:
+        assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(burst.deflated().data) == burst.data
+    assert gzip.decompress(GzipStream().finish()) == b"", "a stream closed before any event is still valid gzip"
+
+
+@pytest.mark.parametrize("sizes", [(0,), (1, 0, 7), (3, 65_521, 1 << 20), (250_000, 13), (1023, 1024, 1025)])
+def test_extending_a_crc_segment_by_segment_matches_zlib_over_the_whole(sizes):
+    random = np.random.default_rng(sum(sizes))
+    pieces = [random.integers(0, 256, size, dtype=np.uint8).tobytes() for size in sizes]
+    crc = 0
+    for piece in pieces:
+        crc = DeflateSegment(b"", piece).extend_crc(crc)
+    assert crc == zlib.crc32(b"".join(pieces))
 
 
 def test_a_consumer_leaving_mid_stream_stops_the_heartbeat_timer():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import json
 import threading
 import uuid
@@ -126,6 +127,39 @@ def test_latest_replays_a_finished_session_and_ends_with_its_history(server, mar
     assert end_reason(received) == "complete"
     progress = [json.loads(event.data) for event in received if event.event == "progress"]
     assert [p["batch"] for p in progress] == list(range(len(market.batches)))
+
+
+def _raw_stream(base_url: str, path: str, accept_encoding: str) -> tuple[httpx.Headers, bytes]:
+    """A finished stream's response headers and body exactly as sent (no content decoding)."""
+    headers = {"Accept-Encoding": accept_encoding}
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http, http.stream("GET", path, headers=headers) as response:
+        assert response.status_code == 200
+        return response.headers, b"".join(response.iter_raw())
+
+
+def _sse_frames(body: bytes) -> list[bytes]:
+    return [frame for frame in body.split(b"\n\n") if frame and b"event: heartbeat" not in frame]
+
+
+@pytest.mark.parametrize("accept_encoding", ["gzip, deflate, br", "br;q=1.0, *;q=0.5"])
+def test_a_client_that_accepts_gzip_gets_the_same_events_compressed(server, market, accept_encoding):
+    path = "/events/results/latest?after=3"
+    plain_headers, plain = _raw_stream(server, path, "identity")
+    gzip_headers, compressed = _raw_stream(server, path, accept_encoding)
+    assert "content-encoding" not in plain_headers
+    assert gzip_headers["content-encoding"] == "gzip" and "accept-encoding" in gzip_headers["vary"].lower()
+    # gzip.decompress checks the CRC-32 and length in the trailer: the member is complete and intact.
+    assert _sse_frames(gzip.decompress(compressed)) == _sse_frames(plain)
+    assert len(compressed) < 0.5 * len(plain)
+    with stream(server, path) as events:  # httpx asks for gzip by default and decodes as it reads
+        assert seqs(until_end(events)) == list(range(4, market.results.height + 1))
+
+
+@pytest.mark.parametrize("accept_encoding", ["identity", "gzip;q=0", "br, *;q=0", ""])
+def test_a_client_that_refuses_gzip_gets_plain_events(server, accept_encoding):
+    headers, body = _raw_stream(server, "/events/results/latest", accept_encoding)
+    assert "content-encoding" not in headers
+    assert body.startswith(b"id: ")
 
 
 def test_hundred_concurrent_streams_each_receive_every_event_in_order(server, warehouse, market):
