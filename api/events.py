@@ -22,6 +22,8 @@ PROGRESS = "progress"
 END = "end"
 LAGGING = "lagging"
 HEARTBEAT = "heartbeat"
+#: Kinds after which a stream sends nothing more.
+FINAL_EVENTS = (END, LAGGING)
 
 #: `end` reason of a scan whose worker failed; the engine's own reasons are in `technic_core.scan.END_*`.
 END_ERROR = "error"

@@ -21,7 +21,7 @@ from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from api.events import END, LAGGING, RESULT, StreamEvent, heartbeat_event, lagging_event
+from api.events import END, FINAL_EVENTS, RESULT, StreamEvent, heartbeat_event, lagging_event
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Subscriber:
         try:
             while not self._finished:
                 burst = [await self._next(loop, heartbeat_s)]
-                while len(burst) < BURST_EVENTS and burst[-1].kind not in (END, LAGGING):
+                while len(burst) < BURST_EVENTS and burst[-1].kind not in FINAL_EVENTS:
                     ready = self._ready()
                     if ready is None:
                         break
@@ -92,7 +92,7 @@ class Subscriber:
                 for event in burst:
                     if event.kind == RESULT:
                         self.last_seq = event.seq
-                self._finished = burst[-1].kind in (END, LAGGING)
+                self._finished = burst[-1].kind in FINAL_EVENTS
                 self._bursts += 1
                 self._last_burst_at = loop.time()
                 self._heartbeat_due = False

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
-from api.events import GzipStream, sse_burst
+from api.events import FINAL_EVENTS, GzipStream, sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.warehouse import Warehouse
@@ -114,9 +114,12 @@ async def result_events(
             async with aclosing(lease.subscriber.bursts(heartbeat_s)) as bursts:
                 async for events in bursts:
                     burst = sse_burst(events)
-                    yield burst.data if gzip is None else gzip.encode(burst)
-            if gzip is not None:
-                yield gzip.finish()
+                    if gzip is None:
+                        yield burst.data
+                    elif events[-1].kind in FINAL_EVENTS:  # the last burst: close the gzip member in the same write
+                        yield gzip.encode(burst) + gzip.finish()
+                    else:
+                        yield gzip.encode(burst)
         finally:
             lease.release()
 
