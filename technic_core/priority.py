@@ -67,7 +67,8 @@ first-quarter share): sector moves there are small next to each stock's own, so 
 drift of the day exactly would add only ~0.3 points. It is meant for real markets' sector days, and
 `PriorityConfig.reorder` switches it off.
 
-Everything is vectorized in polars over all symbols at once; no Python loop runs per symbol.
+Everything is vectorized over all symbols at once — numpy over integer symbol codes (the factors section
+says why not polars) — except the hooks' dict lookups of one batch's few hundred symbols.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
 from technic_core import calendar, schema
@@ -87,11 +90,6 @@ from technic_core.config import StrictModel
 from technic_core.scoring import BUY_SIGNALS, SIGNAL_THRESHOLDS
 
 _log = logging.getLogger(__name__)
-
-#: polars engine of every query here. The default (streaming) engine sums a group's floats in an order that
-#: varies run to run (differences near 1e-13), and a re-materialized plan must be byte-identical; the
-#: in-memory engine sums in row order.
-_ENGINE = "in-memory"
 
 #: The rating at which a symbol signals (Buy); what the plan tries to find early.
 SIGNAL_THRESHOLD = SIGNAL_THRESHOLDS["Buy"]
@@ -199,169 +197,260 @@ class PriorityConfig(StrictModel):
 
 
 # --------------------------------------------------------------------------------------------- factors
+#
+# The factors are numpy over integer symbol codes, not polars queries. Why: a plan is made before every
+# session (and the API makes one per ad-hoc scan), and at ~4,000 screened symbols polars' fixed costs —
+# planning each query, hashing strings in each join and group_by — were most of a plan's time. Here every
+# symbol column is encoded once (`_Codes`), after which a per-symbol aggregate is one np.bincount and aligning
+# a factor to the screened symbols one gather.
+#
+# Missing values: polars nulls arrive as NaN, and NaN means "missing" throughout. Stored bars, results and
+# earnings hold no NaN of their own (the quality checks reject NaN prices and ratings; indicators turn NaN
+# into null), so on every valid input this is polars' null semantics. The factor functions run with numpy's
+# divide and invalid warnings off: NaN from 0 / 0 or log(0) is how missing inputs propagate, not an error.
+_nan_is_missing = np.errstate(divide="ignore", invalid="ignore")
 
 
-def _normal_cdf(z: pl.Expr) -> pl.Expr:
-    return 1.0 / (1.0 + (-_LOGISTIC_PROBIT * z).exp())
+class _Codes:
+    """One integer code per distinct string across several string columns, so the columns can be joined and
+    grouped as integers. `of[i]` holds the codes of column i, `strings` the string of each code.
+
+    pyarrow's dictionary encoding over all columns at once (one hash table, so a string has one code in every
+    column): about half the cost of polars' string group_by on a 100,000-row bar panel, and zero-copy in and
+    out of polars (string views).
+    """
+
+    def __init__(self, *columns: pl.Series) -> None:
+        arrays = [column.to_arrow(compat_level=pl.CompatLevel.newest()) for column in columns]
+        encoded = pc.dictionary_encode(pa.chunked_array(arrays, type=pa.string_view()), null_encoding="encode")
+        # pyarrow drops empty chunks, so the codes are split by the columns' lengths, not by chunk
+        codes = [chunk.indices.to_numpy().astype(np.intp) for chunk in encoded.chunks]
+        all_codes = np.concatenate([np.empty(0, dtype=np.intp), *codes])
+        self.of = np.split(all_codes, np.cumsum([len(array) for array in arrays])[:-1])
+        self.strings = pl.Series(encoded.chunk(0).dictionary if encoded.num_chunks else [], dtype=pl.String)
+        self.size = len(self.strings)
+
+    def frame(self, name: str, values: np.ndarray) -> pl.DataFrame:
+        """`symbol` and column `name` of the codes whose `values` (indexed by code) are not NaN."""
+        known = ~np.isnan(values)
+        return pl.DataFrame({"symbol": self.strings.filter(known), name: values[known]})
 
 
-def _vote(value: pl.Expr, scale: float) -> pl.Expr:
-    """A continuous vote in (−1, 1); NaN (0 / 0) counts as missing."""
-    return (value / scale).tanh().fill_nan(None)
+@dataclass(frozen=True)
+class _Rows:
+    """A frame's rows as numpy: the code of each row's symbol (`_Codes`) and its day number (NaN when null)."""
+
+    frame: pl.DataFrame
+    codes: np.ndarray
+    days: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, codes: np.ndarray) -> "_Rows":
+        return cls(frame, codes, frame.get_column("date").cast(pl.Float64).to_numpy())
+
+    def values(self, column: str) -> np.ndarray:
+        """A float column, NaN where null."""
+        return self.frame.get_column(column).cast(pl.Float64).to_numpy()
 
 
-def _sign_vote(condition: pl.Expr) -> pl.Expr:
-    """+1 when `condition` holds, −1 when not, null when it cannot be judged."""
-    return condition.cast(pl.Float64) * 2.0 - 1.0
+def _day_numbers(days: list[dt.date]) -> np.ndarray:
+    """Days since the epoch, as polars stores a Date: comparable with `_Rows.days`."""
+    return np.array(days, dtype="datetime64[D]").astype(np.float64)
 
 
-def _from_votes(*votes: pl.Expr) -> pl.Expr:
+def _per_symbol_mean(codes: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and count of the non-missing `values` per symbol code (`codes` of the same rows); NaN mean for none."""
+    known = ~np.isnan(values)
+    if not known.all():
+        codes, values = codes[known], values[known]
+    count = np.bincount(codes, minlength=size)
+    return np.bincount(codes, weights=values, minlength=size) / count, count
+
+
+def _per_symbol_value(codes: np.ndarray, rows: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """The value of each symbol code's row among `rows` (a mask of one date: bars and results hold one row per
+    symbol and date), NaN for a symbol without one."""
+    value = np.full(size, np.nan)
+    value[codes[rows]] = values[rows]
+    return value
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-_LOGISTIC_PROBIT * z))
+
+
+def _vote(value: np.ndarray, scale: float) -> np.ndarray:
+    """A continuous vote in (−1, 1); missing (NaN, also 0 / 0) stays missing."""
+    return np.tanh(value / scale)
+
+
+def _sign_vote(holds: np.ndarray, *inputs: np.ndarray) -> np.ndarray:
+    """+1 where `holds`, −1 where not, NaN where one of the `inputs` it was judged from is missing."""
+    vote = np.where(holds, 1.0, -1.0)
+    for value in inputs:
+        vote[np.isnan(value)] = np.nan
+    return vote
+
+
+def _mean_of_votes(*votes: np.ndarray) -> np.ndarray:
+    """Mean of the available (non-NaN) votes, summed left to right as polars' mean_horizontal; NaN where none."""
+    total, count = np.zeros(len(votes[0])), np.zeros(len(votes[0]))
+    for vote in votes:
+        known = ~np.isnan(vote)
+        total += np.where(known, vote, 0.0)
+        count += known
+    return total / count
+
+
+def _from_votes(*votes: np.ndarray) -> np.ndarray:
     """50 + 50 × the mean of the available votes; 50 when none is available."""
-    return (NEUTRAL_SCORE + NEUTRAL_SCORE * pl.mean_horizontal(*votes)).fill_null(NEUTRAL_SCORE)
+    mean = _mean_of_votes(*votes)
+    return NEUTRAL_SCORE + NEUTRAL_SCORE * np.where(np.isnan(mean), 0.0, mean)
 
 
-def _session_ages(session: dt.date, count: int) -> pl.LazyFrame:
-    """The `count` sessions before `session` with their age: 1 for the previous session, 2 before it, …"""
-    days = calendar.sessions_back(calendar.previous_session(session), count)
-    return pl.LazyFrame({"date": days, "age": np.arange(len(days), 0, -1)}, schema={"date": pl.Date, "age": pl.Int64})
-
-
-def _historical(history: pl.DataFrame, session: dt.date, config: PriorityConfig) -> pl.LazyFrame:
-    past = (
-        history.lazy()
-        .select("date", "symbol", "tech_rating", "alpha_score")
-        .join(_session_ages(session, config.history_sessions), on="date")
-        .filter(pl.col("tech_rating").is_not_null())
-    )
-    tilt = ((pl.col("alpha_score") - 50.0) / 50.0).clip(-1.0, 1.0).fill_null(0.0)
-    projected = pl.col("tech_rating") + config.alpha_tilt * tilt
-    spread = pl.col("rating_daily_std") * pl.col("age").cast(pl.Float64).sqrt()
-    weight = 0.5 ** ((pl.col("age") - 1) / config.half_life_sessions)
+@_nan_is_missing
+def _historical(history: _Rows, size: int, session: dt.date, config: PriorityConfig) -> np.ndarray:
+    """historical_score per symbol code; NaN for a symbol not rated in the `history_sessions` before `session`."""
+    days = _day_numbers(calendar.sessions_back(calendar.previous_session(session), config.history_sessions))
+    slot = np.searchsorted(days, history.days)  # a null day (NaN) sorts past the end
+    dated = days[np.minimum(slot, len(days) - 1)] == history.days
+    rating = history.values("tech_rating")
+    rated = np.flatnonzero(dated & ~np.isnan(rating))
+    code, rating, age = history.codes[rated], rating[rated], (len(days) - slot[rated]).astype(np.float64)
+    alpha = history.values("alpha_score")[rated]
+    tilt = np.where(np.isnan(alpha), 0.0, np.clip((alpha - 50.0) / 50.0, -1.0, 1.0))
+    spread = _rating_daily_std(code, rating, age, size) * np.sqrt(age)
+    weight = 0.5 ** ((age - 1) / config.half_life_sessions)
+    evidence = weight * _normal_cdf((rating + config.alpha_tilt * tilt - SIGNAL_THRESHOLD) / spread)
     prior = config.prior_weight
-    return (
-        past.join(_rating_daily_std(past), how="cross")
-        .select("symbol", (weight * _normal_cdf((projected - SIGNAL_THRESHOLD) / spread)).alias("evidence"),
-                weight.alias("weight"))
-        .group_by("symbol")
-        .agg(pl.col("evidence", "weight").sum())
-        .select(
-            "symbol",
-            (100.0 * (pl.col("evidence") + 0.5 * prior) / (pl.col("weight") + prior)).alias("historical_score"),
-        )
+    score = (
+        100.0 * (np.bincount(code, weights=evidence, minlength=size) + 0.5 * prior)
+        / (np.bincount(code, weights=weight, minlength=size) + prior)
     )
+    score[np.bincount(code, minlength=size) == 0] = np.nan
+    return score
 
 
-def _rating_daily_std(past: pl.LazyFrame) -> pl.LazyFrame:
-    """One row, `rating_daily_std`: the pooled spread of the newest day-over-day rating changes in `past`.
+def _rating_daily_std(code: np.ndarray, rating: np.ndarray, age: np.ndarray, size: int) -> float:
+    """The pooled spread of the newest day-over-day rating changes among the rated rows (`code`, `rating`,
+    `age` per row).
 
     Pooled, because one symbol's handful of changes is mostly noise; from the newest pair of consecutive
     sessions only, because thousands of symbols are plenty and the plan stays cheap. Falls back to
     `DEFAULT_RATING_DAILY_STD` with fewer than `MIN_RATING_CHANGES` symbols rated on both sessions.
     """
-    newest = past.filter(pl.col("age") == pl.col("age").min())
-    before = past.filter(pl.col("age") == pl.col("age").min() + 1).select(
-        "symbol", pl.col("tech_rating").alias("before")
-    )
-    change = pl.col("tech_rating") - pl.col("before")
-    return newest.join(before, on="symbol").select(
-        pl.when(pl.len() >= MIN_RATING_CHANGES)
-        .then(change.std().clip(*RATING_DAILY_STD_BOUNDS))
-        .otherwise(DEFAULT_RATING_DAILY_STD)
-        .alias("rating_daily_std")
-    )
+    if not len(age):
+        return DEFAULT_RATING_DAILY_STD
+    newest, before = age == age.min(), age == age.min() + 1
+    change = rating[newest] - _per_symbol_value(code, before, rating, size)[code[newest]]
+    change = change[~np.isnan(change)]
+    if len(change) < MIN_RATING_CHANGES:
+        return DEFAULT_RATING_DAILY_STD
+    return float(np.clip(change.std(ddof=1), *RATING_DAILY_STD_BOUNDS))
 
 
-def _activity(bars: pl.DataFrame, session: dt.date) -> pl.LazyFrame:
-    window = calendar.sessions_back(calendar.previous_session(session), ACTIVITY_SESSIONS)
-    date, close, volume = pl.col("date"), pl.col("close"), pl.col("volume")
-    recent = date >= window[-ACTIVITY_WINDOW]
-    per_symbol = (
-        bars.lazy()
-        .filter(date.is_between(window[0], window[-1]))
-        .select(
-            "symbol",
-            pl.when(date == window[-1]).then(close).alias("last"),
-            pl.when(date == window[-2]).then(close).alias("previous"),
-            pl.when(date == window[0]).then(close).alias("month_ago"),
-            pl.when(date == window[-1]).then(volume).alias("last_volume"),
-            pl.when(recent).then(close).alias("recent_close"),
-            pl.when(recent).then(volume).alias("recent_volume"),
-            pl.when(recent).then((pl.col("high") / pl.col("low")).log().pow(2)).alias("range_variance"),
-        )
-        .group_by("symbol")
-        .agg(
-            pl.col("last", "previous", "month_ago", "last_volume").max(),
-            pl.col("recent_close", "recent_volume", "range_variance").mean(),
-            pl.col("recent_close").count().alias("recent_bars"),
-        )
+@_nan_is_missing
+def _activity(bars: _Rows, size: int, session: dt.date) -> np.ndarray:
+    """activity_score per symbol code; NaN for a symbol without bars in the `ACTIVITY_SESSIONS` before `session`."""
+    window = _day_numbers(calendar.sessions_back(calendar.previous_session(session), ACTIVITY_SESSIONS))
+    code, day = bars.codes, bars.days
+    listed = np.zeros(size, dtype=bool)
+    listed[code[(day >= window[0]) & (day <= window[-1])]] = True
+    close, volume = bars.values("close"), bars.values("volume")
+    last = _per_symbol_value(code, day == window[-1], close, size)
+    previous = _per_symbol_value(code, day == window[-2], close, size)
+    month_ago = _per_symbol_value(code, day == window[0], close, size)
+    last_volume = _per_symbol_value(code, day == window[-1], volume, size)
+    recent = np.flatnonzero((day >= window[-ACTIVITY_WINDOW]) & (day <= window[-1]))
+    high, low = bars.values("high")[recent], bars.values("low")[recent]
+    recent_close, recent_bars = _per_symbol_mean(code[recent], close[recent], size)
+    recent_volume, _ = _per_symbol_mean(code[recent], volume[recent], size)
+    range_variance, _ = _per_symbol_mean(code[recent], np.log(high / low) ** 2, size)
+    measured = range_variance[listed & ~np.isnan(range_variance)]
+    median = np.median(measured) if len(measured) else np.nan
+    full = recent_bars == ACTIVITY_WINDOW
+    surge = np.maximum(np.log(last_volume / np.where(full, recent_volume, np.nan)), 0.0)
+    score = _from_votes(
+        _vote(last / month_ago - 1.0, MOMENTUM_SCALE),
+        _vote(last / np.where(full, recent_close, np.nan) - 1.0, TREND_SCALE),
+        _vote(surge * np.sign(last - previous), VOLUME_SURGE_SCALE),
+        _vote(np.sqrt(range_variance / median) - 1.0, 1.0),
     )
-    full = pl.col("recent_bars") == ACTIVITY_WINDOW
-    surge = (pl.col("last_volume") / pl.when(full).then(pl.col("recent_volume"))).log().clip(lower_bound=0.0)
-    direction = (pl.col("last") - pl.col("previous")).sign()
-    relative_volatility = (pl.col("range_variance") / pl.col("range_variance").median()).sqrt() - 1.0
-    return per_symbol.select(
-        "symbol",
-        _from_votes(
-            _vote(pl.col("last") / pl.col("month_ago") - 1.0, MOMENTUM_SCALE),
-            _vote(pl.col("last") / pl.when(full).then(pl.col("recent_close")) - 1.0, TREND_SCALE),
-            _vote(surge * direction, VOLUME_SURGE_SCALE),
-            _vote(relative_volatility, 1.0),
-        ).alias("activity_score"),
-    )
+    return np.where(listed, score, np.nan)
 
 
-def _fundamental(earnings: pl.DataFrame | None, session: dt.date, config: PriorityConfig) -> pl.LazyFrame:
-    if earnings is None:
-        return pl.LazyFrame(schema=FUNDAMENTAL_SCHEMA)
+def _reports(earnings: pl.DataFrame, session: dt.date, config: PriorityConfig) -> pl.DataFrame:
+    """The reports a plan for `session` may know of: dated in the `earnings_lookback_sessions` before it."""
+    lookback = calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions)
+    first, end = _day_numbers([lookback[0], session])
+    day = earnings.get_column("date").cast(pl.Float64).to_numpy()
+    return earnings[np.flatnonzero((day >= first) & (day < end))]
+
+
+@_nan_is_missing
+def _fundamental(reports: _Rows, size: int, session: dt.date, config: PriorityConfig) -> tuple[np.ndarray, np.ndarray]:
+    """fundamental_score per symbol code (NaN for a symbol without a report among `reports`, see `_reports`)
+    and whether its latest report carries a surprise."""
+    score, surprised = np.full(size, np.nan), np.zeros(size, dtype=bool)
+    if not len(reports.codes):
+        return score, surprised
+    # latest report per symbol: the last row of each symbol's run in (symbol, date, row) order
+    order = np.lexsort((reports.days, reports.codes))
+    latest = order[np.append(reports.codes[order][1:] != reports.codes[order][:-1], True)]
     # A report dated d (after that day's close) moves the stock at the first session after d; its age is that
     # session's age + 1, so a report after the previous close has age 1 and counts in full.
-    reacts = pl.concat(
-        [_session_ages(session, config.earnings_lookback_sessions),
-         pl.LazyFrame({"date": [session], "age": [0]}, schema={"date": pl.Date, "age": pl.Int64})]
-    ).rename({"date": "reacts", "age": "reacts_age"})
-    first = calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions)[0]
-    latest = (
-        earnings.lazy()
-        .filter(pl.col("date").is_between(first, session, closed="left"))
-        .group_by("symbol")
-        .agg(pl.col("date", "surprise_pct").sort_by("date").last())
-        .sort("date")
-        .join_asof(reacts, left_on="date", right_on="reacts", strategy="forward", allow_exact_matches=False)
-    )
-    surprise = pl.col("surprise_pct")
-    fade = 0.5 ** (pl.col("reacts_age") / config.fundamental_half_life_sessions)
-    return latest.select(
-        "symbol",
-        (NEUTRAL_SCORE + NEUTRAL_SCORE * _vote(surprise, SURPRISE_SCALE) * fade)
-        .fill_null(NEUTRAL_SCORE)
-        .alias("fundamental_score"),
-        pl.when(surprise.is_null())
-        .then(pl.lit(REASON_NO_SURPRISE))
-        .otherwise(pl.lit(REASON_SURPRISE))
-        .alias("fundamental_reason"),
-    )
+    reacts = calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions) + [session]
+    age = np.arange(len(reacts) - 1, -1, -1)[np.searchsorted(_day_numbers(reacts), reports.days[latest], side="right")]
+    surprise = reports.values("surprise_pct")[latest]
+    faded = _vote(surprise, SURPRISE_SCALE) * 0.5 ** (age / config.fundamental_half_life_sessions)
+    score[reports.codes[latest]] = NEUTRAL_SCORE + NEUTRAL_SCORE * np.where(np.isnan(faded), 0.0, faded)
+    surprised[reports.codes[latest]] = ~np.isnan(surprise)
+    return score, surprised
 
 
-def _setup(history: pl.DataFrame, session: dt.date) -> pl.LazyFrame:
-    previous = history.lazy().filter(pl.col("date") < session)
-    latest = previous.filter(pl.col("date") == pl.col("date").max())
-    above_low, below_high = pl.col("dist_low_20").abs(), pl.col("dist_high_20").abs()
-    convergence = pl.mean_horizontal(
-        _sign_vote(pl.col("close") > pl.col("sma_50")),
-        _sign_vote(pl.col("sma_50") > pl.col("sma_200")),
-        _sign_vote(pl.col("macd") > pl.col("macd_signal")),
-        _sign_vote(pl.col("rsi").is_between(*SETUP_RSI_BAND)),
-        _sign_vote(pl.col("mom_21") > 0),
+@_nan_is_missing
+def _setup(history: _Rows, size: int, session: dt.date) -> np.ndarray:
+    """setup_score per symbol code from the newest scan before `session`; NaN for a symbol it did not rate."""
+    score = np.full(size, np.nan)
+    before = history.days < _day_numbers([session])[0]
+    if not before.any():
+        return score
+    rows = np.flatnonzero(history.days == history.days[before].max())
+    close, sma_50, sma_200, macd, macd_signal, rsi, mom_21, dist_high_20, dist_low_20 = (
+        history.values(name)[rows]
+        for name in (
+            "close", "sma_50", "sma_200", "macd", "macd_signal", "rsi", "mom_21", "dist_high_20", "dist_low_20"
+        )
     )
-    range_position = (2.0 * above_low / (above_low + below_high) - 1.0).fill_nan(None)
-    return latest.select("symbol", _from_votes(range_position, convergence).alias("setup_score"))
+    above_low, below_high = np.abs(dist_low_20), np.abs(dist_high_20)
+    convergence = _mean_of_votes(
+        _sign_vote(close > sma_50, close, sma_50),
+        _sign_vote(sma_50 > sma_200, sma_50, sma_200),
+        _sign_vote(macd > macd_signal, macd, macd_signal),
+        _sign_vote((rsi >= SETUP_RSI_BAND[0]) & (rsi <= SETUP_RSI_BAND[1]), rsi),
+        _sign_vote(mom_21 > 0, mom_21),
+    )
+    score[history.codes[rows]] = _from_votes(2.0 * above_low / (above_low + below_high) - 1.0, convergence)
+    return score
+
+
+def _history_factors(
+    history: _Rows, keys: np.ndarray, size: int, session: dt.date, config: PriorityConfig
+) -> dict[str, np.ndarray]:
+    """The two factors that read past results, at the symbol codes `keys`."""
+    return {
+        "historical_score": _historical(history, size, session, config)[keys],
+        "setup_score": _setup(history, size, session)[keys],
+    }
 
 
 def historical_scores(history: pl.DataFrame, session: dt.date, config: PriorityConfig) -> pl.DataFrame:
     """`symbol`, `historical_score` of every symbol rated in the `config.history_sessions` sessions before
     `session`; `history` holds `results` rows of any sessions. Symbols never rated there are absent (the
     neutral prior, in `score_symbols`). The model is in the module docstring."""
-    return _historical(history, session, config).collect(engine=_ENGINE)
+    codes = _Codes(history.get_column("symbol"))
+    scores = _historical(_Rows.of(history, codes.of[0]), codes.size, session, config)
+    return codes.frame("historical_score", scores)
 
 
 def activity_scores(bars: pl.DataFrame, session: dt.date) -> pl.DataFrame:
@@ -373,7 +462,9 @@ def activity_scores(bars: pl.DataFrame, session: dt.date) -> pl.DataFrame:
     symbol, a halt on a session it reads) drops out of the mean, and volatility is the Parkinson estimate
     from each bar's high/low range, which needs no previous bar.
     """
-    return _activity(bars, session).collect(engine=_ENGINE)
+    codes = _Codes(bars.get_column("symbol"))
+    scores = _activity(_Rows.of(bars, codes.of[0]), codes.size, session)
+    return codes.frame("activity_score", scores)
 
 
 def fundamental_scores(earnings: pl.DataFrame | None, session: dt.date, config: PriorityConfig) -> pl.DataFrame:
@@ -384,15 +475,33 @@ def fundamental_scores(earnings: pl.DataFrame | None, session: dt.date, config: 
     all (`score_symbols` then records `REASON_NO_SOURCE`). Reports dated on or after `session` are ignored: a
     source may already know their surprise, a plan made before the session may not.
     """
-    return _fundamental(earnings, session, config).collect(engine=_ENGINE)
+    if earnings is None:
+        return pl.DataFrame(schema=FUNDAMENTAL_SCHEMA)
+    reports = _reports(earnings, session, config)
+    codes = _Codes(reports.get_column("symbol"))
+    scores, surprised = _fundamental(_Rows.of(reports, codes.of[0]), codes.size, session, config)
+    known = ~np.isnan(scores)
+    return codes.frame("fundamental_score", scores).with_columns(
+        _reasons(scores[known], surprised[known], REASON_NO_REPORT)
+    )
+
+
+def _reasons(fundamental: np.ndarray, surprised: np.ndarray, no_report: str) -> pl.Series:
+    """`fundamental_reason` of each fundamental score (NaN: no report, which `no_report` explains)."""
+    reason = np.where(
+        np.isnan(fundamental),
+        FUNDAMENTAL_REASONS.index(no_report),
+        np.where(surprised, FUNDAMENTAL_REASONS.index(REASON_SURPRISE), FUNDAMENTAL_REASONS.index(REASON_NO_SURPRISE)),
+    )
+    return pl.Series("fundamental_reason", np.array(FUNDAMENTAL_REASONS, dtype=object)[reason], dtype=pl.String)
 
 
 def setup_scores(history: pl.DataFrame, session: dt.date) -> pl.DataFrame:
     """`symbol`, `setup_score` from the newest scan before `session` in `history` (`results` rows); symbols
     that scan did not rate are absent (neutral in `score_symbols`)."""
-    return _setup(history, session).collect(engine=_ENGINE)
-
-
+    codes = _Codes(history.get_column("symbol"))
+    scores = _setup(_Rows.of(history, codes.of[0]), codes.size, session)
+    return codes.frame("setup_score", scores)
 def tier_of(score: pl.Expr) -> pl.Expr:
     """The priority tier of a score expression: high > 70, low < 40, medium otherwise."""
     return (
@@ -404,14 +513,22 @@ def tier_of(score: pl.Expr) -> pl.Expr:
     )
 
 
-def _combined(factors: pl.LazyFrame, config: PriorityConfig) -> pl.LazyFrame:
-    """`factors` with neutral fills, `priority_score` and `priority_tier`."""
-    weighted = pl.sum_horizontal(pl.col(name) * weight for name, weight in config.weights.as_dict().items())
-    return (
-        factors.with_columns(pl.col(*FACTOR_COLUMNS).fill_null(NEUTRAL_SCORE))
-        .with_columns(weighted.alias("priority_score"))
-        .with_columns(tier_of(pl.col("priority_score")).alias("priority_tier"))
-    )
+def _scored(
+    symbols: pl.Series, factors: dict[str, np.ndarray], reasons: pl.Series, config: PriorityConfig
+) -> pl.DataFrame:
+    """The `score_symbols` frame of `symbols` from their four factor scores (NaN: no evidence, the neutral
+    50) and fundamental reasons."""
+    filled = {name: np.where(np.isnan(factors[name]), NEUTRAL_SCORE, factors[name]) for name in FACTOR_COLUMNS}
+    priority = sum(filled[name] * weight for name, weight in config.weights.as_dict().items())
+    return pl.DataFrame({
+        "symbol": symbols,
+        "historical_score": filled["historical_score"],
+        "activity_score": filled["activity_score"],
+        "fundamental_score": filled["fundamental_score"],
+        "fundamental_reason": reasons,
+        "setup_score": filled["setup_score"],
+        "priority_score": priority,
+    }).with_columns(tier_of(pl.col("priority_score")).alias("priority_tier"))
 
 
 def score_symbols(
@@ -422,23 +539,28 @@ def score_symbols(
     session: dt.date,
     config: PriorityConfig,
 ) -> pl.DataFrame:
-    """Factor scores, `fundamental_reason`, `priority_score` and `priority_tier` of each of `symbols`.
+    """Factor scores, `fundamental_reason`, `priority_score` and `priority_tier` of each of `symbols` (once
+    each, in order of first appearance).
 
     `history` holds past `results` rows, `bars` and `earnings` any range: each factor reads only what
     precedes `session`. A symbol a factor knows nothing about gets its neutral 50, so a session with no
-    history at all still gets valid scores. The four factors are planned and collected as one query.
+    history at all still gets valid scores. All symbol columns share one `_Codes`.
     """
+    keys = pl.Series("symbol", symbols, dtype=pl.String)
+    reports = schema.empty(schema.EARNINGS) if earnings is None else _reports(earnings, session, config)
+    codes = _Codes(keys, history.get_column("symbol"), bars.get_column("symbol"), reports.get_column("symbol"))
+    key_codes, history_codes, bar_codes, report_codes = codes.of
+    first = np.sort(np.unique(key_codes, return_index=True)[1])
+    if len(first) < len(keys):
+        keys, key_codes = keys.gather(first), key_codes[first]
+    fundamental, surprised = _fundamental(_Rows.of(reports, report_codes), codes.size, session, config)
+    factors = {
+        **_history_factors(_Rows.of(history, history_codes), key_codes, codes.size, session, config),
+        "activity_score": _activity(_Rows.of(bars, bar_codes), codes.size, session)[key_codes],
+        "fundamental_score": fundamental[key_codes],
+    }
     no_report = REASON_NO_SOURCE if earnings is None else REASON_NO_REPORT
-    factors = (
-        pl.LazyFrame({"symbol": symbols}, schema={"symbol": pl.String})
-        .unique(maintain_order=True)
-        .join(_historical(history, session, config), on="symbol", how="left", maintain_order="left")
-        .join(_activity(bars, session), on="symbol", how="left", maintain_order="left")
-        .join(_fundamental(earnings, session, config), on="symbol", how="left", maintain_order="left")
-        .join(_setup(history, session), on="symbol", how="left", maintain_order="left")
-        .with_columns(pl.col("fundamental_reason").fill_null(pl.lit(no_report)))
-    )
-    return _combined(factors, config).collect(engine=_ENGINE)
+    return _scored(keys, factors, _reasons(factors["fundamental_score"], surprised[key_codes], no_report), config)
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -454,7 +576,7 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     """
     ranked = scores.sort(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
     count = ranked.height
-    pool = ranked.get_column("priority_tier").ne(TIER_HIGH).arg_true().to_numpy()
+    pool = np.flatnonzero(ranked.get_column("priority_tier").ne(TIER_HIGH).fill_null(False).to_numpy())
     explorer_count = min(round(config.exploration_share * count), len(pool))
     explorers = pool[np.random.default_rng([config.seed, session.toordinal()]).permutation(len(pool))[:explorer_count]]
     exploring = np.zeros(count, dtype=bool)
@@ -463,17 +585,20 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     key[~exploring] = (np.arange(count - explorer_count) + 0.5) / max(count - explorer_count, 1)
     key[explorers] = (np.arange(explorer_count) + 0.5) / max(explorer_count, 1)
     order = np.lexsort((exploring, key))
-    rank = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    rank = np.arange(1, count + 1)
     _log.debug("plan of %s: %d symbols, %d explorers from a pool of %d", session, count, explorer_count, len(pool))
-    return schema.conform(
-        ranked[order].with_columns(
-            pl.lit(session, dtype=pl.Date).alias("date"),
-            pl.Series("exploration", exploring[order]),
-            rank.alias("rank"),
-            ((rank - 1) // batch_size).alias("batch"),
-        ),
-        schema.PRIORITY,
-        "priority",
+    # Assembled from its columns in schema order: with_columns and a conforming select would be two more
+    # polars queries, each costing about as much as the whole draw.
+    planned = ranked[order]
+    added = {
+        "date": np.full(count, np.datetime64(session, "D")),
+        "exploration": exploring[order],
+        "rank": rank,
+        "batch": (rank - 1) // batch_size,
+    }
+    return pl.DataFrame(
+        {name: added[name] if name in added else planned.get_column(name) for name in schema.PRIORITY},
+        schema=schema.PRIORITY,
     )
 
 
@@ -503,13 +628,15 @@ def refresh_plan(
     may predate the previous session's results. The two factors that read results are recomputed; the two
     that need bars and earnings (which the scan does not load) are kept as stored.
     """
-    factors = (
-        plan.lazy()
-        .select("symbol", "activity_score", "fundamental_score", "fundamental_reason")
-        .join(_historical(history, session, config), on="symbol", how="left", maintain_order="left")
-        .join(_setup(history, session), on="symbol", how="left", maintain_order="left")
-    )
-    return build_plan(_combined(factors, config).collect(engine=_ENGINE), session, batch_size, config)
+    keys = plan.get_column("symbol")
+    codes = _Codes(keys, history.get_column("symbol"))
+    key_codes, history_codes = codes.of
+    factors = {
+        **_history_factors(_Rows.of(history, history_codes), key_codes, codes.size, session, config),
+        **{name: plan.get_column(name).to_numpy() for name in ("activity_score", "fundamental_score")},
+    }
+    scores = _scored(keys, factors, plan.get_column("fundamental_reason"), config)
+    return build_plan(scores, session, batch_size, config)
 
 
 # ------------------------------------------------------------------------------------------ reordering
@@ -523,42 +650,30 @@ class SectorHitRateReorder:
     far of its tier (indirect standardization: a sector scanned mostly from the high tier is not "hot" for
     hitting often), and κ = `reorder_prior_hits` shrinks small groups toward 1. An industry's lift is measured
     against its sector's, and the two multiply. A remaining symbol's score becomes
-    ``priority_score + strength × ln(lift)``; the exploited symbols are re-sorted by it while explorers (and
-    symbols the plan does not know) keep their slots.
+    ``priority_score + strength × ln(lift)``; the exploited symbols are re-sorted by it (ties by plan rank)
+    while explorers (and symbols the plan does not know) keep their slots.
 
     Why the bookkeeping: the hook runs after every batch on the scan's critical path, so it keeps running
-    counts per group (only the newest batch's results are read), holds the symbols as integer indices, and
-    recognises the list it returned last time instead of re-reading thousands of strings. `elapsed_s` and
-    `calls` record its own cost, for the overhead metric.
+    counts per group (only the newest batch's results are read), holds the symbols as integer indices (plan
+    rows; a batch's few hundred symbols are looked up in a dict, cheaper at that size than any vectorized
+    call), and recognises the list it returned last time instead of re-reading thousands of strings. Building
+    it is numpy over the plan's columns too: a polars join and rank per scan cost more than all its calls.
+    `elapsed_s` and `calls` record its own cost, for the overhead metric.
     """
 
     def __init__(self, plan: pl.DataFrame, reference: pl.DataFrame, config: PriorityConfig) -> None:
-        industry = pl.concat_str(pl.col("sector").fill_null(""), pl.col("industry").fill_null(""), separator="\x1f")
-        groups = (
-            plan.lazy()
-            .select("symbol", "priority_score", "priority_tier", "exploration", "rank")
-            .join(reference.lazy().select("symbol", "sector", "industry"), on="symbol", how="left")
-            .select(
-                "symbol", "priority_score", "exploration", "rank",
-                (pl.col("sector").fill_null("").rank("dense").cast(pl.Int64) - 1).alias("sector"),
-                (industry.rank("dense").cast(pl.Int64) - 1).alias("industry"),
-                pl.col("priority_tier").replace_strict(TIERS, range(len(TIERS)), default=len(TIERS) - 1,
-                                                       return_dtype=pl.Int64).alias("tier"),
-            )
-            .sort("symbol")
-            .collect(engine=_ENGINE)
-        )
-        # Sorted by symbol, so a symbol's index is also its place in the lookup table (until one is adopted).
-        self._symbols = groups.get_column("symbol").to_numpy()
-        # Fixed-width copies for lookups: numpy compares those in C, object arrays one Python call at a time.
-        self._sorted_symbols, self._sorted_index = self._symbols.astype(str), np.arange(groups.height)
-        self._score = groups.get_column("priority_score").to_numpy()
-        self._rank = groups.get_column("rank").to_numpy()
-        self._pinned = groups.get_column("exploration").to_numpy().astype(bool)
-        self._tier = groups.get_column("tier").to_numpy()
-        self._sector = groups.get_column("sector").to_numpy()
-        self._industry = groups.get_column("industry").to_numpy()
-        self._planned = groups.height
+        symbols = plan.get_column("symbol")
+        names = symbols.to_list()
+        self._symbols = np.array(names, dtype=object)
+        self._index = _row_of(names)
+        self._score = plan.get_column("priority_score").to_numpy()
+        self._rank = plan.get_column("rank").to_numpy()
+        self._pinned = plan.get_column("exploration").to_numpy().astype(bool)
+        self._tier = np.full(plan.height, len(TIERS) - 1)  # an unknown tier counts as low
+        for code, tier in enumerate(TIERS[:-1]):
+            self._tier[plan.get_column("priority_tier").eq(tier).fill_null(False).to_numpy()] = code
+        self._sector, self._industry = _groups(symbols, reference)
+        self._planned = plan.height
         sectors = int(self._sector.max(initial=-1)) + 1
         industries = int(self._industry.max(initial=-1)) + 1
         self._industry_sector = np.zeros(industries, dtype=np.int64)
@@ -574,7 +689,7 @@ class SectorHitRateReorder:
         self._results_seen = 0
         # The plan's own order counts as "returned last time", so a scan that follows the plan takes the
         # cheap path from its first call on.
-        self._returned_index = np.argsort(self._rank)
+        self._returned_index = np.argsort(self._rank, kind="stable")
         self._returned: list[str] = self._symbols[self._returned_index].tolist()
         self.elapsed_s = 0.0
         self.calls = 0
@@ -596,17 +711,20 @@ class SectorHitRateReorder:
 
     def _count(self, batch: pl.DataFrame) -> None:
         """Add one batch's results to the running hit counts per tier, sector and industry."""
-        index = self._lookup(batch.get_column("symbol").to_numpy())
+        index = _rows(self._index, batch.get_column("symbol").to_list(), -1)
         planned = (index >= 0) & (index < self._planned)
         index = index[planned]
-        hits = np.isin(batch.get_column("signal").to_numpy()[planned], BUY_SIGNALS).astype(float)
-        tier = self._tier[index]
-        np.add.at(self._by_tier, (0, tier), 1.0)
-        np.add.at(self._by_tier, (1, tier), hits)
-        np.add.at(self._sector_counts, (self._sector[index], tier), 1.0)
-        np.add.at(self._sector_hits, self._sector[index], hits)
-        np.add.at(self._industry_counts, (self._industry[index], tier), 1.0)
-        np.add.at(self._industry_hits, self._industry[index], hits)
+        signals = batch.get_column("signal").to_list()
+        hits = np.array([signal in BUY_SIGNALS for signal in signals], dtype=float)[planned]
+        tier, sector, industry = self._tier[index], self._sector[index], self._industry[index]
+        tiers = len(TIERS)
+        self._by_tier += [np.bincount(tier, minlength=tiers), np.bincount(tier, weights=hits, minlength=tiers)]
+        self._sector_counts += np.bincount(sector * tiers + tier, minlength=self._sector_counts.size).reshape(-1, tiers)
+        self._sector_hits += np.bincount(sector, weights=hits, minlength=len(self._sector_hits))
+        self._industry_counts += np.bincount(
+            industry * tiers + tier, minlength=self._industry_counts.size
+        ).reshape(-1, tiers)
+        self._industry_hits += np.bincount(industry, weights=hits, minlength=len(self._industry_hits))
 
     def _industry_log_lift(self) -> np.ndarray:
         """ln(sector lift × industry-within-sector lift) per industry code."""
@@ -623,38 +741,44 @@ class SectorHitRateReorder:
         consumed = len(self._returned) - len(remaining)
         if consumed >= 0 and self._returned[consumed:] == remaining:
             return self._returned_index[consumed:]
-        symbols = np.array(remaining, dtype=object)
-        index = self._lookup(symbols)
-        if (index < 0).any():
-            self._adopt(symbols[index < 0])
-            index = self._lookup(symbols)
-        return index
+        unknown = [symbol for symbol in remaining if symbol not in self._index]
+        if unknown:
+            self._adopt(unknown)
+        return _rows(self._index, remaining, -1)
 
-    def _lookup(self, symbols: np.ndarray) -> np.ndarray:
-        """Index of each symbol, −1 where unknown."""
-        found = _sorted_position(self._sorted_symbols, symbols)
-        return np.where(found >= 0, self._sorted_index[found], -1)
-
-    def _adopt(self, symbols: np.ndarray) -> None:
+    def _adopt(self, symbols: list[str]) -> None:
         """Give symbols outside the plan (a scan may add screened symbols a stale plan lacks) pinned places
         after the planned ones: they keep their slots, and their results are not counted, having no tier."""
-        self._symbols = np.concatenate([self._symbols, symbols])
+        self._index.update(_row_of(symbols, start=len(self._symbols)))
+        self._symbols = np.concatenate([self._symbols, np.array(symbols, dtype=object)])
         self._pinned = np.concatenate([self._pinned, np.ones(len(symbols), dtype=bool)])
-        self._sorted_index = np.argsort(self._symbols.astype(str))
-        self._sorted_symbols = self._symbols.astype(str)[self._sorted_index]
 
 
-def _sorted_position(sorted_symbols: np.ndarray, symbols: np.ndarray) -> np.ndarray:
-    """Position of each of `symbols` in `sorted_symbols` (a sorted fixed-width string array), −1 where absent.
+def _row_of(symbols: list[str], start: int = 0) -> dict[str, int]:
+    """Row number (from `start`) of each symbol."""
+    return dict(zip(symbols, range(start, start + len(symbols))))
 
-    A binary search in C: the hooks that call it run after every batch on the scan's critical path, where
-    a join would rebuild a hash table of the whole plan each time.
-    """
-    if not len(sorted_symbols) or not len(symbols):
-        return np.full(len(symbols), -1, dtype=np.int64)
-    symbols = symbols.astype(str)
-    found = np.minimum(np.searchsorted(sorted_symbols, symbols), len(sorted_symbols) - 1)
-    return np.where(sorted_symbols[found] == symbols, found, -1)
+
+def _rows(row_of: dict[str, int], symbols: list[str], missing: int) -> np.ndarray:
+    """Row of each of `symbols` in `row_of` (`_row_of`), `missing` where unknown."""
+    return np.array([row_of.get(symbol, missing) for symbol in symbols], dtype=np.int64)
+
+
+def _groups(symbols: pl.Series, reference: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Sector and industry codes of `symbols` from `reference` (`symbol`, `sector`, `industry`). A missing
+    sector or industry, and a symbol the reference lacks, count as the empty name; an industry is named
+    within its sector."""
+    symbol_codes = _Codes(symbols, reference.get_column("symbol"))
+    row = np.full(symbol_codes.size, reference.height)  # the reference row of each symbol code; past the end: none
+    row[symbol_codes.of[1]] = np.arange(reference.height)
+    planned = row[symbol_codes.of[0]]
+    names = _Codes(
+        reference.get_column("sector").fill_null(""), reference.get_column("industry").fill_null(""), pl.Series([""])
+    )
+    sector_of, industry_of, unnamed = names.of
+    sector = np.append(sector_of, unnamed)[planned]
+    industry = np.unique(sector * names.size + np.append(industry_of, unnamed)[planned], return_inverse=True)[1]
+    return sector, industry
 
 
 _ANNOTATION_COLUMNS = ("priority_score", "priority_tier")
@@ -663,28 +787,34 @@ _ANNOTATION_COLUMNS = ("priority_score", "priority_tier")
 class PlanAnnotator:
     """A `ScanHooks.enrich`: each result gets its `priority_score` and `priority_tier` from the plan it was
     scanned under, so the plan travels with the result to the warehouse and the streams; symbols the plan
-    lacks get nulls. The plan is sorted once; `elapsed_s` is its cost, part of the prioritization overhead."""
+    lacks get nulls. `elapsed_s` is its cost, part of the prioritization overhead.
+
+    Why so spare: it runs on every batch on the scan's critical path, where a join, or even rebuilding the
+    batch's ~40 columns as a new frame, costs several times the lookup itself. A batch's symbols are looked
+    up in a dict (see `SectorHitRateReorder`) and the two columns appended to a shallow copy of the batch.
+    """
 
     def __init__(self, plan: pl.DataFrame) -> None:
-        ordered = plan.select("symbol", *_ANNOTATION_COLUMNS).sort("symbol")
-        self._symbols = ordered.get_column("symbol").to_numpy().astype(str)
-        self._score = ordered.get_column("priority_score").to_numpy()
-        self._tier = ordered.get_column("priority_tier").to_numpy()
+        self._index = _row_of(plan.get_column("symbol").to_list())
+        # the plan's annotations, and a null at the end for symbols it lacks
+        self._score = np.append(plan.get_column("priority_score").to_numpy(), np.nan)
+        self._tier = np.array([*plan.get_column("priority_tier").to_list(), None], dtype=object)
         self.elapsed_s = 0.0
 
     def __call__(self, results: pl.DataFrame) -> pl.DataFrame:
         started = time.perf_counter()
-        found = _sorted_position(self._symbols, results.get_column("symbol").to_numpy())
-        known = found >= 0
-        score = np.where(known, self._score[found], np.nan) if len(self._symbols) else np.full(len(found), np.nan)
-        tier = np.where(known, self._tier[found], None) if len(self._symbols) else np.full(len(found), None)
-        # Built from its columns: `with_columns` on a 35-column batch costs several times the lookup itself.
-        kept = [results.get_column(name) for name in results.columns if name not in _ANNOTATION_COLUMNS]
-        annotated = pl.DataFrame([
-            *kept,
-            pl.Series("priority_score", score, dtype=pl.Float64, nan_to_null=True),
-            pl.Series("priority_tier", tier, dtype=pl.String),
-        ])
+        rows = _rows(self._index, results.get_column("symbol").to_list(), len(self._index))
+        annotated = results.clone()  # shares the columns; dropping and appending below leave `results` intact
+        for name in _ANNOTATION_COLUMNS:
+            if name in annotated.columns:
+                annotated.drop_in_place(name)
+        annotated.hstack(
+            [
+                pl.Series("priority_score", self._score[rows], nan_to_null=True),
+                pl.Series("priority_tier", self._tier[rows], dtype=pl.String),
+            ],
+            in_place=True,
+        )
         self.elapsed_s += time.perf_counter() - started
         return annotated
 
