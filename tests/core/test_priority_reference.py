@@ -269,6 +269,30 @@ def test_each_factor_matches_the_reference(market):
     _assert_same_scores(setup_scores(market["history"], SESSION), _reference_setup(market["history"], SESSION))
 
 
+def test_activity_matches_the_reference_in_any_row_order():
+    """Bars in date order (as stored), in symbol order (as cached for scans) or shuffled, with a halt and a
+    listing: the same scores."""
+    rng = np.random.default_rng(5)
+    days = calendar.sessions_back(PREVIOUS, 30)
+    panel = pl.DataFrame({"date": np.repeat(np.array(days, dtype="datetime64[D]"), 60),
+                          "symbol": [f"S{i:02d}" for i in range(60)] * len(days)})
+    panel = panel.filter(
+        ~((pl.col("symbol") == "S07") & (pl.col("date") == days[-3])),  # a halt
+        ~((pl.col("symbol") == "S59") & (pl.col("date") < days[10])),  # a listing
+    )
+    close = 40 * np.exp(np.cumsum(rng.normal(0, 0.02, panel.height)))
+    bars = schema.conform(
+        panel.with_columns(
+            open=close, high=close * 1.02, low=close * rng.uniform(0.95, 0.99, panel.height), close=close,
+            volume=rng.lognormal(12, 0.4, panel.height), vwap=close, trades=pl.lit(10),
+        ),
+        schema.BARS, "bars",
+    )
+    reference = _reference_activity(bars, SESSION)
+    for order in (bars, bars.sort("symbol", "date"), bars.sample(fraction=1.0, shuffle=True, seed=1)):
+        _assert_same_scores(activity_scores(order, SESSION), reference)
+
+
 def test_scores_match_the_reference_in_order(market):
     config = PriorityConfig(
         weights={"historical": 0.7, "activity": 0.1, "fundamental": 0.1, "setup": 0.1}, half_life_sessions=2.0,
