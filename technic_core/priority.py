@@ -77,6 +77,7 @@ import datetime as dt
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -575,7 +576,14 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     the k-th of n exploited symbols at (k + ½) / n, the j-th of m explorers at (j + ½) / m — so every batch
     of `batch_size` holds the exploration share, and an exploited symbol comes first.
     """
-    ranked = scores.sort(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
+    ranked = scores[
+        _descending(
+            scores.get_column("priority_score").to_numpy(),
+            lambda: scores.select(
+                pl.arg_sort_by(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
+            ).to_series().to_numpy(),
+        )
+    ]
     count = ranked.height
     # a null tier compares null, which numpy's bool conversion (None → False) keeps out of the pool
     pool = np.flatnonzero(ranked.get_column("priority_tier").ne(TIER_HIGH).to_numpy().astype(bool))
@@ -656,10 +664,11 @@ class SectorHitRateReorder:
     while explorers (and symbols the plan does not know) keep their slots.
 
     Why the bookkeeping: the hook runs after every batch on the scan's critical path, so it keeps running
-    counts per group (only the newest batch's results are read), holds the symbols as integer indices (plan
-    rows; a batch's few hundred symbols are looked up in a dict, cheaper at that size than any vectorized
-    call), and recognises the list it returned last time instead of re-reading thousands of strings. Building
-    it is numpy over the plan's columns too: a polars join and rank per scan cost more than all its calls.
+    counts per industry × tier (only the newest batch's results are read), holds the symbols as integer
+    indices (plan rows), and recognises the list it returned last time instead of re-reading thousands of
+    strings. A batch is counted in one Python loop of dict lookups over its few hundred results: a batch's
+    scan leaves the caches cold, and there every numpy or polars call costs ~10 µs, more than the loop.
+    Building it is numpy over the plan's columns: a polars join and rank cost more than all its calls.
     `elapsed_s` and `calls` record its own cost, for the overhead metric.
     """
 
@@ -676,16 +685,14 @@ class SectorHitRateReorder:
             self._tier[plan.get_column("priority_tier").eq(tier).to_numpy().astype(bool)] = code
         self._sector, self._industry = _groups(symbols, reference)
         self._planned = plan.height
-        sectors = int(self._sector.max(initial=-1)) + 1
         industries = int(self._industry.max(initial=-1)) + 1
         self._industry_sector = np.zeros(industries, dtype=np.int64)
         self._industry_sector[self._industry] = self._sector
-        # running counts: [scanned, hits] per tier, and per group × tier with hits per group
-        self._by_tier = np.zeros((2, len(TIERS)))
-        self._sector_counts = np.zeros((sectors, len(TIERS)))
-        self._sector_hits = np.zeros(sectors)
-        self._industry_counts = np.zeros((industries, len(TIERS)))
-        self._industry_hits = np.zeros(industries)
+        # running counts of scanned symbols and hits per cell (industry × tier) of the planned symbols, as a
+        # Python list per row: a batch is counted in one loop over its few hundred results
+        self._cell = (self._industry * len(TIERS) + self._tier).tolist()
+        self._scanned = np.zeros((industries, len(TIERS)))
+        self._hits = np.zeros((industries, len(TIERS)))
         self._strength = config.reorder_strength
         self._prior_hits = config.reorder_prior_hits
         self._results_seen = 0
@@ -705,37 +712,36 @@ class SectorHitRateReorder:
         candidates = index[movable]
         adjusted = self._score[candidates] + self._strength * self._industry_log_lift()[self._industry[candidates]]
         reordered = index.copy()
-        reordered[movable] = candidates[_descending(adjusted, self._rank[candidates])]
+        ranks = self._rank[candidates]
+        reordered[movable] = candidates[_descending(adjusted, lambda: np.lexsort((ranks, -adjusted)))]
         self._returned_index, self._returned = reordered, self._symbols[reordered].tolist()
         self.calls += 1
         self.elapsed_s += time.perf_counter() - started
         return self._returned
 
     def _count(self, batch: pl.DataFrame) -> None:
-        """Add one batch's results to the running hit counts per tier, sector and industry."""
-        index = _rows(self._index, batch.get_column("symbol").to_list(), -1)
-        planned = (index >= 0) & (index < self._planned)
-        index = index[planned]
-        signals = batch.get_column("signal").to_list()
-        hits = np.array([signal in BUY_SIGNALS for signal in signals], dtype=float)[planned]
-        tier, sector, industry = self._tier[index], self._sector[index], self._industry[index]
-        tiers = len(TIERS)
-        self._by_tier += [np.bincount(tier, minlength=tiers), np.bincount(tier, weights=hits, minlength=tiers)]
-        self._sector_counts += np.bincount(sector * tiers + tier, minlength=self._sector_counts.size).reshape(-1, tiers)
-        self._sector_hits += np.bincount(sector, weights=hits, minlength=len(self._sector_hits))
-        self._industry_counts += np.bincount(
-            industry * tiers + tier, minlength=self._industry_counts.size
-        ).reshape(-1, tiers)
-        self._industry_hits += np.bincount(industry, weights=hits, minlength=len(self._industry_hits))
+        """Add one batch's results to the running counts."""
+        scanned, hit = [], []
+        for symbol, signal in zip(batch.get_column("symbol").to_list(), batch.get_column("signal").to_list()):
+            row = self._index.get(symbol, self._planned)
+            if row < self._planned:  # symbols outside the plan have no tier, so no expected hit rate
+                scanned.append(self._cell[row])
+                if signal in BUY_SIGNALS:
+                    hit.append(self._cell[row])
+        shape = self._scanned.shape
+        self._scanned += np.bincount(scanned, minlength=self._scanned.size).reshape(shape)
+        self._hits += np.bincount(hit, minlength=self._hits.size).reshape(shape)
 
     def _industry_log_lift(self) -> np.ndarray:
         """ln(sector lift × industry-within-sector lift) per industry code."""
-        rate = self._by_tier[1] / np.maximum(self._by_tier[0], 1.0)
+        rate = self._hits.sum(axis=0) / np.maximum(self._scanned.sum(axis=0), 1.0)
+        expected, hits = self._scanned @ rate, self._hits.sum(axis=1)
         kappa = self._prior_hits
-        sector_lift = (self._sector_hits + kappa) / (self._sector_counts @ rate + kappa)
+        sector_lift = (np.bincount(self._industry_sector, weights=hits) + kappa) / (
+            np.bincount(self._industry_sector, weights=expected) + kappa
+        )
         lift_of_sector = sector_lift[self._industry_sector]
-        industry_expected = (self._industry_counts @ rate) * lift_of_sector
-        return np.log(lift_of_sector * (self._industry_hits + kappa) / (industry_expected + kappa))
+        return np.log(lift_of_sector * (hits + kappa) / (expected * lift_of_sector + kappa))
 
     def _indices(self, remaining: list[str]) -> np.ndarray:
         """Indices of `remaining`: a tail of the list returned last time (a list comparison, cheap while the
@@ -746,7 +752,7 @@ class SectorHitRateReorder:
         unknown = [symbol for symbol in remaining if symbol not in self._index]
         if unknown:
             self._adopt(unknown)
-        return _rows(self._index, remaining, -1)
+        return np.array([self._index[symbol] for symbol in remaining], dtype=np.int64)
 
     def _adopt(self, symbols: list[str]) -> None:
         """Give symbols outside the plan (a scan may add screened symbols a stale plan lacks) pinned places
@@ -756,28 +762,21 @@ class SectorHitRateReorder:
         self._pinned = np.concatenate([self._pinned, np.ones(len(symbols), dtype=bool)])
 
 
-def _descending(key: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
-    """The order of `key` descending, ties by `tiebreak` ascending.
+def _descending(key: np.ndarray, with_ties: Callable[[], np.ndarray]) -> np.ndarray:
+    """The order of `key` descending, or `with_ties()` when some keys are equal or missing (NaN).
 
-    numpy's unstable sort is vectorized and about twice as fast as the stable one a lexsort needs; exact ties
-    (symbols of equal score in one industry) are rare enough that checking for them is cheaper than always
-    paying for stability.
+    Why: numpy's unstable sort is vectorized and about twice as fast as a stable one or a sort on two keys,
+    and equal scores are rare enough that checking for them costs less than always breaking ties.
     """
-    order = np.argsort(-key)
+    order = np.argsort(-key)  # NaN sorts last, so one check of the last key finds any
     ordered = key[order]
-    if (ordered[1:] == ordered[:-1]).any():
-        return np.lexsort((tiebreak, -key))
-    return order
+    tied = (ordered[1:] == ordered[:-1]).any() or bool(np.isnan(ordered[-1:]).any())
+    return with_ties() if tied else order
 
 
 def _row_of(symbols: list[str], start: int = 0) -> dict[str, int]:
     """Row number (from `start`) of each symbol."""
     return dict(zip(symbols, range(start, start + len(symbols))))
-
-
-def _rows(row_of: dict[str, int], symbols: list[str], missing: int) -> np.ndarray:
-    """Row of each of `symbols` in `row_of` (`_row_of`), `missing` where unknown."""
-    return np.array([row_of.get(symbol, missing) for symbol in symbols], dtype=np.int64)
 
 
 def _groups(symbols: pl.Series, reference: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -811,30 +810,31 @@ class PlanAnnotator:
 
     Why so spare: it runs on every batch on the scan's critical path, where a join, or even rebuilding the
     batch's ~40 columns as a new frame, costs several times the lookup itself. A batch's symbols are looked
-    up in a dict (see `SectorHitRateReorder`) and the two columns appended to a shallow copy of the batch.
+    up in a dict of (score, tier) (see `SectorHitRateReorder`) and the two columns appended to a shallow copy
+    of the batch.
     """
 
     def __init__(self, plan: pl.DataFrame) -> None:
-        self._index = _row_of(plan.get_column("symbol").to_list())
-        # the plan's annotations, and a null at the end for symbols it lacks
-        self._score = np.append(plan.get_column("priority_score").to_numpy(), np.nan)
-        self._tier = np.array([*plan.get_column("priority_tier").to_list(), None], dtype=object)
-        for tier in TIERS:  # one object per tier: building a batch's column then reads three strings, not hundreds
-            self._tier[self._tier == tier] = tier
+        # one object per tier: building a batch's column then reads three strings, not hundreds
+        tier = {name: name for name in TIERS}
+        annotations = zip(
+            plan.get_column("priority_score").to_list(),
+            [tier.get(name, name) for name in plan.get_column("priority_tier").to_list()],
+        )
+        self._annotations = dict(zip(plan.get_column("symbol").to_list(), annotations))
         self.elapsed_s = 0.0
 
     def __call__(self, results: pl.DataFrame) -> pl.DataFrame:
         started = time.perf_counter()
-        rows = _rows(self._index, results.get_column("symbol").to_list(), len(self._index))
+        unknown = (None, None)
+        found = [self._annotations.get(symbol, unknown) for symbol in results.get_column("symbol").to_list()]
+        scores, tiers = zip(*found) if found else ((), ())
         annotated = results.clone()  # shares the columns; dropping and appending below leave `results` intact
         for name in _ANNOTATION_COLUMNS:
             if name in annotated.columns:
                 annotated.drop_in_place(name)
         annotated.hstack(
-            [
-                pl.Series("priority_score", self._score[rows], nan_to_null=True),
-                pl.Series("priority_tier", self._tier[rows], dtype=pl.String),
-            ],
+            [pl.Series("priority_score", scores, dtype=pl.Float64), pl.Series("priority_tier", tiers, dtype=pl.String)],
             in_place=True,
         )
         self.elapsed_s += time.perf_counter() - started
