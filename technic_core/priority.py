@@ -815,12 +815,7 @@ class PlanAnnotator:
     """
 
     def __init__(self, plan: pl.DataFrame) -> None:
-        # one object per tier: building a batch's column then reads three strings, not hundreds
-        tier = {name: name for name in TIERS}
-        annotations = zip(
-            plan.get_column("priority_score").to_list(),
-            [tier.get(name, name) for name in plan.get_column("priority_tier").to_list()],
-        )
+        annotations = zip(plan.get_column("priority_score").to_list(), plan.get_column("priority_tier").to_list())
         self._annotations = dict(zip(plan.get_column("symbol").to_list(), annotations))
         self.elapsed_s = 0.0
 
