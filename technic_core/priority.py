@@ -217,8 +217,8 @@ class _Codes:
     grouped as integers. `of[i]` holds the codes of column i, `strings` the string of each code.
 
     pyarrow's dictionary encoding over all columns at once (one hash table, so a string has one code in every
-    column): about half the cost of polars' string group_by on a 100,000-row bar panel, and zero-copy in and
-    out of polars (string views).
+    column): about two thirds of the time of polars' string group_by on a 100,000-row bar panel, and reading
+    polars' string views without a copy. A null gets a code of its own.
     """
 
     def __init__(self, *columns: pl.Series) -> None:
@@ -721,13 +721,14 @@ class SectorHitRateReorder:
 
     def _count(self, batch: pl.DataFrame) -> None:
         """Add one batch's results to the running counts."""
+        index, cells, planned = self._index, self._cell, self._planned
         scanned, hit = [], []
         for symbol, signal in zip(batch.get_column("symbol").to_list(), batch.get_column("signal").to_list()):
-            row = self._index.get(symbol, self._planned)
-            if row < self._planned:  # symbols outside the plan have no tier, so no expected hit rate
-                scanned.append(self._cell[row])
+            row = index.get(symbol, planned)
+            if row < planned:  # symbols outside the plan have no tier, so no expected hit rate
+                scanned.append(cells[row])
                 if signal in BUY_SIGNALS:
-                    hit.append(self._cell[row])
+                    hit.append(cells[row])
         shape = self._scanned.shape
         self._scanned += np.bincount(scanned, minlength=self._scanned.size).reshape(shape)
         self._hits += np.bincount(hit, minlength=self._hits.size).reshape(shape)
