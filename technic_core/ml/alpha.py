@@ -5,18 +5,27 @@ session's stocks (`labels.ranked_label`). What it learns from is an `AlphaSpec` 
 booster parameters, rounds and structure — so that two specs can be compared on exactly the same folds,
 which is how the registry decides whether a newly trained model may replace the champion.
 
-Structure ("additive_monotone", the default): next-week returns are mostly noise, and what is predictable
-in a cross-section tends to be a sum of monotone effects (cheaper is better, oversold is better, …). An
-unconstrained booster spends its variance on interactions and wiggles that do not survive out of sample.
-So each tree uses one feature, optionally together with the regime features (a feature's effect may
-differ by regime, which is also the only way the regime can matter to a within-session ranking), and
-each feature's effect is monotone in the direction of its rank correlation with the target on the
-training rows (no constraint where that correlation is below `MIN_SIGN_CORRELATION`). "free" drops both
-constraints.
+Structure ("linear_residual", the default): next-week returns are mostly noise, and most of what is
+predictable in a cross-section is a sum of roughly linear effects of standardized features (oversold is
+better, …) — which boosted trees, step functions of one feature at a time, approximate less closely than a
+linear model does. What a linear model cannot express is how those effects change with the state: a
+momentum tilt that pays in a calm bull market and crashes in a volatile bear market, a reversal that is
+stronger in volatile names. So the model is a ridge regression (exactly the ridge baseline's fit, on the
+same rows and features) plus boosted trees fitted to what the ridge leaves: the ridge's prediction is the
+booster's base margin, and each tree uses one feature together with the conditioning features
+(`features.CONDITIONING_FEATURES`: the regime, the market's recent volatility and trend, the stock's own
+volatility rank) — a feature's effect may change with the state, and that is the only structure the trees
+add. The ridge's coefficients travel inside the booster (attribute `LINEAR_BASE_ATTRIBUTE`), so one model
+file predicts. Because the ridge is part of the model, the model beats the ridge baseline only by what the
+trees add out of sample.
+
+"additive_monotone" is the trees alone, each on one feature plus the conditioning features, each feature's
+effect monotone in the direction of its rank correlation with the target on the training rows (no
+constraint where that correlation is below `MIN_SIGN_CORRELATION`); "free" drops every constraint.
 
 Baselines are evaluated on the same test rows in the same run, so a figure is never compared with one from
 another window: `mom_21` (one-month momentum), the scan's `tech_rating`, and a ridge regression on the
-model's own features (the strongest linear competitor: if it matched the trees, the trees would add nothing).
+model's own features (the strongest linear competitor: if it matched the model, the trees would add nothing).
 """
 
 from __future__ import annotations
@@ -37,32 +46,34 @@ from sklearn.preprocessing import StandardScaler
 
 from technic_core.errors import ConfigError
 from technic_core.ml.evaluation import Fold, Metrics, daily_rank_ic, evaluate
-from technic_core.ml.features import FEATURES, REGIME_FEATURES, feature_matrix
+from technic_core.ml.features import CONDITIONING_FEATURES, FEATURES, feature_matrix
 from technic_core.ml.labels import label_column, ranked_label
 
 _log = logging.getLogger(__name__)
 
 #: Shallow trees, strong leaf minimums and shrinkage: next-week returns are mostly noise (an R² of a few
-#: percent is skill), so the booster must average over many rows rather than chase them.
-#: Measured on the simulated market (5,000 symbols, 2019–2020, the latest two 21-session folds, 5-session
-#: horizon): 400 rounds at eta 0.06 with 64 bins and 80 % of the columns per tree, and 150 rounds at eta
-#: 0.15 with 32 bins and half the columns, both reach a rank IC of 0.1716, the second in under half the
-#: time — a year × 5,000 symbols must train in well under a minute on two cores. 32 bins are plenty for
-#: rank features.
+#: percent is skill), so the booster must average over many rows rather than chase them — the more so on
+#: top of the ridge, where what is left to learn is small. Measured on the simulated market (2,000 symbols,
+#: 2019–2020, the latest eight 21-session folds, 5-session horizon): eta 0.05 × 100 rounds with leaves of
+#: ≥ 500 rows, eta 0.02 × 250 rounds, and depth 2 × 150 rounds all add 0.0008 rank IC to the ridge (t ≈ 3.5);
+#: eta 0.1–0.15 or depth 4 overfit the residual (≤ +0.0003). 32 bins are plenty for rank features, and a
+#: year × 5,000 symbols must train in well under a minute on two cores.
 DEFAULT_PARAMS: dict[str, object] = {
     "objective": "reg:squarederror",
     "tree_method": "hist",
     "max_depth": 3,
-    "eta": 0.15,
+    "eta": 0.05,
     "subsample": 0.8,
     "colsample_bytree": 0.5,
-    "min_child_weight": 200.0,
+    "min_child_weight": 500.0,
     "lambda": 1.0,
     "max_bin": 32,
     "seed": 0,
 }
-DEFAULT_ROUNDS = 150
-STRUCTURES = ("additive_monotone", "free")
+DEFAULT_ROUNDS = 100
+STRUCTURES = ("linear_residual", "additive_monotone", "free")
+#: Booster attribute holding the linear base of a "linear_residual" model (JSON, see `_linear_base`).
+LINEAR_BASE_ATTRIBUTE = "linear_base"
 #: Below this |Spearman ρ| with the target on the training rows a feature's direction is left free.
 MIN_SIGN_CORRELATION = 0.005
 #: Rows (evenly spaced) the feature directions are estimated on; ρ's standard error is then ~0.0045.
@@ -82,7 +93,7 @@ class AlphaSpec:
     features: tuple[str, ...] = FEATURES
     params: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     rounds: int = DEFAULT_ROUNDS
-    structure: str = "additive_monotone"
+    structure: str = "linear_residual"
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -159,22 +170,61 @@ def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) 
     if rows.height == 0:
         raise ValueError(f"{spec.name}: no labeled rows to train on")
     params = {**spec.params, "nthread": threads_for(rows.height, threads)}
+    features = feature_matrix(rows, spec.features)
+    target = rows.get_column("target").to_numpy()
+    base = None
     if spec.structure == "additive_monotone":
         params.update(_additive_monotone_constraints(rows, spec.features))
+    elif spec.structure == "linear_residual":
+        params["interaction_constraints"] = _conditioned_groups(spec.features)
+        base = _linear_base(fit_ridge_matrix(features, target), spec.features)
     matrix = xgb.QuantileDMatrix(
-        feature_matrix(rows, spec.features),
-        label=rows.get_column("target").to_numpy(),
+        features,
+        label=target,
+        base_margin=None if base is None else _linear_margin(base, features),
         max_bin=int(params.get("max_bin", 256)),
         feature_names=list(spec.features),
         nthread=params["nthread"],
     )
-    return xgb.train(params, matrix, num_boost_round=spec.rounds)
+    booster = xgb.train(params, matrix, num_boost_round=spec.rounds)
+    if base is not None:
+        booster.set_attr(**{LINEAR_BASE_ATTRIBUTE: json.dumps(base)})
+    return booster
+
+
+def _conditioned_groups(features: Sequence[str]) -> list[list[str]]:
+    """Interaction groups: each feature with the conditioning features (each tree stays inside one group)."""
+    conditioning = [name for name in features if name in CONDITIONING_FEATURES]
+    return [[name, *conditioning] for name in features if name not in CONDITIONING_FEATURES]
+
+
+def _linear_base(model: Pipeline, features: Sequence[str]) -> dict[str, object]:
+    """A fitted `fit_ridge_matrix` pipeline as plain numbers: missing → `fill`, then ((x − mean) / scale) ·
+    coef + intercept. Stored as floats so the prediction does not depend on scikit-learn's pickles."""
+    imputer, scaler, ridge = (model.named_steps[name] for name in ("simpleimputer", "standardscaler", "ridge"))
+    return {
+        "features": list(features),
+        "fill": np.nan_to_num(imputer.statistics_.astype(float), nan=0.0).tolist(),
+        "mean": scaler.mean_.astype(float).tolist(),
+        "scale": scaler.scale_.astype(float).tolist(),
+        "coef": ridge.coef_.astype(float).tolist(),
+        "intercept": float(ridge.intercept_),
+    }
+
+
+def _linear_margin(base: Mapping[str, object], features: np.ndarray) -> np.ndarray:
+    """The linear base's prediction for a feature matrix (NaN = missing), in float64."""
+    values = features.astype(np.float64)
+    fill = np.asarray(base["fill"])
+    values = np.where(np.isnan(values), fill, values)
+    weights = np.asarray(base["coef"]) / np.asarray(base["scale"])
+    return (values - np.asarray(base["mean"])) @ weights + float(base["intercept"])
 
 
 def _additive_monotone_constraints(rows: pl.DataFrame, features: Sequence[str]) -> dict[str, object]:
-    """xgboost's interaction and monotone constraints for the "additive_monotone" structure (module doc)."""
-    regime = [name for name in features if name in REGIME_FEATURES]
-    others = [name for name in features if name not in REGIME_FEATURES]
+    """xgboost's interaction and monotone constraints for the "additive_monotone" structure (module doc);
+    the conditioning features are never constrained in direction."""
+    others = [name for name in features if name not in CONDITIONING_FEATURES]
     # The signs need a rough correlation, not all of a year's rows: a spread-out sample keeps this a fixed
     # cost (Spearman over 1.2 M rows × 45 features took longer than the fit).
     sample = rows.gather_every(max(1, rows.height // SIGN_SAMPLE_ROWS))
@@ -185,7 +235,7 @@ def _additive_monotone_constraints(rows: pl.DataFrame, features: Sequence[str]) 
         name: (0 if abs(rho) < MIN_SIGN_CORRELATION else (1 if rho > 0 else -1)) for name, rho in correlations.items()
     }
     return {
-        "interaction_constraints": [[name, *regime] for name in others],
+        "interaction_constraints": _conditioned_groups(features),
         "monotone_constraints": "(" + ",".join(str(signs.get(name, 0)) for name in features) + ")",
     }
 
@@ -194,16 +244,28 @@ def predict_alpha(booster: xgb.Booster, frame: pl.DataFrame, features: Sequence[
     """Predictions for every row of `frame` in one call (missing feature columns raise, naming them)."""
     if frame.height == 0:
         return np.empty(0)
-    matrix = xgb.DMatrix(feature_matrix(frame, features), feature_names=list(features), missing=np.nan)
+    values = feature_matrix(frame, features)
+    linear = booster.attr(LINEAR_BASE_ATTRIBUTE)
+    base = None
+    if linear is not None:
+        stored = json.loads(linear)
+        if list(stored["features"]) != list(features):
+            raise ConfigError("the model's linear base was fitted on another feature list")
+        base = _linear_margin(stored, values)
+    matrix = xgb.DMatrix(values, base_margin=base, feature_names=list(features), missing=np.nan)
     return booster.predict(matrix)
 
 
 def fit_ridge(train: pl.DataFrame, spec: AlphaSpec) -> Pipeline:
     """Ridge on the same features and target as the booster; missing values take the training mean."""
     rows = train.filter(pl.col(spec.label).is_not_null()).with_columns(ranked_label(spec.label).alias("target"))
+    return fit_ridge_matrix(feature_matrix(rows, spec.features), rows.get_column("target").to_numpy())
+
+
+def fit_ridge_matrix(features: np.ndarray, target: np.ndarray) -> Pipeline:
+    """The ridge of `fit_ridge` on a feature matrix (NaN = missing) and its ranked target."""
     model = make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(), Ridge(alpha=RIDGE_ALPHA))
-    model.fit(feature_matrix(rows, spec.features), rows.get_column("target").to_numpy())
-    return model
+    return model.fit(features, target)
 
 
 def walk_forward(

@@ -1,22 +1,28 @@
 """Model features for a whole symbol × session panel, built in one vectorized pass.
 
-Three kinds of feature, each for a reason:
+Four kinds of feature, each for a reason:
 
 * **Indicator features** (`RAW_FEATURES`): the scan's own indicators (`technic_core.indicators`) made
-  scale-free — MACD and SMA gaps relative to the close — plus log returns over 1, 5 and 10 bars and a
+  scale-free — MACD and SMA gaps relative to the close — plus log returns over 1, 5 and 10 bars, a
   signed volume surge (``max(ln volume_ratio, 0) × sign(ret_1)``: heavy volume on an up day is not the
-  same evidence as on a down day, and a tree would need many splits to learn that product).
+  same evidence as on a down day, and a tree would need many splits to learn that product) and the
+  stock's own realized volatility (`volatility_20`, the population std of its last 20 ret_1).
 * **Per-session cross-sectional ranks** (`rank_<feature>`, in (-0.5, 0.5)): a 5 % monthly gain means
   something else in a bull run than in a crash; its rank among that session's stocks does not. Ranks are
   over every symbol with a bar on the session, so training and inference see the same cross-section.
 * **Trailing rank means** over 5 and 10 bars of the fast-moving features (`FAST_FEATURES`): a short-horizon
   signal is spent in days, so how it looked over the last two weeks says how much of it is still ahead.
-* **Regime** (`regime_trend` -1/0/1 and `regime_high_volatility` 0/1 from `scoring.classify_regime`): the
-  same setup may pay differently in a bear market; the model may learn that, a single rank cannot.
+* **State** — what a setup's payoff may depend on: the regime (`regime_trend` -1/0/1 and
+  `regime_high_volatility` 0/1 from `scoring.classify_regime`) and the market's recent volatility and
+  trend measured from the session's own cross-section of bars (`MARKET_FEATURES`), so a scan's inference,
+  which has the bars but only the regime string, computes them exactly as training does. The same setup may
+  pay differently in a bear market (momentum crashes), and reversal pays more in volatile names and
+  markets; a single rank cannot say that, a model combining a feature with these can
+  (`CONDITIONING_FEATURES`).
 
-Only a symbol's own bars up to the row's session enter its features (the ranks add other symbols' bars of
-the same session), so a feature never looks ahead. Missing inputs (warm-up, young symbols) stay null and
-reach the model as missing values, never as zeros.
+Only a symbol's own bars up to the row's session enter its features (the ranks and market features add
+other symbols' bars of the same or earlier sessions), so a feature never looks ahead. Missing inputs
+(warm-up, young symbols) stay null and reach the model as missing values, never as zeros.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ RAW_FEATURES: tuple[str, ...] = (
     "ret_5",
     "ret_10",
     "volume_surge_signed",
+    "volatility_20",
 )
 
 #: Features whose information is spent within days; their rank is also averaged over the last bars.
@@ -59,19 +66,29 @@ TRAILING_WINDOWS: tuple[int, ...] = (5, 10)
 
 REGIME_FEATURES: tuple[str, ...] = ("regime_trend", "regime_high_volatility")
 
+#: Market state from the session's own cross-section of bars (no index data needed, so training and a scan's
+#: inference compute them alike): the median ret_1 across symbols is the market's daily return.
+MARKET_FEATURES: tuple[str, ...] = ("market_volatility_20", "market_ret_20")
+
+#: Features every tree may combine with the one feature it models (`alpha` "additive_monotone"): the state a
+#: setup's payoff may depend on — the regime, the market's recent volatility and trend, the stock's own
+#: volatility rank.
+CONDITIONING_FEATURES: tuple[str, ...] = (*REGIME_FEATURES, *MARKET_FEATURES, "rank_volatility_20")
+
 RANK_FEATURES: tuple[str, ...] = tuple(f"rank_{name}" for name in RAW_FEATURES)
 TRAILING_FEATURES: tuple[str, ...] = tuple(
     f"rank_{name}_mean_{window}" for name in FAST_FEATURES for window in TRAILING_WINDOWS
 )
 
 #: Every model feature, in the column order models are trained and scored with.
-FEATURES: tuple[str, ...] = RAW_FEATURES + RANK_FEATURES + TRAILING_FEATURES + REGIME_FEATURES
+FEATURES: tuple[str, ...] = RAW_FEATURES + RANK_FEATURES + TRAILING_FEATURES + REGIME_FEATURES + MARKET_FEATURES
 
 #: Sessions of bars inference loads so features match training: the 200-bar SMA plus the recursive
 #: averages' (RSI, MACD, ATR) convergence — the scan's own default lookback.
 FEATURE_LOOKBACK_SESSIONS = 260
 
 _RETURN_LAGS = (1, 5, 10)
+_VOLATILITY_WINDOW = 20
 _TREND_CODES = {"bull": 1.0, "sideways": 0.0, "bear": -1.0}
 
 #: Conditions columns `build_features` reads for the regime features.
@@ -108,7 +125,12 @@ def build_features(
         *returns,
     ).with_columns(
         (pl.col("volume_ratio").log().clip(lower_bound=0.0) * pl.col("ret_1").sign()).alias("volume_surge_signed"),
+        # per symbol, so the rolling sums start at its first bar and a later bar never changes the rounding
+        pl.when(bars_so_far > _VOLATILITY_WINDOW)
+        .then(pl.col("ret_1").rolling_std(_VOLATILITY_WINDOW, ddof=0).over("symbol"))
+        .alias("volatility_20"),
     )
+    market = _market_features(frame)
     if sessions is not None:
         wanted = sorted(set(sessions))
         frame = frame.filter(pl.col("date") >= _first_session_needed(frame, wanted))
@@ -122,7 +144,7 @@ def build_features(
     )
     if sessions is not None:
         frame = frame.filter(pl.col("date").is_in(wanted))
-    frame = frame.join(_regime_features(conditions), on="date", how="left")
+    frame = frame.join(_regime_features(conditions), on="date", how="left").join(market, on="date", how="left")
     extra = ["tech_rating"] if with_tech_rating else []
     return frame.select("symbol", "date", "close", *extra, *FEATURES)
 
@@ -173,6 +195,18 @@ def _first_session_needed(frame: pl.DataFrame, wanted: list[dt.date]) -> dt.date
         .agg(pl.col("date").sort().tail(max(TRAILING_WINDOWS) - 1).first())
     )
     return min(lead_in.get_column("date").min() or wanted[0], wanted[0])
+
+
+def _market_features(frame: pl.DataFrame) -> pl.DataFrame:
+    """`date` plus `MARKET_FEATURES` per session of `frame`: the median ret_1 across the session's symbols
+    is the market's return; its 20-session standard deviation and sum are the market's recent volatility
+    and trend (null until 20 sessions of returns)."""
+    daily = frame.group_by("date").agg(pl.col("ret_1").median().alias("market_ret_1")).sort("date")
+    return daily.select(
+        "date",
+        pl.col("market_ret_1").rolling_std(_VOLATILITY_WINDOW, ddof=0).alias("market_volatility_20"),
+        pl.col("market_ret_1").rolling_sum(_VOLATILITY_WINDOW).alias("market_ret_20"),
+    )
 
 
 def _regime_features(conditions: pl.DataFrame | None) -> pl.DataFrame:

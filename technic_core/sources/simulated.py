@@ -52,26 +52,53 @@ index falls.
 
 Planted predictable part (ground truth for ML and prioritization)
 -----------------------------------------------------------------
-At the close of session t, for each symbol with a bar, five features are computed from that symbol's own
+At the close of session t, for each symbol with a bar, six features are computed from that symbol's own
 published bars only (a halted session is not a bar; ``C``/``H``/``V`` = close, high, volume, ``[-n]`` =
-n bars back):
+n bars back). The planted score weighs the first five; the weights depend on the session's hidden market
+regime r(t) (the regime session t was drawn in, see `REGIMES` — known at its close, never a later one):
 
-==================  ===============================================================  ==========  =======
-feature             definition                                                       needs bars  weight
-==================  ===============================================================  ==========  =======
-ret_5               ln(C / C[-5])                                                    6           -0.40
-rsi_14              Wilder RSI(14), seeded with the mean of the first 14 changes      15          -0.20
+==================  ================================================================  ====  ======  ======  =====
+feature             definition                                                        bars  bull    bear    chop
+==================  ================================================================  ====  ======  ======  =====
+ret_5               ln(C / C[-5])                                                     6     -0.40   -0.60   -0.50
+rsi_14              Wilder RSI(14), seeded with the mean of the first 14 changes      15    -0.20   -0.20   -0.20
                     (TA-Lib's definition); undefined while gains + losses = 0
-volume_surge_sign   max(ln(V / mean(V of the last 20 bars)), 0) × sign(C − C[-1])    20          +0.15
-mom_63              ln(C / C[-63])                                                   64          +0.10
-dist_high_20        C / max(H of the last 20 bars) − 1                               20          -0.15
-==================  ===============================================================  ==========  =======
+volume_surge_sign   max(ln(V / mean(V of the last 20 bars)), 0) × sign(C − C[-1])     20    +0.15   +0.15   +0.15
+mom_63              ln(C / C[-63])                                                    64    +0.20   -0.25   -0.10
+dist_high_20        C / max(H of the last 20 bars) − 1                                20    -0.15   -0.15   -0.15
+ln σ_20             ln of the population std of the last 20 bar-to-bar log changes    21    —       —       —
+                    ln(C[-j] / C[-j-1]), j = 0..19 (undefined where σ = 0); scales ret_5
+==================  ================================================================  ====  ======  ======  =====
 
 ("the last 20 bars" include today's.) Each feature is z-scored (population std) across the symbols where it
-is defined, clipped to ±3, and set to 0 where undefined; the weighted sum is z-scored and clipped the same
-way across the symbols with a bar, giving the planted score ``a_i(t)`` (0 for symbols without a bar). Its
-effect is spread over the next ``H`` = `alpha_horizon` (10) sessions with linearly decaying weights
-``w_j = (H + 1 − j) / (H (H + 1) / 2)``, j = 1..H:
+is defined, clipped to ±3, and set to 0 where undefined (``z_f``, and ``v`` for ln σ_20, which scales the
+ret_5 term in every regime). Then
+
+``combined_i(t) = Σ_f W_f(r(t)) × z_f,i × (1 + γ × v_i if f = ret_5 else 1)``
+
+with γ = `alpha_volatility_interaction` (0.3), and ``combined`` is z-scored and clipped the same way across
+the symbols with a bar, giving the planted score ``a_i(t)`` (0 for symbols without a bar). ``W_f(r)`` is
+`alpha_weights` (the base: ret_5 −0.40, rsi_14 −0.20, volume_surge_sign +0.15, mom_63 +0.10,
+dist_high_20 −0.15) times the regime's multiplier from `alpha_regime_multipliers` (ret_5 ×1 / ×1.5 / ×1.25,
+mom_63 ×2 / ×−2.5 / ×−1 in bull / bear / chop; other features ×1), which gives the table above. Why:
+
+* **Momentum crashes** (Daniel & Moskowitz 2016, "Momentum crashes"): medium-term momentum pays in calm
+  bull markets and turns into a loss in bear markets and high-volatility, directionless ones, when past
+  losers rebound hardest. mom_63 is weighted +0.20 in the bull regime, −0.25 in bear and −0.10 in chop.
+* **Short-term reversal is stronger in volatile names and volatile markets** (Nagel 2012, "Evaporating
+  liquidity"; also Avramov, Chordia & Goyal 2006): the return to providing liquidity rises with volatility.
+  The ret_5 weight grows with the regime's market volatility (bull < chop < bear: ×1, ×1.25, ×1.5), and
+  the ret_5 term is scaled by 1 + γ × v, v the symbol's own 20-bar volatility relative to the session's
+  cross-section (the multiplier stays ≥ 0 because γ ≤ 1/3 and |v| ≤ 3).
+
+So a model that weighs the features the same in every state leaves predictable return on the table — above
+all around regime changes; one that sees the observable state (the index's trend and volatility, a stock's
+own volatility) can learn the difference. The hidden regime itself never reaches a warehouse.
+``alpha_state_dependence=False`` plants the linear, regime-independent score ``z(Σ_f alpha_weights_f × z_f)``
+instead — the market of `MODEL_VERSION` 1, where a linear model on the same features sits at the ceiling.
+
+The score's effect is spread over the next ``H`` = `alpha_horizon` (10) sessions with linearly decaying
+weights ``w_j = (H + 1 − j) / (H (H + 1) / 2)``, j = 1..H:
 
 ``planted_i(t) = alpha_strength × Σ_{j=1..H} w_j × a_i(t − j)``
 
@@ -81,10 +108,13 @@ to close(t + h) is the part already fixed by scores up to t:
 
 ``oracle_i(t, h) = alpha_strength × Σ_{m=0..H−1} a_i(t − m) × Σ_{k=1..min(h, H−m)} w_{k+m}``
 
-(horizons beyond H equal H's). `oracle_expected_return` returns it. With the defaults its mean daily
-cross-sectional Spearman rank IC against realized forward log returns is about 0.15 for h = 5 and 0.16 for
-h = 10 (5,000 names, 2018-06 to 2026-10); the tests hold it to 0.10–0.20. The weights, strength and
-horizon are `SimulationConfig` knobs.
+(horizons beyond H equal H's). `oracle_expected_return` returns it, exactly: it is computed from the stored
+per-session scores. With the defaults its mean daily cross-sectional Spearman rank IC against realized
+forward log returns is about 0.14 for h = 5 and 0.15 for h = 10 (400–2,000 names, 2018-06 to 2019-12 or
+2020-12; the linear world: 0.15 and 0.16); the tests hold both worlds to 0.10–0.20. The reversal's volatility
+scaling costs rank IC — it puts more of the planted return on the noisiest names — which is why the
+state-dependent world's oracle ranks a little worse. The weights, multipliers, γ, strength and horizon are
+`SimulationConfig` knobs.
 
 The oracle (and `market_regimes`) are for evaluation only: never a model feature, never in a warehouse.
 """
@@ -114,7 +144,7 @@ from technic_core.warehouse import write_bytes_atomic
 
 _log = logging.getLogger(__name__)
 #: Bump when the recursion changes, so persisted checkpoints of an older model are never resumed.
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 #: Persisted checkpoints kept per market; older ones are deleted (they only speed up old backfills).
 _PERSISTED_CHECKPOINTS = 2
 
@@ -144,6 +174,17 @@ DEFAULT_ALPHA_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("dist_high_20", -0.15),
 )
 
+#: Multipliers of a feature's weight in each regime (`REGIMES` order: bull, bear, chop) when the planted
+#: score is state-dependent; features not listed keep their weight in every regime. Momentum pays in calm
+#: bull markets and reverses in bear markets (momentum crashes); short-term reversal is stronger the more
+#: volatile the market (bear > chop > bull, the order of the regimes' volatilities). See the module docstring.
+DEFAULT_ALPHA_REGIME_MULTIPLIERS: tuple[tuple[str, tuple[float, float, float]], ...] = (
+    ("ret_5", (1.0, 1.5, 1.25)),
+    ("mom_63", (2.0, -2.5, -1.0)),
+)
+#: γ: the ret_5 term is multiplied by (1 + γ × v), v the clipped cross-sectional z-score of the symbol's own
+#: ln(20-bar volatility). γ ≤ 1/3 keeps the multiplier ≥ 0, so reversal never turns into continuation.
+DEFAULT_ALPHA_VOLATILITY_INTERACTION = 0.3
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -163,6 +204,11 @@ class SimulationConfig:
     alpha_strength: float = 0.0033
     alpha_horizon: int = 10
     alpha_weights: tuple[tuple[str, float], ...] = DEFAULT_ALPHA_WEIGHTS
+    #: False plants the linear, regime-independent score ``Σ weight × z`` (the market of MODEL_VERSION 1);
+    #: True scales the weights by the hidden regime and the ret_5 term by the symbol's own volatility.
+    alpha_state_dependence: bool = True
+    alpha_regime_multipliers: tuple[tuple[str, tuple[float, ...]], ...] = DEFAULT_ALPHA_REGIME_MULTIPLIERS
+    alpha_volatility_interaction: float = DEFAULT_ALPHA_VOLATILITY_INTERACTION
     #: Sessions between state checkpoints (also the size of a cached block); it never changes the data.
     checkpoint_interval: int = 64
 
@@ -192,6 +238,21 @@ class SimulationConfig:
         unknown = [name for name, _ in self.alpha_weights if name not in ALPHA_FEATURES]
         if unknown:
             problems.append(f"alpha_weights: unknown feature(s) {unknown}; known: {', '.join(ALPHA_FEATURES)}")
+        for name, multipliers in self.alpha_regime_multipliers:
+            if name not in ALPHA_FEATURES:
+                problems.append(
+                    f"alpha_regime_multipliers: unknown feature {name!r}; known: {', '.join(ALPHA_FEATURES)}"
+                )
+            elif len(multipliers) != len(REGIMES):
+                problems.append(
+                    f"alpha_regime_multipliers: {name} has {len(multipliers)} multipliers, not one per regime "
+                    f"({', '.join(r.name for r in REGIMES)})"
+                )
+        if not 0.0 <= self.alpha_volatility_interaction <= 1.0 / 3.0:
+            problems.append(
+                f"alpha_volatility_interaction: {self.alpha_volatility_interaction} is not in [0, 1/3] "
+                "(the ret_5 multiplier 1 + γ × v, |v| ≤ 3, must stay ≥ 0)"
+            )
         if not 1 <= self.checkpoint_interval <= 1_000:
             problems.append(f"checkpoint_interval: {self.checkpoint_interval} is not in 1..1000")
         if problems:
@@ -240,6 +301,7 @@ _SURPRISE_CENTER, _SURPRISE_SCALE = 1.5, 6.0  # surprise_pct = center + scale ×
 _RING = 64  # closes kept per symbol: enough for ret_5 and mom_63
 _WINDOW = 20  # highs and volumes kept per symbol: volume_surge_sign and dist_high_20
 _RSI_PERIOD = 14
+_VOLATILITY_WINDOW = 20  # bar-to-bar changes in the symbol's own volatility (state-dependent planted score)
 _BLOCK_CACHE_SIZE = 4
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "vwap", "trades")  # _Block arrays behind a bar row
 _NOT_DELISTED = np.iinfo(np.int64).max
@@ -345,6 +407,15 @@ def _oracle_coefficients(horizon_weights: np.ndarray, horizon: int) -> np.ndarra
     """c_m = Σ_{k=1..min(h, H−m)} w_{k+m}: weight of the score m sessions back in the oracle of horizon h."""
     size = len(horizon_weights)
     return np.array([horizon_weights[m : min(m + horizon, size)].sum() for m in range(size)])
+
+
+def _regime_weights(config: SimulationConfig) -> list[dict[str, float]]:
+    """The planted weights of each regime (`REGIMES` order): `alpha_weights` × the regime's multiplier."""
+    multipliers = dict(config.alpha_regime_multipliers)
+    return [
+        {name: weight * multipliers.get(name, (1.0,) * len(REGIMES))[index] for name, weight in config.alpha_weights}
+        for index in range(len(REGIMES))
+    ]
 
 
 def _round_to_tick(prices: np.ndarray, ticks_per_dollar: np.ndarray) -> np.ndarray:
@@ -624,6 +695,7 @@ class SimulatedMarket:
         self._columns = np.arange(self._universe.size)
         self._horizon_weights = _horizon_weights(self.config.alpha_horizon)
         self._alpha_weights = dict(self.config.alpha_weights)
+        self._regime_weights = _regime_weights(self.config)
         self._checkpoints: dict[int, _State] = {0: self._initial_state()}
         self._blocks: OrderedDict[int, _Block] = OrderedDict()
         self._lock = threading.RLock()
@@ -1016,7 +1088,7 @@ class SimulatedMarket:
         block.trades[row] = np.maximum(np.ceil(volume / u.trade_size), 1.0)
 
         scores = self._record_bars_and_score(
-            state, has_bar, _round_to_tick(close, ticks_per_dollar), block.high[row], volume
+            state, has_bar, _round_to_tick(close, ticks_per_dollar), block.high[row], volume, state.regime
         )
         state.score_ring[k % cfg.alpha_horizon] = scores
         block.scores[cfg.alpha_horizon - 1 + row] = scores
@@ -1032,9 +1104,16 @@ class SimulatedMarket:
         return weights_by_slot @ state.score_ring
 
     def _record_bars_and_score(
-        self, state: _State, has_bar: np.ndarray, close: np.ndarray, high: np.ndarray, volume: np.ndarray
+        self,
+        state: _State,
+        has_bar: np.ndarray,
+        close: np.ndarray,
+        high: np.ndarray,
+        volume: np.ndarray,
+        regime: int,
     ) -> np.ndarray:
-        """Append today's bars to each symbol's history and return the planted score a(t) (module docstring).
+        """Append today's bars to each symbol's history and return the planted score a(t) (module docstring),
+        weighted for today's hidden `regime` when the score is state-dependent.
 
         Works on all symbols at once; values of symbols without a bar are computed and then masked out,
         which is cheaper than gathering the subset that has one.
@@ -1067,11 +1146,29 @@ class SimulatedMarket:
                 ),
                 "dist_high_20": (close / state.high_ring.max(axis=0) - 1.0, full_window),
             }
+        weights = self._regime_weights[regime] if self.config.alpha_state_dependence else self._alpha_weights
+        reversal_scale = self._reversal_volatility_scale(state, has_bar)
         combined = np.zeros(self._universe.size)
-        for name, weight in self._alpha_weights.items():
+        for name, weight in weights.items():
             values, valid = features[name]
-            combined += weight * _zscore(np.where(valid, values, 0.0), valid)
+            term = weight * _zscore(np.where(valid, values, 0.0), valid)
+            combined += term * reversal_scale if name == "ret_5" and reversal_scale is not None else term
         return _zscore(combined, has_bar)
+
+    def _reversal_volatility_scale(self, state: _State, has_bar: np.ndarray) -> np.ndarray | None:
+        """1 + γ × v: v is the clipped cross-sectional z-score of ln(σ), σ the population std of the symbol's
+        last 20 bar-to-bar log close changes (0 where it has fewer than 21 bars or σ = 0). None when the
+        score is linear (no state dependence or γ = 0)."""
+        gamma = self.config.alpha_volatility_interaction
+        if not self.config.alpha_state_dependence or gamma == 0:
+            return None
+        bars = state.bar_count
+        lags = np.arange(_VOLATILITY_WINDOW + 1)[:, None]
+        closes = state.close_ring[(bars[None, :] - 1 - lags) % _RING, self._columns[None, :]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_volatility = np.log(np.log(closes[:-1] / closes[1:]).std(axis=0))
+        valid = has_bar & (bars > _VOLATILITY_WINDOW) & np.isfinite(log_volatility)
+        return 1.0 + gamma * _zscore(np.where(valid, log_volatility, 0.0), valid)
 
     def _close_back(self, state: _State, lag: int) -> np.ndarray:
         """Each symbol's close `lag` bars before its latest one (garbage where it has fewer bars)."""

@@ -124,6 +124,12 @@ def test_invalid_configs_name_the_field():
         SimulationConfig(alpha_weights=(("momentum", 1.0),))
     with pytest.raises(ConfigError, match="history_end"):
         SimulationConfig(history_end=D(2017, 1, 1))
+    with pytest.raises(ConfigError, match="alpha_regime_multipliers.*momentum"):
+        SimulationConfig(alpha_regime_multipliers=(("momentum", (1.0, 1.0, 1.0)),))
+    with pytest.raises(ConfigError, match="alpha_regime_multipliers.*one per regime"):
+        SimulationConfig(alpha_regime_multipliers=(("mom_63", (1.0, -1.0)),))
+    with pytest.raises(ConfigError, match="alpha_volatility_interaction"):
+        SimulationConfig(alpha_volatility_interaction=0.5)  # 1 + 0.5 × (−3) < 0 would turn reversal around
     with pytest.raises(ConfigError, match="horizon"):
         SimulatedMarket(SimulationConfig(n_symbols=10)).oracle_expected_return(EPOCH, EPOCH, 0)
 
@@ -396,13 +402,56 @@ def mean_rank_ic(oracle: pl.DataFrame, bars: pl.DataFrame, start: dt.date, end: 
     return daily["ic"].mean()
 
 
+@pytest.fixture(scope="module")
+def linear_market() -> SimulatedMarket:
+    """The `market` fixture's names in the linear world (`alpha_state_dependence=False`, MODEL_VERSION 1)."""
+    return SimulatedMarket(SimulationConfig(n_symbols=400, alpha_state_dependence=False))
+
+
+@pytest.mark.parametrize("world", ["state-dependent", "linear"])
 @pytest.mark.parametrize("horizon", [5, 10])
-def test_oracle_rank_ic_is_within_the_documented_band(market: SimulatedMarket, bars: pl.DataFrame, horizon: int):
+def test_oracle_rank_ic_is_within_the_documented_band(
+    market: SimulatedMarket, linear_market: SimulatedMarket, bars: pl.DataFrame, horizon: int, world: str
+):
     start = D(2018, 6, 1)
+    if world == "linear":
+        market = linear_market
+        bars = market.bars(EPOCH, WINDOW_END)
     oracle = market.oracle_expected_return(start, D(2019, 12, 13), horizon)
     assert oracle["horizon"].unique().to_list() == [horizon]
     ic = mean_rank_ic(oracle, bars.filter(pl.col("date") >= start), start, WINDOW_END, horizon)
     assert 0.10 <= ic <= 0.20
+
+
+def mom_63_oracle_correlation_by_regime(market: SimulatedMarket, end: dt.date) -> dict[str, float]:
+    """Mean daily Spearman correlation of ln(C / C[-63]) with the oracle (h = 10), per hidden regime."""
+    close = pl.col("close")
+    bars = market.bars(EPOCH, end).sort("symbol", "date")
+    momentum = bars.with_columns((close / close.shift(63)).log().over("symbol").alias("mom_63")).drop_nulls("mom_63")
+    start = D(2018, 6, 1)
+    daily = (
+        momentum.join(market.oracle_expected_return(start, end, 10), on=["symbol", "date"])
+        .join(market.market_regimes(start, end), on="date")
+        .group_by("date", "regime")
+        .agg(pl.corr("mom_63", "expected_return", method="spearman").alias("rho"))
+        .group_by("regime")
+        .agg(pl.col("rho").mean())
+    )
+    return dict(zip(daily["regime"], daily["rho"]))
+
+
+def test_momentum_pays_in_bull_markets_and_crashes_in_bear_and_chop(long_market: SimulatedMarket):
+    """Momentum crashes: mom_63 carries a positive weight in the bull regime and a negative one in the bear and
+    chop regimes. Its marginal correlation with the planted part is negative throughout (mom_63 moves with the
+    reversal features), but far less so in bull markets than in the others; in the linear world the regime
+    makes no difference."""
+    end = D(2024, 12, 31)
+    state = mom_63_oracle_correlation_by_regime(long_market, end)
+    linear = mom_63_oracle_correlation_by_regime(
+        SimulatedMarket(SimulationConfig(n_symbols=100, alpha_state_dependence=False)), end
+    )
+    assert state["bull"] - max(state["bear"], state["chop"]) > 0.2
+    assert max(linear.values()) - min(linear.values()) < 0.1
 
 
 def test_without_alpha_strength_nothing_is_predictable():
@@ -431,10 +480,13 @@ def cross_sectional_z(column: str) -> pl.Expr:
     return z.over("date").fill_null(0.0).fill_nan(0.0)
 
 
-def test_oracle_follows_the_documented_formula_from_past_bars():
+@pytest.mark.parametrize("state_dependent", [True, False], ids=["state-dependent", "linear"])
+def test_oracle_follows_the_documented_formula_from_past_bars(state_dependent: bool):
     """Recompute the planted score from the bars alone, as the module docstring defines it, and the oracle from
-    the score: the planted part is a function of observable history, nothing hidden."""
-    config = SimulationConfig(n_symbols=150)
+    the score: the planted part is a function of observable history and of the hidden regime of the session
+    (state-dependent world), nothing else. The linear world (`alpha_state_dependence=False`) is the same
+    recursion with the regime-independent weights and no volatility interaction."""
+    config = SimulationConfig(n_symbols=150, alpha_state_dependence=state_dependent)
     market = SimulatedMarket(config)
     end = D(2018, 9, 28)
     bars = market.bars(EPOCH, end).sort("symbol", "date")
@@ -452,12 +504,27 @@ def test_oracle_follows_the_documented_formula_from_past_bars():
             (volume / volume.rolling_mean(20)).log().clip(lower_bound=0.0) * (close - close.shift(1)).sign()
         ).over("symbol").alias("volume_surge_sign"),
         (close / high.rolling_max(20) - 1.0).over("symbol").alias("dist_high_20"),
+        # population std of the last 20 bar-to-bar log changes: defined from the 21st bar on
+        (close / close.shift(1)).log().rolling_std(20, ddof=0).log().over("symbol").alias("log_volatility_20"),
     )
+    regimes = market.market_regimes(EPOCH, end)
+    assert regimes["regime"].n_unique() >= 2, "the window must cover more than one regime"
     weights = dict(config.alpha_weights)
+    multipliers = dict(config.alpha_regime_multipliers) if state_dependent else {}
+    regime_order = ["bull", "bear", "chop"]
+    gamma = config.alpha_volatility_interaction if state_dependent else 0.0
+
+    def weight(name: str) -> pl.Expr:
+        by_regime = multipliers.get(name, (1.0, 1.0, 1.0))
+        return pl.col("regime").replace_strict(regime_order, [weights[name] * m for m in by_regime])
+
+    def term(name: str) -> pl.Expr:
+        planted = weight(name) * cross_sectional_z(name)
+        return planted * (1.0 + gamma * cross_sectional_z("log_volatility_20")) if name == "ret_5" else planted
+
     scores = (
-        features.with_columns(
-            pl.sum_horizontal(weight * cross_sectional_z(name) for name, weight in weights.items()).alias("combined")
-        )
+        features.join(regimes, on="date")
+        .with_columns(pl.sum_horizontal(term(name) for name in weights).alias("combined"))
         .with_columns(cross_sectional_z("combined").alias("score"))
         .pivot(on="symbol", index="date", values="score")
         .sort("date")
