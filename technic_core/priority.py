@@ -317,11 +317,13 @@ def _historical(history: _Rows, size: int, session: dt.date, config: PriorityCon
     dated = days[np.minimum(slot, len(days) - 1)] == history.days
     rating = history.values("tech_rating")
     rated = np.flatnonzero(dated & ~np.isnan(rating))
-    code, rating, age = history.codes[rated], rating[rated], (len(days) - slot[rated]).astype(np.float64)
+    code, rating, age = history.codes[rated], rating[rated], len(days) - slot[rated]
     alpha = history.values("alpha_score")[rated]
     tilt = np.where(np.isnan(alpha), 0.0, np.clip((alpha - 50.0) / 50.0, -1.0, 1.0))
-    spread = _rating_daily_std(code, rating, age, size) * np.sqrt(age)
-    weight = 0.5 ** ((age - 1) / config.half_life_sessions)
+    # per age (1 … history_sessions), then gathered: a power per row costs more than the rest of the factor
+    ages = np.arange(len(days) + 1, dtype=np.float64)
+    spread = (_rating_daily_std(code, rating, age, size) * np.sqrt(ages))[age]
+    weight = (0.5 ** ((ages - 1) / config.half_life_sessions))[age]
     evidence = weight * _normal_cdf((rating + config.alpha_tilt * tilt - SIGNAL_THRESHOLD) / spread)
     prior = config.prior_weight
     score = (
