@@ -121,7 +121,7 @@ def run(symbols: int, sessions: int, warmup: int, seed: int, end: dt.date) -> di
         )
         past = pl.concat(history)
         started = time.perf_counter()
-        screened = universe.filter(pl.col("passed")).get_column("symbol")
+        screened = universe.get_column("symbol").filter(universe.get_column("passed"))
         scores = score_symbols(screened, past, activity_bars, earnings, session, config)
         plan = build_plan(scores, session, scan_config.batch_size, config)
         plan_s = time.perf_counter() - started

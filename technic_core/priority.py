@@ -578,17 +578,15 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     the k-th of n exploited symbols at (k + ½) / n, the j-th of m explorers at (j + ½) / m — so every batch
     of `batch_size` holds the exploration share, and an exploited symbol comes first.
     """
-    ranked = scores[
-        _descending(
-            scores.get_column("priority_score").to_numpy(),
-            lambda: scores.select(
-                pl.arg_sort_by(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
-            ).to_series().to_numpy(),
-        )
-    ]
-    count = ranked.height
+    ranked = _descending(  # rows of `scores` in score order
+        scores.get_column("priority_score").to_numpy(),
+        lambda: scores.select(
+            pl.arg_sort_by(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
+        ).to_series().to_numpy(),
+    )
+    count = len(ranked)
     # a null tier compares null, which numpy's bool conversion (None → False) keeps out of the pool
-    pool = np.flatnonzero(ranked.get_column("priority_tier").ne(TIER_HIGH).to_numpy().astype(bool))
+    pool = np.flatnonzero(scores.get_column("priority_tier").ne(TIER_HIGH).to_numpy().astype(bool)[ranked])
     explorer_count = min(round(config.exploration_share * count), len(pool))
     explorers = pool[np.random.default_rng([config.seed, session.toordinal()]).permutation(len(pool))[:explorer_count]]
     exploring = np.zeros(count, dtype=bool)
@@ -601,7 +599,7 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     _log.debug("plan of %s: %d symbols, %d explorers from a pool of %d", session, count, explorer_count, len(pool))
     # Assembled from its columns in schema order: with_columns and a conforming select would be two more
     # polars queries, each costing about as much as the whole draw.
-    planned = ranked[order]
+    planned = scores[ranked[order]]
     added = {
         "date": np.full(count, np.datetime64(session, "D")),
         "exploration": exploring[order],
@@ -627,7 +625,7 @@ def prioritize(
 
     Only membership is read from the universe: its figures include the session's own close.
     """
-    screened = universe.filter(pl.col("passed")).get_column("symbol")
+    screened = universe.get_column("symbol").filter(universe.get_column("passed"))
     return build_plan(score_symbols(screened, history, bars, earnings, session, config), session, batch_size, config)
 
 
@@ -786,21 +784,21 @@ def _groups(symbols: pl.Series, reference: pl.DataFrame) -> tuple[np.ndarray, np
     """Sector and industry codes of `symbols` from `reference` (`symbol`, `sector`, `industry`). A missing
     sector or industry, and a symbol the reference lacks, count as the empty name; an industry is named
     within its sector."""
-    symbol_codes = _Codes(symbols, reference.get_column("symbol"))
-    row = np.full(symbol_codes.size, reference.height)  # the reference row of each symbol code; past the end: none
-    row[symbol_codes.of[1]] = np.arange(reference.height)
-    planned = row[symbol_codes.of[0]]
-    unnamed_and_null = pl.Series(["", None], dtype=pl.String)
-    names = _Codes(reference.get_column("sector"), reference.get_column("industry"), unnamed_and_null)
-    sector_of, industry_of, (unnamed, null) = names.of
+    reference_columns = (reference.get_column(name) for name in ("symbol", "sector", "industry"))
+    codes = _Codes(symbols, *reference_columns, pl.Series(["", None], dtype=pl.String))
+    planned_symbols, reference_symbols, sector_of, industry_of, (unnamed, null) = codes.of
+    row = np.full(codes.size, reference.height)  # the reference row of each symbol; past the end: none
+    row[reference_symbols] = np.arange(reference.height)
+    planned = row[planned_symbols]
 
-    def named(codes: np.ndarray) -> np.ndarray:
-        """The name code of each planned symbol, null and no reference row both the empty name."""
-        codes = np.append(codes, unnamed)[planned]
-        return np.where(codes == null, unnamed, codes)
+    def named(names: np.ndarray) -> np.ndarray:
+        """The name of each planned symbol, null and no reference row both the empty name."""
+        names = np.append(names, unnamed)[planned]
+        return np.where(names == null, unnamed, names)
 
     sector = named(sector_of)
-    return sector, np.unique(sector * names.size + named(industry_of), return_inverse=True)[1]
+    industry = np.unique(sector * codes.size + named(industry_of), return_inverse=True)[1]
+    return np.unique(sector, return_inverse=True)[1], industry
 
 
 _ANNOTATION_COLUMNS = ("priority_score", "priority_tier")
