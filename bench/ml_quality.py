@@ -12,9 +12,13 @@ Steps (all through the production code paths, on a fresh warehouse in a temp dir
   4. scan predictors: replay 8 sampled scans on each of the last --replay-sessions sessions, train, and
      read the held-out MAE of count and duration against the rolling median; then time single predictions.
 
+The simulated market plants a state-dependent alpha by default (`technic_core.sources.simulated`: momentum
+crashes, volatility-scaled reversal); --linear-alpha runs the linear, regime-independent world of simulator
+MODEL_VERSION 1 instead, where a linear model on the same features sits at the ceiling.
+
 Targets (issue 6): rank_ic_5d ≥ 0.8 × oracle and above every baseline; count_mae < 5 and ≥ 30 % below the
 baseline; predict p99 < 10 ms; training one year × 5,000 symbols < 60 s on 2 cores.
-Writes bench/results/ml_quality.json.
+Writes bench/results/ml_quality.json (--output elsewhere).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from technic_core.ml.scan_predictors import (
 from technic_core.ml.sandbox import fill_warehouse
 from technic_core.ml.scorer import alpha_scorer
 from technic_core.ml.training import TrainingConfig, load_training_panel, train_and_register
-from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
+from technic_core.sources.simulated import MODEL_VERSION, SimulatedMarket, SimulationConfig
 from technic_core.warehouse import Warehouse
 
 RESULTS = Path(__file__).parent / "results" / "ml_quality.json"
@@ -194,10 +198,15 @@ def shortfalls(figures: dict[str, object]) -> dict[str, str]:
                 if min(figures["rank_ic_5d"], figures["best_baseline_rank_ic_5d"]) >= figures["oracle_rank_ic_5d"]
                 else ". The "
             )
-            + "simulator plants a linear combination of cross-sectionally standardized features, so a linear "
-            "model on the same features sits at the ceiling, and trees (step functions of one feature each) "
-            "approximate that sum less closely; xgboost on top of the ridge's predictions (base margin) measured "
-            "0.1724-0.1729 against ridge 0.1730 on the latest two folds (one-off experiment, 2026-11-23)"
+            + (
+                "simulator plants a linear combination of cross-sectionally standardized features "
+                "(--linear-alpha), so a linear model on the same features sits at the ceiling and the trees on "
+                "top of it have nothing left to add"
+                if not figures["simulation"]["alpha_state_dependence"]
+                else "model is the ridge plus trees on what it leaves, so the gap is what the trees lose out of "
+                "sample: the state dependence the simulator plants (regime-dependent weights, volatility-scaled "
+                "reversal) was not learned well enough in this window to pay for the trees' noise"
+            )
         )
     if not targets["predict_p99_below_10ms"]:
         notes["predict_p99_below_10ms"] = (
@@ -210,6 +219,20 @@ def shortfalls(figures: dict[str, object]) -> dict[str, str]:
             f"on {figures['train_rows']} rows with the same settings (the spread between the two is the machine's "
             f"load); load average {figures['machine']['load_average_end'][0]:.1f} on 2 cores"
         )
+    return notes
+
+
+def caveats(figures: dict[str, object]) -> dict[str, str]:
+    """Targets met, but by a margin the paired daily difference cannot tell from noise (|t| < 2)."""
+    notes = {}
+    if figures["targets"]["rank_ic_5d_above_baselines"]:
+        best = max(figures["baselines_5d"], key=figures["baselines_5d"].get)
+        paired = figures.get(f"model_vs_{best}_5d", {})
+        if abs(paired.get("t_stat", math.inf)) < 2:
+            notes["rank_ic_5d_above_baselines"] = (
+                f"met by {paired['mean_difference']:+.5f} rank IC a day over {best} (t {paired['t_stat']:+.2f} over "
+                f"{paired['sessions']} sessions): within noise, a tie rather than a win"
+            )
     return notes
 
 
@@ -230,27 +253,45 @@ def main() -> None:
     parser.add_argument("--replay-sessions", type=int, default=120)
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
+        "--linear-alpha",
+        action="store_true",
+        help="simulate the linear, regime-independent planted alpha (alpha_state_dependence=False)",
+    )
+    parser.add_argument(
         "--warehouse",
         type=Path,
-        help="keep the filled warehouse here and reuse it when it already holds the same sessions "
-        "(models are deleted and retrained; for iterating on the models, not for the reported fill time)",
+        help="keep the filled warehouse here and reuse it when it already holds the same sessions of the same "
+        "simulated market (models are deleted and retrained; for iterating on the models, not for the reported "
+        "fill time)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    market = SimulatedMarket(SimulationConfig(n_symbols=args.symbols))
+    simulation = SimulationConfig(n_symbols=args.symbols, alpha_state_dependence=not args.linear_alpha)
+    market = SimulatedMarket(simulation)
     sessions = calendar.sessions_between(args.start, args.end)
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         directory = args.warehouse or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="technic-ml-bench-")))
         store = Warehouse(directory)
         started = time.perf_counter()
-        reused = store.sessions("results") == sessions and bool(store.sessions("outcomes"))
+        # a warehouse filled from another simulated market (world, version, size) is never reused
+        identity = Path(directory) / "simulated_market.txt"
+        market_id = f"MODEL_VERSION={MODEL_VERSION} {simulation!r}"
+        reused = (
+            store.sessions("results") == sessions
+            and bool(store.sessions("outcomes"))
+            and identity.is_file()
+            and identity.read_text() == market_id
+        )
         if reused:
             _log.info("reusing the filled warehouse %s", directory)
             shutil.rmtree(Path(directory) / MODELS_DIR, ignore_errors=True)  # every model trained afresh
         else:
+            if store.sessions("results"):
+                raise SystemExit(f"{directory} holds another market's or range's warehouse; pass an empty directory")
             fill_warehouse(store, market, sessions)
+            identity.write_text(market_id)
         fill_s = time.perf_counter() - started
         _log.info("warehouse filled in %.0f s", fill_s)
         figures = {
@@ -259,6 +300,12 @@ def main() -> None:
             "first_session": sessions[0].isoformat(),
             "last_session": sessions[-1].isoformat(),
             "fill_seconds": None if reused else round(fill_s, 1),
+            "simulation": {
+                "model_version": MODEL_VERSION,
+                "alpha_state_dependence": simulation.alpha_state_dependence,
+                "alpha_volatility_interaction": simulation.alpha_volatility_interaction,
+                "alpha_regime_multipliers": {name: list(m) for name, m in simulation.alpha_regime_multipliers},
+            },
             **alpha_quality(store, market, args.folds),
             **training_time(store),
             **alpha_scoring_time(store),
@@ -288,6 +335,7 @@ def main() -> None:
     }
     figures["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     figures["shortfalls"] = shortfalls(figures)
+    figures["caveats"] = caveats(figures)
     rounded = _rounded(figures)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(rounded, indent=2) + "\n")
