@@ -70,8 +70,8 @@ def test_linear_residual_is_the_ridge_baseline_plus_trees_and_carries_its_base()
 
 
 def test_linear_residual_trees_pair_each_feature_with_the_conditioning_features():
-    groups = alpha._conditioned_groups(("x", "regime_trend", "rank_volatility_20", "y", "market_volatility_20"))
+    groups = alpha._conditioned_groups(("x", "regime_trend", "rank_volatility_20", "y", "regime_high_volatility"))
     assert groups == [
-        ["x", "regime_trend", "rank_volatility_20", "market_volatility_20"],
-        ["y", "regime_trend", "rank_volatility_20", "market_volatility_20"],
+        ["x", "regime_trend", "rank_volatility_20", "regime_high_volatility"],
+        ["y", "regime_trend", "rank_volatility_20", "regime_high_volatility"],
     ]
