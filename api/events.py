@@ -29,11 +29,34 @@ FINAL_EVENTS = (END, LAGGING)
 END_ERROR = "error"
 
 
+#: Significant digits of the derived floats (indicators, scores, alphas) in every API response and event.
+WIRE_SIGNIFICANT_DIGITS = 6
+#: Market data that leave the API as stored: prices are exact ticks and volumes whole shares.
+EXACT_COLUMNS = frozenset({"open", "high", "low", "close", "vwap", "volume"})
+
+
+def for_wire(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with its derived float columns rounded to `WIRE_SIGNIFICANT_DIGITS` significant digits.
+
+    Why: an indicator computed from cent prices holds no more than 6–7 meaningful digits, yet its shortest
+    round-trip form has 16–17, and those random trailing digits are most of a result row's bytes —
+    incompressible, so they set the cost of delivering a batch to a thousand subscribers (rounded, a
+    250-row batch gzips to 46 KB instead of 73 KB). A relative error below 5e-7 changes no signal or
+    threshold a consumer can act on. Parquet keeps full precision; REST pages and stream events round the
+    same way, so a row read either way is the same row.
+    """
+    derived = [name for name, dtype in frame.schema.items() if dtype == pl.Float64 and name not in EXACT_COLUMNS]
+    if not derived:
+        return frame
+    return frame.with_columns(pl.col(derived).round_sig_figs(WIRE_SIGNIFICANT_DIGITS))
+
+
 def encode_rows(frame: pl.DataFrame) -> tuple[str, ...]:
-    """One compact JSON object per row, in frame order; NaN becomes null (JSON has no NaN)."""
+    """One compact JSON object per row (`for_wire` precision), in frame order; NaN becomes null (JSON has
+    no NaN)."""
     if frame.height == 0:
         return ()
-    return tuple(frame.write_ndjson().splitlines())
+    return tuple(for_wire(frame).write_ndjson().splitlines())
 
 
 class StreamEvent:
@@ -237,19 +260,22 @@ class GzipStream:
         self._length = 0
         self._started = False
 
+    def start(self) -> bytes:
+        """The header, once: a response may send it before its first burst so that no burst carries it."""
+        if self._started:
+            return b""
+        self._started = True
+        return self.HEADER
+
     def encode(self, burst: Burst) -> bytes:
         segment = burst.deflated()
         self._crc = segment.extend_crc(self._crc)
         self._length += segment.length
-        if self._started:
-            return segment.data
-        self._started = True
-        return self.HEADER + segment.data
+        return self.start() + segment.data if not self._started else segment.data
 
     def finish(self) -> bytes:
         """The end of the gzip member; header included if nothing was encoded."""
-        head = b"" if self._started else self.HEADER
-        return head + self._LAST_BLOCK + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
+        return self.start() + self._LAST_BLOCK + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF)
 
 
 def _data(**fields: object) -> str:

@@ -225,12 +225,13 @@ def serve(
     if warehouse is not None:
         os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
     try:
-        from api.main import create_app
+        from api.main import create_app, tune_garbage_collection
 
         application = create_app()
     except TechnicError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    tune_garbage_collection()
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

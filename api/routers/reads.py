@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 
 from api import auth, deps
+from api.events import for_wire
 from api.hub import StreamHub
 from api.models import Health, Models, Partitions, ResultFilters, ResultRow, ResultsPage, StreamCounts
 from api.queries import ResultQueries, model_registry
@@ -42,7 +43,7 @@ def _results_session(store: Warehouse, date: dt.date) -> dt.date:
 
 
 def _page(queries: ResultQueries, session: dt.date, filters: ResultFilters) -> ResultsPage:
-    rows = queries.results(session, filters).to_dicts()
+    rows = for_wire(queries.results(session, filters)).to_dicts()
     return ResultsPage(date=session, count=len(rows), rows=rows)
 
 
@@ -95,7 +96,7 @@ def symbol_result(
 ) -> ResultRow:  # type: ignore[valid-type]
     """One symbol's result row on one session."""
     session = _results_session(store, date)
-    rows = queries.result(session, symbol).to_dicts()
+    rows = for_wire(queries.result(session, symbol)).to_dicts()
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"{symbol} has no result on {session}")
     return rows[0]

@@ -111,6 +111,8 @@ async def result_events(
         # aclosing: a client that leaves mid-write stops the subscriber's heartbeat timer at once, not when
         # the abandoned generator is collected.
         try:
+            if gzip is not None:  # now, so the first batch's write is the shared segment alone, as every later one
+                yield gzip.start()
             async with aclosing(lease.subscriber.bursts(heartbeat_s)) as bursts:
                 async for events in bursts:
                     burst = sse_burst(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import decimal
 import gzip
 import json
 import zlib
@@ -21,8 +22,11 @@ from api.events import (
     RESULT,
     DeflateSegment,
     GzipStream,
+    EXACT_COLUMNS,
+    WIRE_SIGNIFICANT_DIGITS,
     encode_rows,
     end_event,
+    for_wire,
     heartbeat_event,
     progress_event,
     result_event,
@@ -50,6 +54,24 @@ def _seqs(events) -> list[int]:
 
 def test_rows_are_json_with_nan_as_null():
     assert [json.loads(row) for row in _rows(1, 2)] == [{"seq": 1, "x": None}, {"seq": 2, "x": None}]
+
+
+def test_derived_floats_leave_with_six_significant_digits_and_market_data_exactly():
+    rng = np.random.default_rng(7)
+    magnitudes = 10.0 ** rng.uniform(-9, 9, 2_000)
+    derived = magnitudes * rng.choice([-1.0, 1.0], magnitudes.size)
+    prices = np.round(rng.uniform(0.5, 700_000, magnitudes.size), 2)
+    frame = pl.DataFrame({"rsi": derived, "close": prices, "volume": np.floor(magnitudes), "seq": range(magnitudes.size)})
+    rows = pl.DataFrame([json.loads(row) for row in encode_rows(frame)])
+    relative_error = np.abs(rows.get_column("rsi").to_numpy() / derived - 1)
+    assert relative_error.max() <= 0.5 * 10.0 ** (1 - WIRE_SIGNIFICANT_DIGITS) * (1 + 1e-9)
+    assert relative_error.max() > 1e-9  # the derived column was rounded at all
+    digits = [len(decimal.Decimal(repr(value)).normalize().as_tuple().digits) for value in rows["rsi"]]
+    assert max(digits) == WIRE_SIGNIFICANT_DIGITS
+    assert {"close", "volume"} <= EXACT_COLUMNS
+    assert rows.get_column("close").to_list() == prices.tolist()
+    assert rows.get_column("volume").to_list() == np.floor(magnitudes).tolist()
+    assert for_wire(frame.select("seq")).equals(frame.select("seq"))
 
 
 def test_replay_then_tail_delivers_every_seq_once_in_order():

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from api.events import for_wire
 from api.scans import FIRST_BATCH_SIZE
 import technic_core.ml.scorer as scorer
 from technic_core.scan import ScanHooks
@@ -29,7 +30,7 @@ def test_post_scan_returns_every_row_and_records_history(client, warehouse, mark
     assert stats["ordering"] == "alphabetical" and "prioritization is off" in body["ordering_note"]
     rows = pl.DataFrame(body["rows"])
     assert rows.get_column("seq").to_list() == list(range(1, rows.height + 1))
-    same_scan = market.results.select("symbol", "tech_rating", "signal").sort("symbol")
+    same_scan = for_wire(market.results).select("symbol", "tech_rating", "signal").sort("symbol")
     assert rows.select("symbol", "tech_rating", "signal").sort("symbol").equals(same_scan)
     history = warehouse.read("scan_runs").filter(pl.col("scan_id") == stats["scan_id"])
     assert history.height == 1
