@@ -36,6 +36,12 @@ def _session_array() -> np.ndarray:
     return _xnys().sessions.values.astype("datetime64[D]")
 
 
+@lru_cache(maxsize=1)
+def _close_array() -> np.ndarray:
+    """Each session's close instant (early closes included) as UTC datetime64[ns], in `_session_array` order."""
+    return _xnys().closes.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+
+
 def _d64(day: dt.date) -> np.datetime64:
     return np.datetime64(day, "D")
 
@@ -112,16 +118,19 @@ def session_of(timestamp: dt.datetime) -> dt.date:
 
 
 def latest_complete_session(now: dt.datetime | None = None) -> dt.date:
-    """The most recent session whose regular close (incl. early closes) has passed at `now`."""
-    cal = _xnys()
-    now_ts = pd.Timestamp(now or dt.datetime.now(dt.timezone.utc))
-    if now_ts.tzinfo is None:
-        now_ts = now_ts.tz_localize("UTC")
-    today = now_ts.tz_convert(NEW_YORK).date()
-    candidate = today if is_session(today) else previous_session(today)
-    if candidate == today and now_ts < cal.session_close(pd.Timestamp(today)):
-        candidate = previous_session(today)
-    return candidate
+    """The most recent session whose regular close (incl. early closes) has passed at `now`.
+
+    A binary search over the sessions' close instants: stream connections resolve their horizon with it, and
+    a reconnect storm of a thousand clients should not pay a pandas calendar lookup each (~0.25 ms).
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.timezone.utc)
+    instant = np.datetime64(now.astimezone(dt.timezone.utc).replace(tzinfo=None), "ns")
+    index = int(np.searchsorted(_close_array(), instant, side="right")) - 1
+    if index < 0:
+        raise NotASessionError(f"{now} is before the first session the calendar knows ({_to_date(_session_array()[0])})")
+    return _to_date(_session_array()[index])
 
 
 def session_closes_utc(sessions: list[dt.date]) -> list[dt.datetime]:

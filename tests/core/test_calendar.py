@@ -1,5 +1,8 @@
 import datetime as dt
 
+import exchange_calendars as xcals
+import numpy as np
+import pandas as pd
 import pytest
 
 from technic_core import calendar
@@ -56,3 +59,25 @@ def test_latest_complete_session_respects_close_and_early_close():
     assert calendar.latest_complete_session(dt.datetime(2024, 11, 29, 19, 0, tzinfo=utc)) == D(2024, 11, 29)
     # Thanksgiving evening: Wednesday
     assert calendar.latest_complete_session(dt.datetime(2024, 11, 28, 23, 0, tzinfo=utc)) == D(2024, 11, 27)
+def test_latest_complete_session_matches_the_calendars_own_close_lookup():
+    """Reference: today if today's close (exchange_calendars' `session_close`) has passed, else the session
+    before — at random instants over twenty years, and exactly at and just before closes, early ones too."""
+    cal = xcals.get_calendar("XNYS", start=pd.Timestamp(calendar.CALENDAR_START))
+    rng = np.random.default_rng(11)
+    start = pd.Timestamp("2006-02-01", tz="UTC").value
+    end = pd.Timestamp(calendar.last_known_session() - dt.timedelta(days=7), tz="UTC").value
+    instants = [pd.Timestamp(int(value), tz="UTC") for value in rng.integers(start, end, 400)]
+    for close in (cal.session_close(pd.Timestamp(day)) for day in (D(2024, 11, 29), D(2024, 12, 2), D(2019, 7, 3))):
+        instants += [close, close - pd.Timedelta(1, "ns")]
+
+    def reference(now: pd.Timestamp) -> dt.date:
+        today = now.tz_convert("America/New_York").date()
+        candidate = today if cal.is_session(pd.Timestamp(today)) else cal.date_to_session(pd.Timestamp(today), "previous").date()
+        if candidate == today and now < cal.session_close(pd.Timestamp(today)):
+            candidate = cal.previous_session(pd.Timestamp(today)).date()
+        return candidate
+
+    for now in instants:
+        assert calendar.latest_complete_session(now.to_pydatetime()) == reference(now), now
+
+
