@@ -41,7 +41,7 @@ def for_wire(frame: pl.DataFrame) -> pl.DataFrame:
     Why: an indicator computed from cent prices holds no more than 6–7 meaningful digits, yet its shortest
     round-trip form has 16–17, and those random trailing digits are most of a result row's bytes —
     incompressible, so they set the cost of delivering a batch to a thousand subscribers (rounded, a
-    250-row batch gzips to 46 KB instead of 73 KB). A relative error below 5e-7 changes no signal or
+    250-row batch gzips to 35 KB instead of 73 KB). A relative error below 5e-7 changes no signal or
     threshold a consumer can act on. Parquet keeps full precision; REST pages and stream events round the
     same way, so a row read either way is the same row.
     """
@@ -198,7 +198,7 @@ class DeflateSegment:
     """A burst as raw deflate blocks ending on a sync flush, with what a gzip trailer needs of its plain bytes.
 
     Every client's trailer holds the CRC-32 of everything it was sent, and clients join at different bursts,
-    so each extends its own CRC by each segment. Running zlib's CRC over a 220 KB batch once per client would
+    so each extends its own CRC by each segment. Running zlib's CRC over a 175 KB batch once per client would
     cost a thousand clients ~0.1 s a batch; instead a large segment carries four byte tables of the linear map
     "CRC of some bytes → CRC of those bytes followed by this segment's" (zlib's `crc32_combine`, tabulated),
     so extending costs four lookups whatever the segment's length. Short segments (progress, heartbeats, the

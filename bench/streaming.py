@@ -8,9 +8,9 @@ head of each SSE chunk, so client overhead stays small next to the server's. All
 CLOCK_MONOTONIC, one clock for every process on the machine.
 
 Per client and batch, latency = receipt of the batch's `result` event − the batch file's appearance. Runs
-cover each client count at each batch size — 250 rows (the daily scan's batch, ~220 KB of JSON per event)
+cover each client count at each batch size — 250 rows (the daily scan's batch, ~175 KB of JSON per event)
 and 25 rows — and each response encoding: gzip (what browsers' EventSource and httpx ask for; the server
-compresses each burst once for all clients, ~3× fewer bytes) and identity (a client that asks for none).
+compresses each burst once for all clients, ~5× fewer bytes) and identity (a client that asks for none).
 Each configuration runs `--repeat` times (fresh session each) and reports the median of its runs' figures,
 since a shared 2-core machine swings them. Lost and duplicated counts are per row seq over all clients,
 summed over the repeats. The first-result time runs from just before `POST /scan/stream` is sent to the
