@@ -66,9 +66,9 @@ def test_latest_complete_session_matches_the_calendars_own_close_lookup():
     rng = np.random.default_rng(11)
     start = pd.Timestamp("2006-02-01", tz="UTC").value
     end = pd.Timestamp(calendar.last_known_session() - dt.timedelta(days=7), tz="UTC").value
-    instants = [pd.Timestamp(int(value), tz="UTC") for value in rng.integers(start, end, 400)]
+    instants = [pd.Timestamp(int(value) // 1000, unit="us", tz="UTC") for value in rng.integers(start, end, 400)]
     for close in (cal.session_close(pd.Timestamp(day)) for day in (D(2024, 11, 29), D(2024, 12, 2), D(2019, 7, 3))):
-        instants += [close, close - pd.Timedelta(1, "ns")]
+        instants += [close, close - pd.Timedelta(1, "us")]
 
     def reference(now: pd.Timestamp) -> dt.date:
         today = now.tz_convert("America/New_York").date()
