@@ -42,8 +42,8 @@ def for_wire(frame: pl.DataFrame) -> pl.DataFrame:
     round-trip form has 16–17, and those random trailing digits are most of a result row's bytes —
     incompressible, so they set the cost of delivering a batch to a thousand subscribers (rounded, a
     250-row batch deflates to 46 KB instead of 73 KB at the same zlib level). A relative error below 5e-7
-    changes no signal or threshold a consumer can act on. Parquet keeps full precision; REST pages and stream events round the
-    same way, so a row read either way is the same row.
+    changes no signal or threshold a consumer can act on. Parquet keeps full precision; REST pages and
+    stream events round the same way, so a row read either way is the same row.
     """
     derived = [name for name, dtype in frame.schema.items() if dtype == pl.Float64 and name not in EXACT_COLUMNS]
     if not derived:
@@ -273,7 +273,7 @@ class GzipStream:
         segment = burst.deflated()
         self._crc = segment.extend_crc(self._crc)
         self._length += segment.length
-        return self.start() + segment.data if not self._started else segment.data
+        return self.start() + segment.data  # once started, b"" + data is data itself: no copy
 
     def finish(self) -> bytes:
         """The end of the gzip member; header included if nothing was encoded."""
