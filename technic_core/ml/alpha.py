@@ -14,9 +14,9 @@ stronger in volatile names. So the model is a ridge regression (exactly the ridg
 same rows and features) plus boosted trees fitted to what the ridge leaves: the ridge's prediction is the
 booster's base margin, and each tree uses one feature together with the conditioning features
 (`features.CONDITIONING_FEATURES`: the regime flags and the stock's own volatility rank) — a feature's effect
-may change with the state, and that is the only structure the trees add. The ridge's coefficients travel inside the booster (attribute `LINEAR_BASE_ATTRIBUTE`), so one model
-file predicts. Because the ridge is part of the model, the model beats the ridge baseline only by what the
-trees add out of sample.
+may change with the state, and that is the only structure the trees add. The ridge's coefficients travel
+inside the booster (attribute `LINEAR_BASE_ATTRIBUTE`), so one model file predicts. Because the ridge is
+part of the model, the model beats the ridge baseline only by what the trees add out of sample.
 
 "additive_monotone" is the trees alone, each on one feature plus the conditioning features, each feature's
 effect monotone in the direction of its rank correlation with the target on the training rows (no

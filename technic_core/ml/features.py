@@ -18,8 +18,8 @@ Four kinds of feature, each for a reason:
   combining a feature with these can (`CONDITIONING_FEATURES`).
 
 Only a symbol's own bars up to the row's session enter its features (the ranks add other symbols' bars of
-the same session), so a feature never looks ahead. Missing inputs
-(warm-up, young symbols) stay null and reach the model as missing values, never as zeros.
+the same session), so a feature never looks ahead. Missing inputs (warm-up, young symbols) stay null and
+reach the model as missing values, never as zeros.
 """
 
 from __future__ import annotations
