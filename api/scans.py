@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -38,12 +37,14 @@ from api.events import (
     sse_burst,
 )
 from api.hub import StreamHub, Topic
-from technic_core import calendar, priority, schema
+from technic_core import calendar, daily
 from technic_core.config import ScanConfig
 from technic_core.ml.labels import HORIZONS
 from technic_core.ml.registry import ModelRegistry
 from technic_core.errors import TechnicError
-from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, run_scan
+from technic_core.ml.scan_history import scan_run_row
+from technic_core.ml.scorer import alpha_enricher
+from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, ScanRun, run_scan
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,12 @@ SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 #: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
-PRIORITY = priority.PriorityConfig()
+PRIORITY = daily.DEFAULT_PRIORITY
 #: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a batch costs a fixed
 #: ~20 ms plus its rows, so a small first batch is what puts the first results on the stream soonest.
 FIRST_BATCH_SIZE = 25
 #: Bars always loaded: the default scan's lookback, which is also the history the alpha features read.
-DEFAULT_LOOKBACK = ScanConfig().lookback_sessions
+DEFAULT_LOOKBACK = daily.DEFAULT_SCAN.lookback_sessions
 #: The champion models `technic_core.ml.scorer` serves, one per label horizon.
 ALPHA_MODELS = tuple(f"alpha_{horizon}d" for horizon in HORIZONS)
 ORDER_PRIORITY, ORDER_ALPHABETICAL = "priority", "alphabetical"
@@ -199,13 +200,7 @@ class ScanInputsCache:
     def _alpha(
         self, session: dt.date, bars: pl.DataFrame, universe: pl.DataFrame, regime: str | None
     ) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
-        """The alpha enricher, as the ML stage builds it; a failure degrades scans to null alpha columns.
-
-        Imported here, not at the top: the scorer pulls in xgboost (over a second of imports), which only
-        scans need — the API starts and serves reads without it.
-        """
-        from technic_core.ml.scorer import alpha_enricher
-
+        """The alpha enricher, as the daily scan builds it; a failure degrades scans to null alpha columns."""
         try:
             return alpha_enricher(self.store, session, bars, universe, regime)
         except Exception:  # noqa: BLE001 - the ML stage's failure must not stop scans; traceback is logged
@@ -215,23 +210,6 @@ class ScanInputsCache:
     def _priority(self, session: dt.date) -> PriorityPlan:
         plan = self.store.read("priority", session, session).sort("rank")
         return PriorityPlan(session=session, frame=plan, order=tuple(plan.get_column("symbol").to_list()))
-
-
-class _BuiltOnFirstCall:
-    """A reorder hook constructed when first called, i.e. after the first batch is published.
-
-    Why: building the sector hit-rate reorder indexes the whole plan (milliseconds for 5,000 symbols), and
-    the engine calls the hook only after yielding a batch, so nothing before the first result waits for it.
-    """
-
-    def __init__(self, build: Callable[[], Callable[[list[str], pl.DataFrame], list[str]]]) -> None:
-        self._build = build
-        self._hook: Callable[[list[str], pl.DataFrame], list[str]] | None = None
-
-    def __call__(self, remaining: list[str], results: pl.DataFrame) -> list[str]:
-        if self._hook is None:
-            self._hook = self._build()
-        return self._hook(remaining, results)
 
 
 def _mtime(path: Path) -> int | None:
@@ -395,6 +373,7 @@ class ScanManager:
         scan.status = RUNNING
         inputs = scan.inputs
         order = inputs.priority.order if scan.ordering == ORDER_PRIORITY and inputs.priority else None
+        run = ScanRun(batches=iter(()), total=0)
         try:
             run = run_scan(
                 scan.config,
@@ -415,7 +394,8 @@ class ScanManager:
             logger.exception("ad-hoc scan failed", extra={"scan_id": scan.scan_id})
             scan.end_reason, scan.error = END_ERROR, str(exc)
         scan.elapsed_s = time.perf_counter() - started
-        self._append_history(scan, started_at)
+        run.end_reason = scan.end_reason
+        self._append_history(scan, run, started_at)
         scan.status = FINISHED
         self._publish(scan.topic, end_event(scan.scan_id, scan.results, scan.end_reason or END_ERROR, scan.error))
         logger.info(
@@ -424,19 +404,12 @@ class ScanManager:
         )
 
     def _scan_hooks(self, scan: AdHocScan) -> ScanHooks:
-        """What the pipeline's scan gets, then the configured hooks: alpha columns from the champion models;
-        for a prioritized scan each result annotated with its plan score and tier, and the sector/industry
-        hit-rate reorder after each batch (unless a reorder hook was configured)."""
+        """What the pipeline's scan gets (`technic_core.daily.plan_hooks`: plan annotation, alpha columns,
+        the hit-rate reorder when the scan follows the plan), then the configured hooks."""
         plan = scan.inputs.priority if scan.ordering == ORDER_PRIORITY else None
-        reorder = self._hooks.reorder
-        if reorder is None and plan is not None and PRIORITY.reorder:
-            build = partial(priority.SectorHitRateReorder, plan.frame, scan.inputs.universe, PRIORITY)
-            reorder = _BuiltOnFirstCall(build)
-        return ScanHooks(reorder=reorder).with_enrichment(
-            priority.PlanAnnotator(plan.frame) if plan is not None else None,
-            scan.inputs.alpha,
-            self._hooks.enrich,
-        )
+        hooks = daily.plan_hooks(plan.frame if plan else None, scan.inputs.universe, scan.inputs.alpha, PRIORITY).hooks
+        reorder = self._hooks.reorder or hooks.reorder
+        return ScanHooks(enrich=hooks.enrich, reorder=reorder).with_enrichment(self._hooks.enrich)
 
     def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
         first_seq = scan.results + 1
@@ -462,22 +435,11 @@ class ScanManager:
         sse_burst(events).deflated()
         self._publish(scan.topic, *events)
 
-    def _append_history(self, scan: AdHocScan, started_at: dt.datetime) -> None:
-        row = {
-            "scan_id": scan.scan_id,
-            "date": scan.session,
-            "started_at": started_at,
-            "duration_s": scan.elapsed_s,
-            "config_json": scan.config.model_dump_json(),
-            "regime": scan.inputs.regime,
-            "symbols_screened": scan.total,
-            "symbols_scanned": scan.scanned,
-            "symbols_rejected": scan.rejected,
-            "result_count": scan.results,
-            "signal_count": scan.signals,
-            "end_reason": scan.end_reason,
-        }
+    def _append_history(self, scan: AdHocScan, run: ScanRun, started_at: dt.datetime) -> None:
+        row = scan_run_row(
+            scan.scan_id, scan.session, scan.config, run, scan.inputs.regime, scan.elapsed_s, started_at
+        )
         try:
-            self.store.append_scan_run(pl.DataFrame([row], schema=schema.SCAN_RUNS))
+            self.store.append_scan_run(row)
         except Exception:  # noqa: BLE001 - a failed history write must not keep the stream from ending
             logger.exception("could not append ad-hoc scan to scan history", extra={"scan_id": scan.scan_id})

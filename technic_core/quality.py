@@ -2,6 +2,11 @@
 
 The Dagster asset checks are thin wrappers around these, so the rules are testable without Dagster and a
 broken partition fails the same way in a unit test, the UI and a backfill.
+
+Two kinds of rule (`CheckRule.blocking`): a rule whose failure means corrupt or unusable data (duplicates,
+invalid prices, unexplained rejections, a broken `seq`) blocks everything downstream; a plausibility
+expectation (coverage, rejection rate, freshness) only warns, because real universes are small, curated or
+messy and a clean watchlist must not fail a run for being clean.
 """
 
 from __future__ import annotations
@@ -24,6 +29,54 @@ REJECTION_RATE_BAND = (0.02, 0.90)
 REQUIRED_RESULT_COLUMNS = (
     "symbol", "sector", "industry", "close", "volume", "rsi", "macd", "macd_signal", "bb_width", "atr_pct",
     "volume_ratio", "mom_21", "mom_63", "mom_126", "tech_rating", "signal", "batch", "seq",
+)
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """One data-quality rule: its check name, what it asserts, and whether a failure blocks downstream."""
+
+    name: str
+    asserts: str
+    blocking: bool
+
+    @property
+    def description(self) -> str:
+        """What the UI shows beside the check: the rule and which kind it is."""
+        if self.blocking:
+            return f"Blocks downstream: {self.asserts}. A failure means corrupt or unusable data."
+        return f"Warns: {self.asserts}. A plausibility expectation; a failure never stops the run."
+
+
+BAR_RULES = (
+    CheckRule("bars_coverage", f"at least {MIN_BAR_COVERAGE:.0%} of the screened universe has a bar", blocking=False),
+    CheckRule(
+        "bars_valid_ohlc", "no null or non-positive OHLC; high ≥ max(open, close) and low ≤ min(open, close)", True
+    ),
+    CheckRule("bars_unique", "no duplicate (symbol, date) rows", blocking=True),
+    CheckRule(
+        "bars_not_stale",
+        f"at most {MAX_REPEATED_BAR_SHARE:.0%} of the bars repeat the previous session's OHLCV exactly "
+        "(more is a vendor re-serving yesterday's file)",
+        blocking=True,
+    ),
+)
+UNIVERSE_RULES = (
+    CheckRule("universe_unique", "each symbol appears once", blocking=True),
+    CheckRule(
+        "universe_rejection_rate",
+        f"the pre-screen rejects {REJECTION_RATE_BAND[0]:.0%}–{REJECTION_RATE_BAND[1]:.0%} of the symbols",
+        blocking=False,
+    ),
+    CheckRule("universe_reasons", "every rejected symbol has a reason and no passing symbol has one", blocking=True),
+)
+RESULT_RULES = (
+    CheckRule("results_columns", "all required result columns are present", blocking=True),
+    CheckRule("results_values", "no NaN or null tech_rating or close; RSI within [0, 100]", blocking=True),
+    CheckRule("results_seq", "seq is strictly increasing without gaps across the batch files", blocking=True),
+)
+FRESHNESS_RULE = CheckRule(
+    "results_fresh", "the newest scanned session is at most one session behind the calendar", blocking=False
 )
 
 

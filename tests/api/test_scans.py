@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.events import for_wire
 from api.scans import FIRST_BATCH_SIZE
-import technic_core.ml.scorer as scorer
+import api.scans as ad_hoc_scans
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, OTHER_AUTH
@@ -215,7 +215,7 @@ def test_ad_hoc_results_carry_the_champion_alpha_and_survive_a_broken_model(make
         built_for.append((session, bars.get_column("date").n_unique(), regime))
         return lambda results: results.with_columns(alpha_score=pl.lit(42.0), alpha_5d=pl.col("tech_rating") / 1000)
 
-    monkeypatch.setattr(scorer, "alpha_enricher", fake_enricher)
+    monkeypatch.setattr(ad_hoc_scans, "alpha_enricher", fake_enricher)
     with TestClient(make_app()) as client:
         rows = client.post("/scan", json={"max_symbols": 5, "lookback_sessions": 60}, headers=AUTH).json()["rows"]
     assert [row["alpha_score"] for row in rows] == [42.0] * 5
@@ -226,7 +226,7 @@ def test_ad_hoc_results_carry_the_champion_alpha_and_survive_a_broken_model(make
     def broken_enricher(store, session, bars, universe, regime):
         raise RuntimeError("champion file unreadable")
 
-    monkeypatch.setattr(scorer, "alpha_enricher", broken_enricher)
+    monkeypatch.setattr(ad_hoc_scans, "alpha_enricher", broken_enricher)
     with TestClient(make_app()) as client:
         body = client.post("/scan", json={"max_symbols": 5}, headers=AUTH).json()
     assert body["stats"]["end_reason"] == "complete"

@@ -18,28 +18,22 @@ from dagster import (
     build_sensor_context,
     materialize,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from technic_core.ml.registry import ModelRegistry
-from technic_pipelines.assets import session_assets
-from technic_pipelines.jobs import daily_scan_job, price_bars_backfill_job
-from technic_pipelines.ml import (
+from technic_pipelines.defs import ml
+from technic_pipelines.defs.ml.assets import alpha_champions_load, alpha_models, scan_runs, signal_outcomes
+from technic_pipelines.defs.ml.sensors import (
     DEFAULT_MIN_NEW_RUNS,
     DEFAULT_MIN_NEW_SESSIONS,
-    alpha_champions_load,
-    alpha_models,
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
     build_alpha_training_sensor,
     build_scan_predictor_sensor,
     label_sensor,
-    ml_asset_checks,
-    ml_assets,
-    ml_sensors,
-    scan_runs,
-    signal_outcomes,
 )
+from technic_pipelines.definitions import defs as code_location
 from technic_pipelines.partitions import session_key
-from technic_pipelines.resources import MarketDataResource, WarehouseResource
-from technic_pipelines.schedules import market_open_schedule
+from technic_pipelines.resources import WarehouseResource
 
 
 def _resources(store) -> dict[str, object]:
@@ -47,23 +41,15 @@ def _resources(store) -> dict[str, object]:
 
 
 def test_the_ml_module_wires_into_the_code_location():
-    defs = Definitions(
-        assets=[*session_assets, *ml_assets],
-        asset_checks=ml_asset_checks,
-        sensors=ml_sensors,
-        jobs=[daily_scan_job, price_bars_backfill_job],
-        schedules=[market_open_schedule],
-        resources={"warehouse": WarehouseResource(), "market_data": MarketDataResource()},
-    )
-    Definitions.validate_loadable(defs)
-    graph = defs.resolve_asset_graph()
+    Definitions.validate_loadable(code_location)
+    graph = code_location.resolve_asset_graph()
     parents = {name: {k.path[-1] for k in graph.get(AssetKey(name)).parent_keys} for name in ("signal_outcomes", "alpha_models", "scan_predictors")}
     assert parents == {
         "signal_outcomes": {"scan_results", "price_bars"},
         "alpha_models": {"signal_outcomes"},
         "scan_predictors": {"scan_runs", "scan_results"},
     }
-    assert {s.name for s in ml_sensors} == {"label_sensor", "alpha_training_sensor", "scan_predictor_sensor"}
+    assert {s.name for s in ml.defs.sensors} == {"label_sensor", "alpha_training_sensor", "scan_predictor_sensor"}
 
 
 def test_signal_outcomes_labels_a_session_once_its_future_bars_exist(store):
@@ -182,10 +168,10 @@ def test_label_sensor_requests_consecutive_labelable_sessions_in_one_run(store):
         shutil.rmtree(store.root / "outcomes" / f"date={session.isoformat()}")
     request = label_sensor(build_sensor_context(resources=_resources(store)))
     assert isinstance(request, RunRequest)
-    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == session_key(sessions[-5])
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == session_key(sessions[-1])
+    assert request.tags[PARTITION_RANGE_START_TAG] == session_key(sessions[-5])
+    assert request.tags[PARTITION_RANGE_END_TAG] == session_key(sessions[-1])
     assert request.run_key == f"signal_outcomes:{session_key(sessions[-5])}..{session_key(sessions[-1])}"
     # a session that was never scanned splits the range: the run stops before it
     shutil.rmtree(store.root / "results" / f"date={sessions[-3].isoformat()}")
     request = label_sensor(build_sensor_context(resources=_resources(store)))
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == session_key(sessions[-4])
+    assert request.tags[PARTITION_RANGE_END_TAG] == session_key(sessions[-4])

@@ -15,7 +15,8 @@ from technic_core.scan import run_scan
 from technic_core.screening import screen
 from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 from technic_core.warehouse import Warehouse
-from technic_pipelines.priority import prioritized_scan, symbol_priority_scores
+from technic_core.daily import prioritized_scan
+from technic_pipelines.defs.priority.assets import symbol_priority_scores
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
 SYMBOLS = 80

@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterInstance, RunRequest, build_schedule_context
 
 from technic_pipelines.definitions import defs
-from technic_pipelines.schedules import market_open_schedule
+from technic_pipelines.defs.scan.schedules import market_open_schedule
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -1,22 +1,17 @@
-"""Small PNG charts embedded in Dagster markdown metadata, for what people would rather see than read.
+"""Charts of a session's scan for the UI: the TechRating distribution and signals by sector.
 
-Rendered with matplotlib's Agg backend (no display) at a small size; each chart is a few tens of KB of
-base64 in the event log, once per materialization.
+Rendered with matplotlib's Agg backend at a small size; each chart is a few tens of KB of base64 in the
+event log, once per materialization.
 """
 
 from __future__ import annotations
 
-import base64
-import io
+import matplotlib.pyplot as plt
+import polars as pl
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import polars as pl  # noqa: E402
-
-from technic_core import schema  # noqa: E402
-from technic_core.scoring import SIGNAL_THRESHOLDS  # noqa: E402
+from technic_core import schema
+from technic_core.scoring import SIGNAL_THRESHOLDS
+from technic_pipelines.metadata import markdown_image
 
 SIGNAL_COLOURS = {
     "Strong Buy": "#1a7f37",
@@ -25,14 +20,6 @@ SIGNAL_COLOURS = {
     "Sell": "#f29b8f",
     "Strong Sell": "#c0392b",
 }
-
-
-def _as_markdown_image(figure: plt.Figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"![{alt}](data:image/png;base64,{encoded})"
 
 
 def tech_rating_histogram(results: pl.DataFrame) -> str:
@@ -44,7 +31,7 @@ def tech_rating_histogram(results: pl.DataFrame) -> str:
     axis.set_xlabel("TechRating")
     axis.set_ylabel("symbols")
     axis.set_title(f"TechRating distribution ({results.height} results)")
-    return _as_markdown_image(figure, "TechRating distribution")
+    return markdown_image(figure, "TechRating distribution")
 
 
 def signals_by_sector(results: pl.DataFrame) -> str:
@@ -65,4 +52,4 @@ def signals_by_sector(results: pl.DataFrame) -> str:
     axis.set_xlabel("symbols")
     axis.set_title("Signals by sector")
     axis.legend(fontsize=7, loc="lower right")
-    return _as_markdown_image(figure, "Signals by sector")
+    return markdown_image(figure, "Signals by sector")

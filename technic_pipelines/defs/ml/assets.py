@@ -1,26 +1,23 @@
-"""Prediction-model assets, sensors and checks: labels, scan history, alpha models, scan predictors.
+"""Prediction-model assets and checks: labels, scan history, alpha models, scan predictors.
 
-Thin wrappers over `technic_core.ml`, written like the session assets (`technic_pipelines.assets`): each
-loops over its sessions, calls the core, writes the warehouse and returns metadata, never data.
+Thin wrappers over `technic_core.ml`, written like the session assets: each loops over its sessions, calls
+the core, writes the warehouse and returns metadata, never data.
 
-* `signal_outcomes` (per session) — realized 5/10-session forward returns of the session's scanned
-  symbols. A session is labeled only once the bars of t + 10 exist; asked earlier, the run fails saying
-  which bars are missing. `label_sensor` requests the sessions that have become labelable.
-* `scan_runs` (per session) — replays of sampled user scans over the stored session, appended to the
-  same `scan_runs` dataset the daily scan (`scan_results`) and the API write, to bootstrap the history
-  the scan predictors learn from.
-* `alpha_models` — trains, walk-forward evaluates and registers the 5/10-session models; the champion
-  switches only when the new model is at least as good on the same window. `alpha_training_sensor`
-  requests it once `min_new_sessions` (20) new sessions are labeled.
-* `scan_predictors` — result-count and duration predictors, retrained by `scan_predictor_sensor` after
-  `min_new_runs` (50) new scan runs.
-* Checks: the champions load (a fallback to a previous version fails the check), the new alpha model
-  beats its baselines, the predictors beat the rolling median, outcomes are labeled.
+* `signal_outcomes` (per session): realized forward returns of the session's scanned symbols over the label
+  horizons. A session is labeled only once the bars of its last horizon exist; asked earlier, the run fails
+  saying which bars are missing.
+* `scan_runs` (per session): replays of sampled user scans over the stored session, appended to the same
+  `scan_runs` dataset the daily scan (`scan_results`) and the API write, to bootstrap the history the scan
+  predictors learn from.
+* `alpha_models`: trains, walk-forward evaluates and registers the alpha models; the champion switches only
+  when the new model is at least as good on the same window.
+* `scan_predictors`: result-count and duration predictors.
+* Checks: the champions load (a fallback to a previous version fails the check), the new alpha model beats
+  its baselines (a warning), the predictors beat the rolling median, outcomes are labeled.
 """
 
 
 import datetime as dt
-import json
 import time
 from collections import Counter
 
@@ -32,21 +29,14 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
-    AssetKey,
     BackfillPolicy,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
     TimeWindowPartitionMapping,
     asset,
     asset_check,
-    sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from technic_core import calendar
 from technic_core.ml.labels import HORIZONS, label_column, label_ready, session_outcomes
@@ -54,20 +44,14 @@ from technic_core.ml.scan_history import DEFAULT_REPLAYS_PER_SESSION, record_rep
 from technic_core.ml.scan_predictors import load_predictor_models, train_scan_predictors
 from technic_core.ml.scorer import AlphaScorer
 from technic_core.ml.training import InsufficientHistoryError, TrainingReport, train_alpha_models
-from technic_core.warehouse import DATASETS
-from technic_pipelines.assets import _markdown_table, _sessions
-from technic_pipelines.charts import _as_markdown_image
-from technic_pipelines.partitions import session_key, session_partitions
+from technic_pipelines.metadata import markdown_image, markdown_table, run_sessions
+from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import WarehouseResource
 
 LABEL_HORIZON = max(HORIZONS)
 #: Share of a session's scanned symbols that must have both labels (halts and delistings lose some).
 MIN_LABEL_COVERAGE = 0.9
-DEFAULT_MIN_NEW_SESSIONS = 20
-DEFAULT_MIN_NEW_RUNS = 50
 
-
-# -------------------------------------------------------------------- labels
 
 
 @asset(
@@ -99,7 +83,7 @@ DEFAULT_MIN_NEW_RUNS = 50
 )
 def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     store = warehouse.get()
-    sessions = _sessions(context)
+    sessions = run_sessions(context)
     bar_sessions = set(store.sessions("bars"))
     waiting = [session for session in sessions if not label_ready(session, bar_sessions)]
     if waiting:
@@ -133,7 +117,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
             "dagster/row_count": latest.height,
             "sessions": len(sessions),
             "labeled_share_min": round(coverage[worst], 4),
-            "forward_returns_by_signal": MetadataValue.md(_markdown_table(by_signal, float_digits=4)),
+            "forward_returns_by_signal": MetadataValue.md(markdown_table(by_signal, float_digits=4)),
         },
         check_results=[
             AssetCheckResult(
@@ -144,37 +128,6 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
             )
         ],
     )
-
-
-@sensor(
-    target=[signal_outcomes],
-    minimum_interval_seconds=3600,
-    description=(
-        "Requests signal_outcomes for scanned sessions whose t+10 bars have arrived: one run over the first "
-        "consecutive range of them per tick."
-    ),
-)
-def label_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
-    store = warehouse.get()
-    bar_sessions = set(store.sessions("bars"))
-    labeled = set(store.sessions("outcomes"))
-    ready = [s for s in store.sessions("results") if s not in labeled and label_ready(s, bar_sessions)]
-    if not ready:
-        return SkipReason("no scanned session has become labelable")
-    # one run over consecutive sessions only: a session without results inside a range would fail it
-    span = [ready[0]]
-    for session in ready[1:]:
-        if session != calendar.next_session(span[-1]):
-            break
-        span.append(session)
-    start, end = session_key(span[0]), session_key(span[-1])
-    return RunRequest(
-        run_key=f"signal_outcomes:{start}..{end}",
-        tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
-    )
-
-
-# -------------------------------------------------------------------- scan history
 
 
 @asset(
@@ -192,7 +145,7 @@ def label_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource)
 def scan_runs(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     store = warehouse.get()
     started = time.perf_counter()
-    rows = [record_replays(store, session) for session in _sessions(context)]
+    rows = [record_replays(store, session) for session in run_sessions(context)]
     replays = pl.concat(rows)
     return MaterializeResult(
         metadata={
@@ -201,14 +154,11 @@ def scan_runs(context: AssetExecutionContext, warehouse: WarehouseResource) -> M
             "median_result_count": float(replays.get_column("result_count").median()),
             "median_duration_s": round(float(replays.get_column("duration_s").median()), 4),
             "end_reasons": MetadataValue.md(
-                _markdown_table(pl.DataFrame(Counter(replays.get_column("end_reason")).most_common(), schema=["end_reason", "runs"], orient="row"))
+                markdown_table(pl.DataFrame(Counter(replays.get_column("end_reason")).most_common(), schema=["end_reason", "runs"], orient="row"))
             ),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
-
-
-# -------------------------------------------------------------------- alpha models
 
 
 @asset(
@@ -276,63 +226,6 @@ def alpha_champions_load(warehouse: WarehouseResource) -> AssetCheckResult:
     )
 
 
-def build_alpha_training_sensor(min_new_sessions: int = DEFAULT_MIN_NEW_SESSIONS, name: str = "alpha_training_sensor"):
-    """A sensor requesting `alpha_models` once `min_new_sessions` sessions newer than the last request are
-    labeled.
-
-    Its cursor holds the event-log position read so far, the latest session a run was requested through
-    and the labeled sessions since. Run keys name that latest session, so a request is never made twice.
-    """
-
-    @sensor(
-        name=name,
-        target=[alpha_models],
-        minimum_interval_seconds=600,
-        description=f"Retrains the alpha models after ≥ {min_new_sessions} new labeled sessions (signal_outcomes).",
-    )
-    def _sensor(context: SensorEvaluationContext):
-        state = json.loads(context.cursor) if context.cursor else {"events": None, "through": None, "pending": []}
-        pending = set(state["pending"])
-        events = state["events"]
-        while True:
-            page = context.instance.fetch_materializations(
-                AssetKey("signal_outcomes"), limit=1000, cursor=events, ascending=True
-            )
-            through = state["through"]
-            pending.update(
-                record.partition_key
-                for record in page.records
-                if record.partition_key and (through is None or record.partition_key > through)
-            )
-            events = page.cursor
-            if not page.has_more:
-                break
-        ordered = sorted(pending)
-        if len(ordered) < min_new_sessions:
-            cursor = json.dumps({**state, "events": events, "pending": ordered})
-            return SensorResult(
-                skip_reason=f"{len(ordered)} new labeled session(s), need {min_new_sessions}", cursor=cursor
-            )
-        cursor = json.dumps({"events": events, "through": ordered[-1], "pending": []})
-        return SensorResult(
-            run_requests=[
-                RunRequest(
-                    run_key=f"alpha_models:through-{ordered[-1]}",
-                    tags={"technic/new_labeled_sessions": str(len(ordered))},
-                )
-            ],
-            cursor=cursor,
-        )
-
-    return _sensor
-
-
-alpha_training_sensor = build_alpha_training_sensor()
-
-
-# -------------------------------------------------------------------- scan predictors
-
-
 @asset(
     deps=["scan_runs", "scan_results"],
     group_name="ml",
@@ -372,44 +265,6 @@ def scan_predictors_champion_loads(warehouse: WarehouseResource) -> AssetCheckRe
     )
 
 
-def build_scan_predictor_sensor(min_new_runs: int = DEFAULT_MIN_NEW_RUNS, name: str = "scan_predictor_sensor"):
-    """A sensor requesting `scan_predictors` after `min_new_runs` new rows in `scan_runs`.
-
-    It counts the dataset's files (one per scan, whoever ran it: daily scan, replays, API), so scans that
-    never pass through Dagster count too. The cursor is the count at the last request; the run key is the
-    count, so a request is never made twice.
-    """
-
-    @sensor(
-        name=name,
-        target=[scan_predictors],
-        minimum_interval_seconds=600,
-        description=f"Retrains the scan predictors after ≥ {min_new_runs} new scan runs.",
-    )
-    def _sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):
-        store = warehouse.get()
-        runs = sum(1 for _ in store.root.glob(DATASETS["scan_runs"].file_glob))
-        seen = int(context.cursor) if context.cursor else 0
-        if runs - seen < min_new_runs:
-            return SkipReason(f"{runs - seen} new scan run(s), need {min_new_runs}")
-        return SensorResult(run_requests=[RunRequest(run_key=f"scan_predictors:{runs}")], cursor=str(runs))
-
-    return _sensor
-
-
-scan_predictor_sensor = build_scan_predictor_sensor()
-
-
-# -------------------------------------------------------------------- what definitions.py wires in
-
-ml_assets = [signal_outcomes, scan_runs, alpha_models, scan_predictors]
-ml_asset_checks = [alpha_champions_load, scan_predictors_champion_loads]
-ml_sensors = [label_sensor, alpha_training_sensor, scan_predictor_sensor]
-
-
-# -------------------------------------------------------------------- metadata helpers
-
-
 def _metrics_table(report: TrainingReport) -> str:
     """Model and baselines side by side, best rank IC first."""
     rows = [
@@ -417,7 +272,7 @@ def _metrics_table(report: TrainingReport) -> str:
         for name, metrics in report.evaluation.metrics.items()
     ]
     frame = pl.DataFrame(rows).sort("rank_ic", descending=True, nulls_last=True)
-    return _markdown_table(frame, float_digits=4)
+    return markdown_table(frame, float_digits=4)
 
 
 def _rank_ic_chart(reports: list[TrainingReport]) -> str:
@@ -436,4 +291,4 @@ def _rank_ic_chart(reports: list[TrainingReport]) -> str:
     axis.set_title("Walk-forward rank IC by session (thick: 21-session mean)")
     axis.legend(fontsize=7)
     figure.autofmt_xdate()
-    return _as_markdown_image(figure, "rank IC by session")
+    return markdown_image(figure, "rank IC by session")
