@@ -25,8 +25,6 @@ import matplotlib.pyplot as plt
 import polars as pl
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     BackfillPolicy,
@@ -44,13 +42,38 @@ from technic_core.ml.scan_history import DEFAULT_REPLAYS_PER_SESSION, record_rep
 from technic_core.ml.scan_predictors import load_predictor_models, train_scan_predictors
 from technic_core.ml.scorer import AlphaScorer
 from technic_core.ml.training import InsufficientHistoryError, TrainingReport, train_alpha_models
-from technic_pipelines.metadata import markdown_image, markdown_table, run_sessions
+from technic_core.quality import CheckOutcome, CheckRule
+from technic_pipelines.metadata import check_results, check_specs, markdown_image, markdown_table, run_sessions
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import WarehouseResource
 
 LABEL_HORIZON = max(HORIZONS)
 #: Share of a session's scanned symbols that must have both labels (halts and delistings lose some).
 MIN_LABEL_COVERAGE = 0.9
+
+OUTCOMES_LABELED = CheckRule(
+    "outcomes_labeled",
+    f"at least {MIN_LABEL_COVERAGE:.0%} of each session's scanned symbols have every label",
+    blocking=False,
+)
+ALPHA_BEATS_BASELINES = CheckRule(
+    "alpha_beats_baselines",
+    "each new model's walk-forward rank IC beats mom_21, TechRating and ridge on the same sessions",
+    blocking=False,
+)
+ALPHA_CHAMPIONS_LOAD = CheckRule(
+    "alpha_champions_load", "the champion alpha models load; a fallback to an older version fails", blocking=True
+)
+PREDICTORS_BEAT_BASELINE = CheckRule(
+    "scan_predictors_beat_baseline",
+    "result-count and duration MAE on the latest sessions beat a rolling median of past runs",
+    blocking=False,
+)
+PREDICTORS_CHAMPION_LOADS = CheckRule(
+    "scan_predictors_champion_loads",
+    "the champion scan predictors load; a fallback to an older version fails",
+    blocking=True,
+)
 
 
 
@@ -68,13 +91,7 @@ MIN_LABEL_COVERAGE = 0.9
     ],
     group_name="ml",
     kinds={"polars", "parquet"},
-    check_specs=[
-        AssetCheckSpec(
-            "outcomes_labeled",
-            asset="signal_outcomes",
-            description=f"at least {MIN_LABEL_COVERAGE:.0%} of each session's scanned symbols have both labels",
-        )
-    ],
+    check_specs=check_specs("signal_outcomes", [OUTCOMES_LABELED]),
     description=(
         "Realized forward returns close(t) → close(t+5) and close(t+10 sessions) of each scanned symbol, with "
         "its signal and TechRating. Written only once the bars of t+10 exist; a symbol without a bar on "
@@ -119,14 +136,17 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
             "labeled_share_min": round(coverage[worst], 4),
             "forward_returns_by_signal": MetadataValue.md(markdown_table(by_signal, float_digits=4)),
         },
-        check_results=[
-            AssetCheckResult(
-                check_name="outcomes_labeled",
-                passed=coverage[worst] >= MIN_LABEL_COVERAGE,
-                description=f"lowest labeled share {coverage[worst]:.1%} on {worst}",
-                metadata={"worst_session": worst.isoformat(), "labeled_share": round(coverage[worst], 4)},
-            )
-        ],
+        check_results=check_results(
+            [
+                CheckOutcome(
+                    OUTCOMES_LABELED.name,
+                    coverage[worst] >= MIN_LABEL_COVERAGE,
+                    f"lowest labeled share {coverage[worst]:.1%} on {worst}",
+                    {"worst_session": worst.isoformat(), "labeled_share": round(coverage[worst], 4)},
+                )
+            ],
+            [OUTCOMES_LABELED],
+        ),
     )
 
 
@@ -165,13 +185,7 @@ def scan_runs(context: AssetExecutionContext, warehouse: WarehouseResource) -> M
     deps=["signal_outcomes"],
     group_name="ml",
     kinds={"xgboost"},
-    check_specs=[
-        AssetCheckSpec(
-            "alpha_beats_baselines",
-            asset="alpha_models",
-            description="each new model's walk-forward rank IC beats mom_21, TechRating and ridge on the same sessions",
-        )
-    ],
+    check_specs=check_specs("alpha_models", [ALPHA_BEATS_BASELINES]),
     description=(
         "xgboost (hist) models of the 5- and 10-session cross-sectional return rank, trained on indicator "
         "features, per-session ranks and the regime; walk-forward evaluated with purge and embargo against "
@@ -204,18 +218,25 @@ def alpha_models(context: AssetExecutionContext, warehouse: WarehouseResource) -
     metadata["train_seconds"] = round(sum(report.train_seconds for report in reports), 3)
     return MaterializeResult(
         metadata=metadata,
-        check_results=[
-            AssetCheckResult(
-                check_name="alpha_beats_baselines",
-                passed=not losers,
-                severity=AssetCheckSeverity.WARN,
-                description="; ".join(losers) or "every model beats every baseline on its evaluation window",
-            )
-        ],
+        check_results=check_results(
+            [
+                CheckOutcome(
+                    ALPHA_BEATS_BASELINES.name,
+                    not losers,
+                    "; ".join(losers) or "every model beats every baseline on its evaluation window",
+                )
+            ],
+            [ALPHA_BEATS_BASELINES],
+        ),
     )
 
 
-@asset_check(asset=alpha_models, description="the champion alpha models load; a fallback to an older version fails")
+@asset_check(
+    asset=alpha_models,
+    name=ALPHA_CHAMPIONS_LOAD.name,
+    description=ALPHA_CHAMPIONS_LOAD.description,
+    blocking=ALPHA_CHAMPIONS_LOAD.blocking,
+)
 def alpha_champions_load(warehouse: WarehouseResource) -> AssetCheckResult:
     scorer = AlphaScorer.load(warehouse.get())
     statuses = [loaded.status() for loaded in scorer.models.values()]
@@ -230,13 +251,7 @@ def alpha_champions_load(warehouse: WarehouseResource) -> AssetCheckResult:
     deps=["scan_runs", "scan_results"],
     group_name="ml",
     kinds={"scikitlearn"},
-    check_specs=[
-        AssetCheckSpec(
-            "scan_predictors_beat_baseline",
-            asset="scan_predictors",
-            description="result-count and duration MAE on the latest sessions beat a rolling median of past runs",
-        )
-    ],
+    check_specs=check_specs("scan_predictors", [PREDICTORS_BEAT_BASELINE]),
     description=(
         "Result-count and duration predictors (scikit-learn gradient boosting) from the scan history, "
         "evaluated on the latest quarter of runs against a rolling median and promoted only when both beat it; "
@@ -251,13 +266,18 @@ def scan_predictors(context: AssetExecutionContext, warehouse: WarehouseResource
     context.log.info("scan predictors %s: %s", report.version, report.reason)
     return MaterializeResult(
         metadata={"version": report.version, "promoted": report.promoted, "decision": report.reason, **report.metrics},
-        check_results=[
-            AssetCheckResult(check_name="scan_predictors_beat_baseline", passed=report.promoted, description=report.reason)
-        ],
+        check_results=check_results(
+            [CheckOutcome(PREDICTORS_BEAT_BASELINE.name, report.promoted, report.reason)], [PREDICTORS_BEAT_BASELINE]
+        ),
     )
 
 
-@asset_check(asset=scan_predictors, description="the champion scan predictors load; a fallback to an older version fails")
+@asset_check(
+    asset=scan_predictors,
+    name=PREDICTORS_CHAMPION_LOADS.name,
+    description=PREDICTORS_CHAMPION_LOADS.description,
+    blocking=PREDICTORS_CHAMPION_LOADS.blocking,
+)
 def scan_predictors_champion_loads(warehouse: WarehouseResource) -> AssetCheckResult:
     loaded = load_predictor_models(warehouse.get())
     return AssetCheckResult(
