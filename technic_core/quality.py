@@ -34,17 +34,30 @@ REQUIRED_RESULT_COLUMNS = (
 
 @dataclass(frozen=True)
 class CheckRule:
-    """One data-quality rule: its check name, what it asserts, and whether a failure blocks downstream."""
+    """One data-quality rule: its check name, what it asserts, and what a failure does.
+
+    `blocking`: a failure means corrupt or unusable data and stops everything downstream. `serving`: a
+    failure means a stored model cannot be served; it is an error, but there is nothing downstream to
+    block (scans carry on without the model). Otherwise the rule is a plausibility expectation that warns.
+    """
 
     name: str
     asserts: str
     blocking: bool
+    serving: bool = False
+
+    @property
+    def is_error(self) -> bool:
+        """Whether a failure is shown as an error rather than a warning."""
+        return self.blocking or self.serving
 
     @property
     def description(self) -> str:
         """What the UI shows beside the check: the rule and which kind it is."""
         if self.blocking:
             return f"Blocks downstream: {self.asserts}. A failure means corrupt or unusable data."
+        if self.serving:
+            return f"Errors: {self.asserts}. A failure means the model cannot be served; scans go on without it."
         return f"Warns: {self.asserts}. A plausibility expectation; a failure never stops the run."
 
 

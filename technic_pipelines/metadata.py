@@ -4,6 +4,7 @@ built from `technic_core.quality` rules, and metadata rendered for the UI (markd
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterable
@@ -54,31 +55,40 @@ def check_specs(asset_name: str, rules: Iterable[CheckRule]) -> list[AssetCheckS
 
 
 def check_results(outcomes: Iterable[CheckOutcome], rules: Iterable[CheckRule]) -> list[AssetCheckResult]:
-    """The outcomes as check results: a failed plausibility rule is a warning, a failed data rule an error."""
-    blocking = {rule.name: rule.blocking for rule in rules}
+    """The outcomes as check results: a failed plausibility rule is a warning, a failed data or serving rule
+    an error."""
+    by_name = {rule.name: rule for rule in rules}
     return [
         AssetCheckResult(
             check_name=outcome.name,
             passed=outcome.passed,
-            severity=AssetCheckSeverity.ERROR if blocking[outcome.name] else AssetCheckSeverity.WARN,
+            severity=check_severity(by_name[outcome.name]),
             description=outcome.description,
-            metadata={**outcome.metadata, "blocking": blocking[outcome.name]},
+            metadata={**outcome.metadata, "blocking": by_name[outcome.name].blocking},
         )
         for outcome in outcomes
     ]
 
 
+def check_severity(rule: CheckRule) -> AssetCheckSeverity:
+    return AssetCheckSeverity.ERROR if rule.is_error else AssetCheckSeverity.WARN
+
+
 # ------------------------------------------------------------------------------------------ metadata
 
 
-def source_counters(source: MarketDataSource) -> tuple[int, int]:
-    return source.stats.api_calls, source.stats.cache_hits
+def source_counters(source: MarketDataSource) -> dict[str, int]:
+    """Every counter of the source's stats: calls and cache hits, plus any a source adds (the files source
+    counts the forward-filled rows it dropped)."""
+    return dataclasses.asdict(source.stats)
 
 
-def source_metadata(source: MarketDataSource, before: tuple[int, int]) -> dict[str, object]:
-    """The source's calls and cache hits since `before` (`source_counters` at the step's start)."""
-    calls, hits = source_counters(source)
-    return {"api_calls": calls - before[0], "cache_hits": hits - before[1], "source": source.name}
+def source_metadata(source: MarketDataSource, before: dict[str, int]) -> dict[str, object]:
+    """Each of the source's counters since `before` (`source_counters` at the step's start)."""
+    return {
+        **{name: value - before[name] for name, value in source_counters(source).items()},
+        "source": source.name,
+    }
 
 
 def markdown_table(frame: pl.DataFrame, float_digits: int = 2) -> str:

@@ -74,7 +74,7 @@ def test_every_check_says_which_kind_it_is_and_only_data_rules_block():
     graph = defs.resolve_asset_graph()
     for key in specs:
         spec = graph.get_check_spec(key)
-        kind = "Blocks downstream" if spec.blocking else "Warns"
+        kind = "Blocks downstream" if spec.blocking else ("Errors" if "champion" in key.name else "Warns")
         assert spec.description.startswith(kind), (key.name, spec.description)
     blocking = {graph.get_check_spec(key).name for key in specs if graph.get_check_spec(key).blocking}
     assert "universe_rejection_rate" not in blocking and "bars_coverage" not in blocking

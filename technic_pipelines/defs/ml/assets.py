@@ -43,7 +43,7 @@ from technic_core.ml.scan_predictors import load_predictor_models, train_scan_pr
 from technic_core.ml.scorer import AlphaScorer
 from technic_core.ml.training import InsufficientHistoryError, TrainingReport, train_alpha_models
 from technic_core.quality import CheckOutcome, CheckRule
-from technic_pipelines.metadata import check_results, check_specs, markdown_image, markdown_table, run_sessions
+from technic_pipelines.metadata import check_results, check_severity, check_specs, markdown_image, markdown_table, run_sessions
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import WarehouseResource
 
@@ -62,7 +62,10 @@ ALPHA_BEATS_BASELINES = CheckRule(
     blocking=False,
 )
 ALPHA_CHAMPIONS_LOAD = CheckRule(
-    "alpha_champions_load", "the champion alpha models load; a fallback to an older version fails", blocking=True
+    "alpha_champions_load",
+    "the champion alpha models load; a fallback to an older version fails",
+    blocking=False,
+    serving=True,
 )
 PREDICTORS_BEAT_BASELINE = CheckRule(
     "scan_predictors_beat_baseline",
@@ -72,7 +75,8 @@ PREDICTORS_BEAT_BASELINE = CheckRule(
 PREDICTORS_CHAMPION_LOADS = CheckRule(
     "scan_predictors_champion_loads",
     "the champion scan predictors load; a fallback to an older version fails",
-    blocking=True,
+    blocking=False,
+    serving=True,
 )
 
 
@@ -242,6 +246,7 @@ def alpha_champions_load(warehouse: WarehouseResource) -> AssetCheckResult:
     statuses = [loaded.status() for loaded in scorer.models.values()]
     return AssetCheckResult(
         passed=not scorer.problems(),
+        severity=check_severity(ALPHA_CHAMPIONS_LOAD),
         description="; ".join(statuses),
         metadata={loaded.name: loaded.version or "none" for loaded in scorer.models.values()},
     )
@@ -281,7 +286,10 @@ def scan_predictors(context: AssetExecutionContext, warehouse: WarehouseResource
 def scan_predictors_champion_loads(warehouse: WarehouseResource) -> AssetCheckResult:
     loaded = load_predictor_models(warehouse.get())
     return AssetCheckResult(
-        passed=loaded.healthy, description=loaded.status(), metadata={"version": loaded.version or "none"}
+        passed=loaded.healthy,
+        severity=check_severity(PREDICTORS_CHAMPION_LOADS),
+        description=loaded.status(),
+        metadata={"version": loaded.version or "none"},
     )
 
 
