@@ -1,37 +1,63 @@
 """Daily bars imported from a directory of CSV or Parquet files: Technic on a user's own data.
 
+See docs/files-source.md for the user's view: what is dropped, repaired or refused, with an example directory.
+
 What a directory may hold
 -------------------------
 * One file per symbol (``AAPL.csv``, ``brk-b.parquet``): the file name, upper-cased, is the symbol.
 * Long-format files with a ``symbol`` (or ``ticker``) column, many symbols each; the two layouts may mix.
 * Yahoo-style columns ``Date, Open, High, Low, Close, Adj Close, Volume`` in any order and case (``vwap`` and
   ``trades`` are read when present; ``Adj Close`` and unknown columns, such as the unnamed index column a
-  pandas export starts with, are ignored). Dates are ISO (``2024-01-02``) or US (``01/02/2024``, ``1/2/24``),
-  optionally followed by a time of day and zone, which are dropped: a daily file labels each session by its
-  date, and converting a midnight UTC stamp to New York would move it to the previous day.
+  pandas export starts with, are ignored, so a file with or without ``Adj Close`` imports the same bars).
+  Rows may come in any date order (finance sites often export newest first).
+* Dates are ISO (``2024-01-02``) or US (``01/02/2024``, ``1/2/24``), optionally followed by a time of day and
+  zone (``2024-01-02 00:00:00-05:00``, ``2024-01-02T00:00:00Z``), which are dropped: a daily file labels each
+  session by its date, and converting a midnight UTC stamp to New York would move it to the previous day.
+* Numbers may carry thousands separators in groups of three (``1,234.50``, quoted in a CSV) and a leading
+  dollar sign (``$12.30``). Any other comma (the decimal comma of ``1,5``), ``nan`` or ``inf`` is not a number.
 * ``SPY`` and ``VIX`` (or Yahoo's ``^VIX``) are the index and volatility-index series of `index_bars`, not
-  stocks; the volatility file may lack volume (a level has none).
+  stocks, wherever they appear (their own file or a long file's rows; two sources of one are refused as a
+  symbol in two files); the volatility file may lack volume (a level has none).
+* Benchmarks are read and validated like any file, then set aside: not in `bars`, not in `reference`, never
+  scanned (one warning names them). A benchmark is a symbol written with Yahoo's index caret (``^GSPC``,
+  ``^NDX``: no stock ticker has one), or one the universe file lists with no sector, market cap or shares
+  outstanding while it gives some of these for other symbols (an ETF such as ``QQQ`` exported beside the
+  stocks). A universe of bare symbols declares no benchmarks, and without a universe file only carets do.
 * An optional ``universe.csv`` or ``universe.parquet``: ``symbol`` plus any of ``sector``, ``industry``,
   ``market_cap``, ``name``, ``shares_outstanding``. Yahoo's sector names map to GICS (``Technology`` →
-  ``Information Technology``); other sectors are kept as written, with one warning.
+  ``Information Technology``); other sectors are kept as written, with one warning. Its SPY, VIX and benchmark
+  rows are dropped: they describe no stock.
+
+Calendar-day files: forward-filled rows are dropped
+---------------------------------------------------
+Exports resampled to calendar days repeat the previous session's bar on weekends and holidays. A row dated on
+a non-session is dropped when its open, high, low and close equal those of the last session before it among
+its symbol's rows (by date), and its volume equals that session's or is zero (resamplers that sum volume
+write zero). Each file's dropped rows are counted in one warning and in `stats.forward_filled_rows_dropped`
+(`FilesStats`), which the ``price_bars`` asset shows in its metadata. A non-session row with any new figure,
+or with no session before it in the file, is an error: the file's dates follow another calendar or were
+shifted by a time zone.
 
 Validation, and why it is all-or-nothing per file
 -------------------------------------------------
-Every file is checked before any bar is returned: missing columns, unparseable dates, dates that are not
-NYSE sessions, missing or unparseable numbers, non-positive prices, negative volume, high below low (or
-below open/close, low above them: the bar checks downstream reject those too) and duplicate dates. Each
-problem names the file and its line (CSV, counting the header as line 1) or row (Parquet). With `strict`
-(the default, ``TECHNIC_FILES_STRICT``) any problem fails the import with every problem listed; otherwise the
-bad file is skipped whole, with a warning, so no symbol is ever half-imported. Either way the source returns
-complete ranges only, and the pipeline writes nothing from a failed import. Rows before the calendar's first
-session (`calendar.CALENDAR_START`) cannot be checked or used and are dropped.
+Every file is checked before any bar is returned: missing columns, unparseable dates, non-session dates
+(other than forward-filled rows), missing or unparseable numbers, non-positive prices, negative volume, high
+below low (or below open/close, low above them: the bar checks downstream reject those too) and duplicate
+dates. Each problem names the file and its line (CSV, counting the header as line 1) or row (Parquet). With
+`strict` (the default, ``TECHNIC_FILES_STRICT``) any problem fails the import with every problem listed;
+otherwise the bad file is skipped whole, with a warning, so no symbol is ever half-imported. Either way the
+source returns complete ranges only, and the pipeline writes nothing from a failed import. Rows before the
+calendar's first session (`calendar.CALENDAR_START`) cannot be checked or used and are dropped.
 
 What the protocol gets
 ----------------------
 `reference(session)`: the universe file's symbols (or, without one, every symbol with bars) whose bars span
-the session — from their first to their last bar; sector, industry and market cap from the universe file,
-null without one; list and delist dates null. `earnings` is always empty. Files are read once, on the first
-call; `stats.api_calls` counts files read, `stats.cache_hits` calls answered from memory.
+the session — from their first to their last bar, so a history that starts late (a listing) or ends early (a
+delisting) is listed only between its bars, and a symbol missing a few sessions inside its span (a trading
+halt) stays listed without a bar on them, as the protocol's halted days are; sector, industry and market cap
+from the universe file, null without one; list and delist dates null. `earnings` is always empty. Files are
+read once, on the first call; `stats.api_calls` counts files read, `stats.cache_hits` calls answered from
+memory.
 """
 
 from __future__ import annotations
@@ -89,6 +115,13 @@ SECTOR_ALIASES: dict[str, str] = {
 _ISO_DATE = r"^\d{4}-\d{1,2}-\d{1,2}$"
 _US_DATE_LONG_YEAR = r"^\d{1,2}/\d{1,2}/\d{4}$"
 _US_DATE_SHORT_YEAR = r"^\d{1,2}/\d{1,2}/\d{2}$"
+#: A number as finance sites write it: optional sign, then an optional dollar sign, then digits — grouped by
+#: commas in threes or not grouped at all — with optional decimals and exponent. A comma anywhere else (the
+#: decimal comma of ``1,5``) makes the cell not a number rather than a number off by a power of ten; ``nan``
+#: and ``inf`` are not numbers either.
+_NUMBER = r"^[+-]?\$?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$"
+#: Yahoo writes index symbols with a caret (``^GSPC``, ``^NDX``); no stock ticker has one.
+_INDEX_PREFIX = "^"
 
 
 class _Table(NamedTuple):
@@ -99,11 +132,27 @@ class _Table(NamedTuple):
     line_offset: int
 
 
+class BarsFile(NamedTuple):
+    """One bar file's outcome: its bars (None when it has problems), its problems, and how many of its
+    rows were dropped as forward-filled (non-session rows repeating the previous session's bar)."""
+
+    bars: pl.DataFrame | None
+    problems: list[str]
+    forward_filled: int
+
+
 class _Imported(NamedTuple):
     bars: pl.DataFrame  # schema.BARS, sorted by (date, symbol)
     index: pl.DataFrame  # schema.BARS of INDEX_SYMBOL / VOLATILITY_SYMBOL
     spans: pl.DataFrame  # symbol, first, last: the sessions each symbol's bars span
     universe: pl.DataFrame | None  # symbol, name, sector, industry, market_cap, shares_outstanding
+
+
+@dataclass
+class FilesStats(SourceStats):
+    """`SourceStats` plus the rows an import dropped as forward-filled (see the module docstring)."""
+
+    forward_filled_rows_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,7 +202,23 @@ def parse_dates(text: pl.Expr) -> pl.Expr:
 
 
 def _number(text: pl.Expr) -> pl.Expr:
-    return text.str.strip_chars().cast(pl.Float64, strict=False)
+    """`_NUMBER` cells as floats, thousands separators and dollar sign removed; null for anything else."""
+    cell = text.str.strip_chars()
+    return pl.when(cell.str.contains(_NUMBER)).then(cell.str.replace_all(r"[$,]", "").cast(pl.Float64, strict=False))
+
+
+def _forward_filled(sessions: pl.Series) -> pl.Expr:
+    """True on non-session rows that repeat the bar of the last session before them among their symbol's
+    rows (by date, whatever the file's order): what resampling a daily series to calendar days writes on
+    weekends and holidays. The volume may repeat or be zero, as resamplers that sum it write."""
+    on_session = pl.col("date").is_in(sessions.implode())
+
+    def before(column: str) -> pl.Expr:
+        return pl.when(on_session).then(pl.col(column)).forward_fill().over("symbol", order_by="date")
+
+    repeats = pl.all_horizontal(pl.col(c) == before(c) for c in _PRICES)
+    volume = (pl.col("volume") == before("volume")) | (pl.col("volume") == 0)
+    return (pl.col("date").is_not_null() & ~on_session & repeats & volume).fill_null(False)
 
 
 def _problems(table: _Table, frame: pl.DataFrame, checks: list[_Check], file: str) -> list[str]:
@@ -175,7 +240,11 @@ def _problems(table: _Table, frame: pl.DataFrame, checks: list[_Check], file: st
 def _bar_checks(sessions: pl.Series, has_symbol: bool) -> list[_Check]:
     date, high, low = pl.col("date"), pl.col("high"), pl.col("low")
     checks = [_Check("date is not an ISO or US date", date.is_null())]
-    checks.append(_Check("date is not an NYSE session", date.is_not_null() & ~date.is_in(sessions.implode())))
+    checks.append(_Check(
+        "date is not an NYSE session and the row does not repeat the previous session's bar "
+        "(wrong calendar or time zone?)",
+        date.is_not_null() & ~date.is_in(sessions.implode()),
+    ))
     checks += [_Check(f"{c} is missing or not a number", pl.col(c).is_null()) for c in (*_PRICES, "volume")]
     checks += [
         _Check("a price is zero or negative", pl.any_horizontal(pl.col(c) <= 0 for c in _PRICES)),
@@ -190,8 +259,9 @@ def _bar_checks(sessions: pl.Series, has_symbol: bool) -> list[_Check]:
     return checks
 
 
-def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
-    """The validated bars of one file (`schema.BARS`) and its problems; the frame is None when any exist.
+def load_bars_file(path: Path) -> BarsFile:
+    """The validated bars of one file (`schema.BARS`, index files under `INDEX_FILES`' symbols) and its
+    problems; the bars are None when any exist. Forward-filled rows are dropped and counted first.
 
     A per-symbol file takes its symbol from the file name; a file with a symbol column is long-format.
     """
@@ -199,7 +269,7 @@ def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     try:
         table = _read_table(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        return None, [f"{file}: unreadable ({type(exc).__name__}: {exc})"]
+        return BarsFile(None, [f"{file}: unreadable ({type(exc).__name__}: {exc})"], 0)
     found, problems = _columns(table, _BAR_COLUMNS)
     own_symbol = None if "symbol" in found else path.stem.upper()
     required = ["date", *_PRICES]
@@ -209,7 +279,7 @@ def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)} (has: {', '.join(table.frame.columns[1:]) or 'none'})")
     if problems:
-        return None, [f"{file}: {p}" for p in problems]
+        return BarsFile(None, [f"{file}: {p}" for p in problems], 0)
 
     def text(column: str) -> pl.Expr:
         return pl.col(found[column]) if column in found else pl.lit(None, dtype=pl.String)
@@ -219,7 +289,7 @@ def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     frame = table.frame.select(
         "_row",
         text("date").alias("date_text"),
-        symbol.alias("symbol"),
+        symbol.replace(INDEX_FILES).alias("symbol"),
         parse_dates(text("date")).alias("date"),
         *(_number(text(c)).alias(c) for c in _PRICES),
         volume.alias("volume"),
@@ -234,10 +304,12 @@ def load_bars_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     sessions = pl.Series(
         calendar.sessions_between(dates.min(), dates.max()) if dates.len() else [], dtype=pl.Date
     )
+    filled = frame.select(_forward_filled(sessions)).to_series()
+    frame = frame.filter(~filled)
     problems = _problems(table, frame, _bar_checks(sessions, own_symbol is None), file)
     if problems:
-        return None, problems
-    return schema.conform(frame, schema.BARS, file), []
+        return BarsFile(None, problems, 0)
+    return BarsFile(schema.conform(frame, schema.BARS, file), [], int(filled.sum()))
 
 
 def load_universe_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
@@ -291,6 +363,18 @@ def load_universe_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
     ), []
 
 
+def _described_benchmarks(universe: pl.DataFrame | None) -> list[str]:
+    """Universe symbols given neither sector, market cap nor shares outstanding, when the file gives other
+    symbols some of them: the benchmark rows (QQQ, an index) such exports list beside their stocks. A
+    universe that describes nobody (symbols only) has no benchmarks by this rule."""
+    if universe is None:
+        return []
+    undescribed = pl.all_horizontal(pl.col(c).is_null() for c in ("sector", "market_cap", "shares_outstanding"))
+    if universe.select(undescribed.all()).item():
+        return []
+    return universe.filter(undescribed).get_column("symbol").to_list()
+
+
 class FilesSource:
     """`MarketDataSource` over a directory of CSV / Parquet files; see the module docstring."""
 
@@ -299,7 +383,7 @@ class FilesSource:
     def __init__(self, directory: Path | str, strict: bool = True) -> None:
         self.directory = Path(directory)
         self.strict = strict
-        self.stats = SourceStats()
+        self.stats = FilesStats()
         #: File name → its problems, for files skipped because `strict` is off.
         self.skipped: dict[str, list[str]] = {}
         self._lock = threading.RLock()
@@ -365,10 +449,10 @@ class FilesSource:
         if not bar_paths:
             raise DataSourceError(f"files source: no CSV or Parquet bar files in {self.directory}")
         problems: dict[str, list[str]] = {}
-        frames, owner = [], {}
+        frames, owner, forward_filled = [], {}, {}
         for path in bar_paths:
             self.stats.api_calls += 1
-            frame, found = load_bars_file(path)
+            frame, found, filled = load_bars_file(path)
             if frame is not None:
                 clashes = sorted(s for s in frame.get_column("symbol").unique().to_list() if s in owner)
                 if clashes:
@@ -378,6 +462,8 @@ class FilesSource:
                 continue
             owner.update(dict.fromkeys(frame.get_column("symbol").unique().to_list(), path.name))
             frames.append(frame)
+            if filled:
+                forward_filled[path.name] = filled
         universe = None
         if len(universe_paths) > 1:
             problems["universe"] = [f"both {' and '.join(p.name for p in universe_paths)} exist; keep one"]
@@ -389,6 +475,13 @@ class FilesSource:
         self._settle(problems)
         if not frames:
             raise DataSourceError(f"files source: every bar file in {self.directory} was skipped as invalid")
+        # Reported only once the import stands: a failed import imports, and so drops, nothing.
+        for file, filled in forward_filled.items():
+            _log.warning(
+                "files %s: dropped forward-filled rows=%d (non-session dates repeating the previous session's bar)",
+                file, filled,
+            )
+            self.stats.forward_filled_rows_dropped += filled
         return self._assemble(pl.concat(frames), universe)
 
     def _settle(self, problems: dict[str, list[str]]) -> None:
@@ -408,10 +501,18 @@ class FilesSource:
         self.skipped.update(problems)
 
     def _assemble(self, bars: pl.DataFrame, universe: pl.DataFrame | None) -> _Imported:
-        bars = bars.with_columns(pl.col("symbol").replace(INDEX_FILES))
+        """Split the bars into stocks, the index series and set-aside benchmarks; span each stock."""
         is_index = pl.col("symbol").is_in([INDEX_SYMBOL, VOLATILITY_SYMBOL])
+        is_benchmark = ~is_index & (
+            pl.col("symbol").str.starts_with(_INDEX_PREFIX) | pl.col("symbol").is_in(_described_benchmarks(universe))
+        )
         index = bars.filter(is_index).sort("date", "symbol")
-        stocks = bars.filter(~is_index).sort("date", "symbol")
+        stocks = bars.filter(~is_index & ~is_benchmark).sort("date", "symbol")
+        benchmarks = sorted(bars.filter(is_benchmark).get_column("symbol").unique().to_list())
+        if benchmarks:
+            _log.warning("files set aside benchmark symbols=%s: neither bars nor reference, not scanned", benchmarks)
+        if universe is not None:
+            universe = universe.filter(~is_index & ~is_benchmark)
         if index.get_column("symbol").n_unique() < 2:
             _log.warning(
                 "files in %s lack SPY and/or VIX; market conditions will miss the index or volatility index",
