@@ -133,12 +133,6 @@ def latest_complete_session(now: dt.datetime | None = None) -> dt.date:
     return _to_date(_session_array()[index])
 
 
-def session_closes_utc(sessions: list[dt.date]) -> list[dt.datetime]:
-    """Close instants (UTC) of the given sessions — early closes included."""
-    cal = _xnys()
-    return [cal.session_close(pd.Timestamp(s)).to_pydatetime() for s in sessions]
-
-
 def last_known_session() -> dt.date:
     """Last session the installed calendar knows (about one year ahead of today)."""
     return _to_date(_session_array()[-1])

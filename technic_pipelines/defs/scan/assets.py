@@ -12,19 +12,19 @@ fetching would save nothing.
 
 import datetime as dt
 import time
-from collections import Counter
 
+import polars as pl
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from technic_core import calendar, daily, quality, schema
 from technic_core.config import ScreeningRules
 from technic_core.scoring import sector_statistics
+from technic_core.screening import PASSED_OUTCOME, screening_summary
 from technic_pipelines.defs.scan.charts import signals_by_sector, tech_rating_histogram
 from technic_pipelines.metadata import (
     bars_window,
     check_results,
     check_specs,
-    count_table,
     markdown_table,
     run_sessions,
     source_counters,
@@ -61,25 +61,26 @@ def universe(
     store = warehouse.get()
     source = market_data.get(store)
     before = source_counters(source)
-    reasons: Counter[str] = Counter()
-    rows = passed = 0
+    verdicts: list[pl.DataFrame] = []
     outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
     for session in run_sessions(context):
-        screened = daily.screen_session(store, source, session)
-        outcomes[session] = quality.universe_checks(store.read("universe", session, session))
-        rows += screened.height
-        passed += int(screened.get_column("passed").sum())
-        reasons.update(dict(screened.get_column("reason").drop_nulls().value_counts().iter_rows()))
-    rejected = rows - passed
+        daily.screen_session(store, source, session)
+        written = store.read("universe", session, session)
+        outcomes[session] = quality.universe_checks(written)
+        verdicts.append(written.select("reason"))
+    summary = screening_summary(pl.concat(verdicts))
+    counts = dict(summary.select("outcome", "symbols").iter_rows())
+    rows = int(summary.get_column("symbols").sum())
+    rejected = rows - counts[PASSED_OUTCOME]
     return MaterializeResult(
         check_results=check_results(quality.combine(outcomes), quality.UNIVERSE_RULES),
         metadata={
             "dagster/row_count": rows,
-            "passed": passed,
+            "passed": counts[PASSED_OUTCOME],
             "rejected": rejected,
             "rejection_rate": round(rejected / rows, 4) if rows else 0.0,
-            "rejection_reasons": MetadataValue.md(count_table(reasons.most_common(), "reason")),
-            **{f"rejected_{reason}": count for reason, count in sorted(reasons.items())},
+            "screening_outcomes": MetadataValue.md(markdown_table(summary)),
+            **{f"rejected_{reason}": count for reason, count in counts.items() if reason != PASSED_OUTCOME and count},
             "seconds": round(time.perf_counter() - started, 3),
             **source_metadata(source, before),
         },
