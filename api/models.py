@@ -149,15 +149,30 @@ class ScanResult(Strict):
     rows: list[ResultRow]  # type: ignore[valid-type]
 
 
-class PredictResponse(Strict):
-    session: dt.date = Field(description="session whose market conditions the prediction used")
-    predicted: Prediction
+class LabeledAnswer(Strict):
+    """What every prediction answer says about its source (docs/predictions.md)."""
+
+    model: str = Field(
+        description='"baseline" until a trained scan predictor is promoted, then that champion\'s version '
+        "(scan_predictors in GET /models)"
+    )
+    reason: str | None = Field(description="why the baseline answers; null when the trained predictor does")
+    basis: str | None = Field(
+        description="what the baseline's numbers come from, or why there are none; null for the trained predictor"
+    )
+    session: dt.date | None = Field(
+        description="latest stored market-conditions session, which the trained predictor reads; null before the "
+        "pipeline stored one"
+    )
 
 
-class SuggestResponse(Strict):
+class PredictResponse(LabeledAnswer):
+    predicted: Prediction | None = Field(description="null only when the warehouse holds nothing to estimate from")
+
+
+class SuggestResponse(LabeledAnswer):
     goal: Literal["speed", "quality", "balanced"]
-    session: dt.date
-    config: ScanConfig
+    config: ScanConfig | None = Field(description="null only when the warehouse holds nothing to estimate from")
     predicted: Prediction | None
     warnings: list[str]
     hot_sectors: list[str]

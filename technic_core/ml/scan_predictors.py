@@ -4,9 +4,13 @@ Contract (used by the API):
 
 * `load_scan_predictors(store) -> ScanPredictors | None` — the champion predictors (None when none was
   trained yet, or none loads), cached per process.
-* `ScanPredictors.predict(config, conditions) -> Prediction(result_count, duration_s)`.
-* `suggest(store, goal, conditions) -> Suggestion(config, predicted, warnings, hot_sectors)` with goal
-  "quick", "balanced" or "deep" (`technic_core.ml.optimizer`).
+* `BaselinePredictor.load(store)` — what answers until a champion exists (docs/predictions.md): the
+  median of recent scan runs with the same filters, else the config applied to the latest scan's ratings.
+* Both have `answer(config, conditions) -> Answer(predicted, model, reason, basis)`: `model` is
+  "baseline" or the champion's version; `predicted` (`Prediction(result_count, duration_s)`) is None only
+  when the warehouse holds nothing to estimate from. `ScanPredictors.predict` gives the bare `Prediction`.
+* `suggest(store, goal, conditions, predictors=None) -> Suggestion(config, answer, warnings, hot_sectors)`
+  with goal "quick", "balanced" or "deep" (`technic_core.ml.optimizer`).
 * `conditions` is a mapping like a `schema.CONDITIONS` row (`current_conditions(store)` gives the latest):
   `regime` or `trend` + `volatility_state`, `vix`, `pct_advancing`, `pct_above_sma_50`,
   `index_volatility_20d`; missing keys are fine.
@@ -69,8 +73,13 @@ TEST_SHARE = 0.25
 #: Previous runs the rolling-median baseline takes the median of (for durations it is the
 #: `recent_duration_s` feature, the same median).
 BASELINE_WINDOW = RECENT_RUNS
-#: Seconds per visited symbol when no history says better (order of magnitude of a warehouse scan).
-_DEFAULT_SECONDS_PER_SYMBOL = 5e-4
+#: What `Answer.model` says while no trained predictor answers.
+BASELINE = "baseline"
+#: Sessions of scan runs the baseline draws on: ratings drift, so older runs describe another market.
+BASELINE_SESSIONS = 5
+#: Seconds per visited symbol the baseline assumes before any scan run was timed: a documented default of
+#: the order of a warehouse scan, not a measurement.
+DEFAULT_SECONDS_PER_SYMBOL = 5e-4
 
 
 @dataclass(frozen=True)
@@ -82,11 +91,24 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    """A config for a goal, what it is predicted to give, and what to watch out for."""
+class Answer:
+    """A prediction labeled with what gave it: `model` is `BASELINE` or the champion's version. For the
+    baseline, `reason` says why no trained predictor answers and `basis` what the numbers come from (or why
+    there are none: `predicted` is None only when the warehouse holds nothing to estimate from)."""
 
-    config: ScanConfig
-    predicted: Prediction
+    predicted: Prediction | None
+    model: str
+    reason: str | None = None
+    basis: str | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A config for a goal, what it is predicted to give, and what to watch out for. `config` is None only
+    when nothing can be estimated (`answer.basis` says why)."""
+
+    config: ScanConfig | None
+    answer: Answer
     warnings: list[str]
     hot_sectors: list[str]
 
@@ -139,35 +161,145 @@ class PredictorReport:
 
 
 class ScanPredictors:
-    """Predicts scans of the session after `profile.session` from the latest rating profile and how long
-    the latest scans took (`recent_duration_s`).
-
-    With `models` None it is the emulation alone (count) and a per-symbol time (duration): the fallback
-    the optimizer uses before any predictor was trained.
-    """
+    """Predicts scans of the session after `profile.session` with the trained `models` (version
+    `version`), from the latest rating profile and how long the latest scans took (`recent_duration_s`)."""
 
     def __init__(
-        self,
-        profile: RatingProfile,
-        models: PredictorModels | None = None,
-        version: str | None = None,
-        recent_duration_s: float = math.nan,
-        seconds_per_symbol: float = _DEFAULT_SECONDS_PER_SYMBOL,
+        self, profile: RatingProfile, models: PredictorModels, version: str, recent_duration_s: float = math.nan
     ) -> None:
         self.profile = profile
         self.models = models
         self.version = version
         self.recent_duration_s = recent_duration_s
-        self.seconds_per_symbol = seconds_per_symbol
 
     def predict(self, config: ScanConfig, conditions: Mapping[str, object]) -> Prediction:
         row = feature_row(config, conditions, self.profile, recent_duration_s=self.recent_duration_s)
-        if self.models is None:
-            return Prediction(
-                result_count=row["profile_results"], duration_s=row["profile_visited"] * self.seconds_per_symbol
-            )
         counts, durations = self.models.predict_rows(np.array([[row[name] for name in self.models.features]]))
         return Prediction(result_count=float(counts[0]), duration_s=float(durations[0]))
+
+    def answer(self, config: ScanConfig, conditions: Mapping[str, object]) -> Answer:
+        return Answer(self.predict(config, conditions), model=self.version)
+
+
+class BaselinePredictor:
+    """What answers until a trained champion does, from the stored scan runs and results alone (market
+    conditions are not modeled). For a config, the first that applies:
+
+    1. the median result count and duration of the scan runs of the latest `BASELINE_SESSIONS` sessions
+       with the same filters (`filter_shape`);
+    2. the config applied to the latest stored results (`RatingProfile.emulate`: how many screened symbols
+       pass its filters), timed at the median seconds per scanned symbol of those runs, or at
+       `DEFAULT_SECONDS_PER_SYMBOL` when none was timed;
+    3. the median of all those runs (they exist, but no results to apply the config to);
+    4. nothing (`predicted` None) on a warehouse without scan runs or results.
+
+    Similar runs come first because they are the engine's own answer for these filters; the emulation
+    comes before unrelated runs because a config's filters change its count more than a few sessions of
+    market drift do.
+    """
+
+    def __init__(self, runs: pl.DataFrame, profile: RatingProfile | None, reason: str) -> None:
+        """`runs`: the `scan_runs` rows to draw on (with `result_count` and `duration_s`); `reason`: why no
+        trained predictor answers (`untrained_reason`)."""
+        self.runs = runs
+        self.profile = profile
+        self.reason = reason
+        self.shapes = [filter_shape(ScanConfig.model_validate_json(text)) for text in runs.get_column("config_json")]
+        scanned = runs.get_column("symbols_scanned").fill_null(0).to_numpy()
+        durations = runs.get_column("duration_s").to_numpy()
+        timed = scanned > 0
+        self.seconds_per_symbol = (
+            float(np.median(durations[timed] / scanned[timed])) if timed.any() else DEFAULT_SECONDS_PER_SYMBOL
+        )
+        self.timed_runs = int(timed.sum())
+
+    @classmethod
+    def load(cls, store: Warehouse) -> "BaselinePredictor":
+        """The baseline over the runs of the latest `BASELINE_SESSIONS` sessions and the latest results."""
+        runs = store.read("scan_runs").filter(pl.col("result_count").is_not_null() & pl.col("duration_s").is_not_null())
+        recent = runs.get_column("date").unique().sort().tail(BASELINE_SESSIONS).to_list()
+        return cls(runs.filter(pl.col("date").is_in(recent)), latest_profile(store), untrained_reason(store, runs))
+
+    def answer(self, config: ScanConfig, conditions: Mapping[str, object]) -> Answer:
+        """`conditions` is accepted for the shared contract and ignored: the baseline has no market model."""
+        predicted, basis = self._estimate(config)
+        return Answer(predicted, BASELINE, self.reason, basis)
+
+    def _estimate(self, config: ScanConfig) -> tuple[Prediction | None, str]:
+        sessions = self.runs.get_column("date").n_unique()
+        shape = filter_shape(config)
+        similar = self.runs.filter(pl.Series([candidate == shape for candidate in self.shapes], dtype=pl.Boolean))
+        if similar.height:
+            return _median_outcome(similar), (
+                f"median of {_count(similar.height, 'scan run')} with these filters in the latest "
+                f"{_count(sessions, 'session')} of scan runs"
+            )
+        if self.profile is not None:
+            emulated = self.profile.emulate(config)
+            timing = (
+                f"the median of {_count(self.timed_runs, 'recent scan run')}"
+                if self.timed_runs
+                else "a default per-symbol cost: no scan run timed yet"
+            )
+            predicted = Prediction(emulated["profile_results"], emulated["profile_visited"] * self.seconds_per_symbol)
+            return predicted, (
+                f"these filters applied to the ratings of the {self.profile.session.isoformat()} scan; "
+                f"{self.seconds_per_symbol:.3g} s per scanned symbol ({timing})"
+            )
+        if self.runs.height:
+            return _median_outcome(self.runs), (
+                f"median of all {_count(self.runs.height, 'scan run')} of the latest {_count(sessions, 'session')}: "
+                "none with these filters, and no scan results to apply them to"
+            )
+        return None, "no scan runs or scan results in the warehouse yet: run the daily pipeline first"
+
+
+#: Either kind of predictor: both `answer(config, conditions)`.
+Predictors = ScanPredictors | BaselinePredictor
+
+
+def filter_shape(config: ScanConfig) -> tuple[object, ...]:
+    """What decides which symbols a scan visits and keeps — the fields `RatingProfile.emulate` reads;
+    batch size only matters with a signal stop, which is checked per batch."""
+    return (
+        None if config.sectors is None else frozenset(config.sectors),
+        config.max_symbols,
+        config.min_tech_rating,
+        config.max_signals,
+        None if config.max_signals is None else config.batch_size,
+    )
+
+
+def untrained_reason(store: Warehouse, runs: pl.DataFrame) -> str:
+    """Why no trained predictor answers, given the stored scan `runs`."""
+    registry = ModelRegistry(store)
+    champion = registry.champion(NAME)
+    if champion is not None:
+        problem = (
+            "it is not loaded (just promoted, or it failed to load: see the server log)"
+            if store.sessions("results")
+            else "no scan results to apply it to"
+        )
+        return f"the promoted scan predictor {champion} cannot answer: {problem}"
+    versions = registry.versions(NAME)
+    if versions:
+        return (
+            f"no trained scan predictor promoted yet: the latest ({versions[-1]}) did not beat the rolling-median "
+            "baseline"
+        )
+    sessions = runs.get_column("date").n_unique()
+    return (
+        f"no trained scan predictor yet: {_count(runs.height, 'scan run')} over {_count(sessions, 'session')}, "
+        f"training needs {MIN_RUNS} runs over {MIN_SESSIONS} sessions"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _median_outcome(runs: pl.DataFrame) -> Prediction:
+    return Prediction(float(runs.get_column("result_count").median()), float(runs.get_column("duration_s").median()))
 
 
 # -------------------------------------------------------------------- training
@@ -205,7 +337,6 @@ def train_scan_predictors(store: Warehouse, min_runs: int = MIN_RUNS) -> Predict
             "kind": "sklearn",
             "features": list(models.features),
             "training_window": {"start": sessions[0].isoformat(), "end": sessions[-1].isoformat(), "runs": usable.height},
-            "seconds_per_symbol": _seconds_per_symbol(usable),
         },
         metrics={**metrics, "promotion": {"promoted": beats, "reason": reason}},
     )
@@ -284,13 +415,6 @@ def _mae(predicted: np.ndarray, actual: np.ndarray) -> float:
     return round(float(np.mean(np.abs(predicted - actual))), 4)
 
 
-def _seconds_per_symbol(history: pl.DataFrame) -> float:
-    visited = history.get_column("profile_visited").to_numpy()
-    durations = history.get_column("duration_s").to_numpy()
-    rates = durations[visited > 0] / visited[visited > 0]
-    return float(np.median(rates)) if rates.size else _DEFAULT_SECONDS_PER_SYMBOL
-
-
 # -------------------------------------------------------------------- loading
 
 
@@ -328,13 +452,7 @@ def load_scan_predictors(store: Warehouse) -> ScanPredictors | None:
         profile = latest_profile(store)
         predictors = None
         if loaded.model is not None and profile is not None:
-            predictors = ScanPredictors(
-                profile,
-                loaded.model,
-                loaded.version,
-                recent_duration_s=recent_duration(store),
-                seconds_per_symbol=float(loaded.manifest.get("seconds_per_symbol", _DEFAULT_SECONDS_PER_SYMBOL)),
-            )
+            predictors = ScanPredictors(profile, loaded.model, loaded.version, recent_duration_s=recent_duration(store))
         _cache[str(store.root)] = (key, predictors)
         return predictors
 
@@ -350,29 +468,25 @@ def current_conditions(store: Warehouse) -> dict[str, object]:
 # -------------------------------------------------------------------- optimizer
 
 
-def suggest(store: Warehouse, goal: str, conditions: Mapping[str, object]) -> Suggestion:
+def suggest(
+    store: Warehouse, goal: str, conditions: Mapping[str, object], predictors: Predictors | None = None
+) -> Suggestion:
     """The config for `goal` (quick / balanced / deep) whose predicted result count fits its target best.
 
-    Uses the champion predictors, or — before any was trained — the emulation on the latest rating profile
-    (and says so in the warnings). Raises `InsufficientHistoryError` when the warehouse has no scan results.
+    `predictors` defaults to the champion, or the baseline while there is none; the suggestion carries
+    their label (`Suggestion.answer`). Without anything to estimate from, `config` is None.
     """
     chosen = optimizer.preset(goal)
-    predictors = load_scan_predictors(store)
-    notes = []
     if predictors is None:
-        profile = latest_profile(store)
-        if profile is None:
-            raise InsufficientHistoryError("no scan results in the warehouse yet: run a scan before asking for suggestions")
-        predictors = ScanPredictors(profile)
-        notes.append("no trained scan predictors yet: predictions apply the config to the latest scan's ratings")
+        predictors = load_scan_predictors(store) or BaselinePredictor.load(store)
     hot = optimizer.hot_sectors(store)
-    scored = [(config, predictors.predict(config, conditions)) for config in optimizer.candidate_configs(goal, hot)]
-    config, predicted = min(
-        scored, key=lambda pair: (optimizer.distance_to_band(pair[1].result_count, chosen.target), -pair[0].min_tech_rating)
+    answers = [(config, predictors.answer(config, conditions)) for config in optimizer.candidate_configs(goal, hot)]
+    estimated = [(config, answer, answer.predicted) for config, answer in answers if answer.predicted is not None]
+    if not estimated:
+        return Suggestion(config=None, answer=answers[0][1], warnings=[], hot_sectors=hot)
+    config, answer, predicted = min(
+        estimated,
+        key=lambda scored: (optimizer.distance_to_band(scored[2].result_count, chosen.target), -scored[0].min_tech_rating),
     )
-    return Suggestion(
-        config=config,
-        predicted=predicted,
-        warnings=optimizer.config_warnings(config, predicted.result_count) + notes,
-        hot_sectors=hot,
-    )
+    warnings = optimizer.config_warnings(config, predicted.result_count)
+    return Suggestion(config=config, answer=answer, warnings=warnings, hot_sectors=hot)

@@ -1,9 +1,11 @@
-"""Scan history replays, the count/duration predictors against the rolling median, and the optimizer."""
+"""Scan history replays, the count/duration predictors against the rolling median, the baseline that
+answers before them, and the optimizer."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import statistics
 
 import numpy as np
 import polars as pl
@@ -14,7 +16,13 @@ from technic_core.config import SECTORS, ScanConfig
 from technic_core.errors import ConfigError
 from technic_core.ml import optimizer
 from technic_core.ml.scan_history import RatingProfile, history_features, record_replays, replay_session, sample_configs
+from technic_core.ml.registry import ModelRegistry
 from technic_core.ml.scan_predictors import (
+    BASELINE,
+    BASELINE_SESSIONS,
+    DEFAULT_SECONDS_PER_SYMBOL,
+    NAME,
+    BaselinePredictor,
     Prediction,
     Suggestion,
     _predict,
@@ -130,9 +138,10 @@ def test_too_little_history_is_refused(store):
 
 @pytest.mark.parametrize("goal", ["quick", "balanced", "deep"])
 def test_suggestions_follow_the_goal(trained_predictors, goal):
-    replayed = trained_predictors[0]
+    replayed, report = trained_predictors
     suggestion = suggest(replayed, goal, current_conditions(replayed))
     assert isinstance(suggestion, Suggestion)
+    assert (suggestion.answer.model, suggestion.answer.reason, suggestion.answer.basis) == (report.version, None, None)
     preset = optimizer.PRESETS[goal]
     assert suggestion.config.max_symbols == preset.max_symbols
     assert suggestion.config.min_tech_rating in preset.min_ratings
@@ -141,15 +150,168 @@ def test_suggestions_follow_the_goal(trained_predictors, goal):
         assert suggestion.config.sectors == tuple(suggestion.hot_sectors)
     else:
         assert suggestion.config.sectors is None
-    assert suggestion.predicted.result_count >= 0
-    assert suggestion.warnings == optimizer.config_warnings(suggestion.config, suggestion.predicted.result_count)
+    predicted = suggestion.answer.predicted
+    assert predicted.result_count >= 0
+    assert suggestion.warnings == optimizer.config_warnings(suggestion.config, predicted.result_count)
 
 
-def test_suggestions_before_any_training_use_the_emulation_and_say_so(store):
+def test_suggestions_before_any_training_come_from_the_baseline_and_say_so(store):
     suggestion = suggest(store, "deep", {})
-    assert any("no trained scan predictors" in warning for warning in suggestion.warnings)
+    answer = suggestion.answer
+    runs = store.read("scan_runs")
+    assert answer.model == BASELINE
+    assert answer.reason == (
+        f"no trained scan predictor yet: {runs.height} scan runs over {runs.get_column('date').n_unique()} sessions, "
+        "training needs 40 runs over 4 sessions"
+    )
+    # the stored runs are all default-config daily scans, so the deep preset is estimated from the ratings
+    latest = store.sessions("results")[-1]
+    assert answer.basis.startswith(f"these filters applied to the ratings of the {latest.isoformat()} scan")
+    assert answer.predicted == BaselinePredictor.load(store).answer(suggestion.config, {}).predicted
     with pytest.raises(ConfigError, match="unknown goal 'fastest'"):
         suggest(store, "fastest", {})
+
+
+# -------------------------------------------------------------------- the baseline
+
+RUN_SESSIONS = [dt.date(2024, 6, day) for day in (3, 4, 5, 6, 7, 10, 11)]
+NARROW = ScanConfig(sectors=("Energy", "Utilities"), max_symbols=50, min_tech_rating=70)
+STRICT = ScanConfig(min_tech_rating=80, max_signals=5, batch_size=20)
+#: (session, config, result_count, duration_s, symbols_scanned): NARROW every session — far off in the
+#: two oldest, which the baseline's window leaves out — and STRICT in the latest session.
+RUNS = [
+    *((session, NARROW, count, duration, 50) for session, count, duration in zip(
+        RUN_SESSIONS, [90, 80, 3, 5, 4, 9, 6], [9.0, 8.0, 0.3, 0.5, 0.2, 0.6, 0.4]
+    )),
+    (RUN_SESSIONS[-1], STRICT, 5, 1.5, 60),
+]  # fmt: skip
+
+
+def _store_runs(store: Warehouse) -> None:
+    for number, (session, config, count, duration, scanned) in enumerate(RUNS):
+        row = {
+            "scan_id": f"adhoc-{number:02d}",
+            "date": session,
+            "started_at": dt.datetime.combine(session, dt.time(15), dt.timezone.utc),
+            "duration_s": duration,
+            "config_json": config.model_dump_json(),
+            "regime": None,
+            "symbols_screened": 200,
+            "symbols_scanned": scanned,
+            "symbols_rejected": 0,
+            "result_count": count,
+            "signal_count": 0,
+            "end_reason": "complete",
+        }
+        store.append_scan_run(pl.DataFrame([row], schema=schema.SCAN_RUNS))
+
+
+def _store_results(store: Warehouse, session: dt.date) -> pl.DataFrame:
+    """Forty rated symbols over four sectors (and one unrated), as the scan of `session`."""
+    sectors = ["Energy", "Utilities", "Financials", "Materials"]
+    frame = pl.DataFrame(
+        {
+            "date": session,
+            "symbol": [f"S{i:03d}" for i in range(41)],
+            "sector": [sectors[i % 4] for i in range(41)],
+            "tech_rating": [float(37 * i % 101) for i in range(40)] + [None],
+            "seq": list(range(41)),
+            "batch": 0,
+        }
+    )
+    filled = frame.with_columns(
+        *(pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns)
+    )
+    store.write_result_batch(session, 0, filled)
+    return frame
+
+
+def _window(rows: list[tuple]) -> list[tuple]:
+    return [row for row in rows if row[0] in RUN_SESSIONS[-BASELINE_SESSIONS:]]
+
+
+def test_the_baseline_takes_the_median_of_recent_runs_with_the_same_filters(tmp_path):
+    store = Warehouse(tmp_path)
+    _store_runs(store)
+    baseline = BaselinePredictor.load(store)
+    narrow = _window([row for row in RUNS if row[1] == NARROW])
+    expected = Prediction(statistics.median(row[2] for row in narrow), statistics.median(row[3] for row in narrow))
+    # sector order and batch size (without a signal stop) do not change which symbols a scan keeps
+    same_filters = NARROW.model_copy(update={"sectors": ("Utilities", "Energy"), "batch_size": 7, "prioritize": False})
+    for config in (NARROW, same_filters):
+        answer = baseline.answer(config, {"regime": "bear_high"})
+        assert answer.predicted == expected
+        assert answer.model == BASELINE
+        assert answer.basis == f"median of {len(narrow)} scan runs with these filters in the latest 5 sessions of scan runs"
+        assert answer.reason == (
+            "no trained scan predictor yet: 8 scan runs over 7 sessions, training needs 40 runs over 4 sessions"
+        )
+    # with a signal stop the batch size matters: another batch size is other filters
+    assert baseline.answer(STRICT, {}).predicted == Prediction(5.0, 1.5)
+    other_batches = baseline.answer(STRICT.model_copy(update={"batch_size": 40}), {})
+    assert other_batches.basis.startswith("median of all 6 scan runs of the latest 5 sessions")
+
+
+def test_without_similar_runs_the_baseline_applies_the_filters_to_the_latest_results(tmp_path):
+    store = Warehouse(tmp_path)
+    _store_runs(store)
+    config = ScanConfig(sectors=("Energy", "Financials"), max_symbols=15, min_tech_rating=55)
+    recent = _window(RUNS)
+    without_results = BaselinePredictor.load(store).answer(config, {})
+    assert without_results.predicted == Prediction(
+        statistics.median(row[2] for row in recent), statistics.median(row[3] for row in recent)
+    )
+    assert without_results.basis == (
+        "median of all 6 scan runs of the latest 5 sessions: none with these filters, and no scan results to apply "
+        "them to"
+    )
+
+    results = _store_results(store, RUN_SESSIONS[-1])
+    candidates = results.filter(pl.col("tech_rating").is_not_null() & pl.col("sector").is_in(config.sectors))
+    visited = candidates.sort("symbol").head(config.max_symbols)
+    per_symbol = statistics.median(row[3] / row[4] for row in recent)
+    answer = BaselinePredictor.load(store).answer(config, {})
+    assert answer.predicted.result_count == visited.filter(pl.col("tech_rating") >= 55).height
+    assert answer.predicted.duration_s == pytest.approx(visited.height * per_symbol)
+    assert answer.basis.startswith(f"these filters applied to the ratings of the {RUN_SESSIONS[-1].isoformat()} scan; ")
+    assert answer.basis.endswith("s per scanned symbol (the median of 6 recent scan runs)")
+
+
+def test_without_scan_runs_the_baseline_times_symbols_at_the_default_cost(tmp_path):
+    store = Warehouse(tmp_path)
+    results = _store_results(store, RUN_SESSIONS[0])
+    answer = BaselinePredictor.load(store).answer(ScanConfig(min_tech_rating=60), {})
+    rated = results.filter(pl.col("tech_rating").is_not_null())
+    assert answer.predicted == Prediction(
+        float(rated.filter(pl.col("tech_rating") >= 60).height), rated.height * DEFAULT_SECONDS_PER_SYMBOL
+    )
+    assert answer.basis.endswith("(a default per-symbol cost: no scan run timed yet)")
+    assert answer.reason.startswith("no trained scan predictor yet: 0 scan runs over 0 sessions")
+
+
+def test_an_empty_warehouse_gets_a_labeled_answer_without_numbers(tmp_path):
+    store = Warehouse(tmp_path)
+    answer = BaselinePredictor.load(store).answer(ScanConfig(), {})
+    assert answer.predicted is None and answer.model == BASELINE
+    assert answer.basis == "no scan runs or scan results in the warehouse yet: run the daily pipeline first"
+    suggestion = suggest(store, "quick", {})
+    assert suggestion.config is None and suggestion.answer == answer and suggestion.warnings == []
+
+
+def test_the_reason_names_an_unpromoted_or_unloadable_predictor(tmp_path):
+    store = Warehouse(tmp_path)
+    _store_results(store, RUN_SESSIONS[-1])
+    registry = ModelRegistry(store)
+    version = registry.create_version(NAME, files={"predictors.joblib": b"not a model"}, manifest={}, metrics={})
+    assert BaselinePredictor.load(store).reason == (
+        f"no trained scan predictor promoted yet: the latest ({version}) did not beat the rolling-median baseline"
+    )
+    registry.promote(NAME, version, "test")
+    assert load_scan_predictors(store) is None
+    assert BaselinePredictor.load(store).reason == (
+        f"the promoted scan predictor {version} cannot answer: it is not loaded (just promoted, or it failed to "
+        "load: see the server log)"
+    )
 
 
 def test_warnings_for_restrictive_broad_and_strong_buy_only_scans():
