@@ -133,7 +133,8 @@ def create_app(
     )
     app.state.store = store
     app.state.api_settings = api_settings
-    app.state.keyring = KeyRing(settings.api_keys, api_settings.reads_require_key)
+    api_keys = tuple(key.get_secret_value() for key in settings.api_keys)
+    app.state.keyring = KeyRing(api_keys, api_settings.reads_require_key)
     app.state.stream_quota = StreamQuota(api_settings.max_streams_per_key)
     app.state.predictions = PredictionService(store, api_settings.predictor_ttl_s)
     app.add_exception_handler(RequestValidationError, _invalid_request)

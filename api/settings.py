@@ -1,4 +1,4 @@
-"""Service knobs of the API, from `TECHNIC_API_*` environment variables.
+"""Service knobs of the API, from `TECHNIC_API_*` environment variables (or `.env`).
 
 Kept out of `technic_core.config.Settings` because only the HTTP service reads them; the keys themselves
 (`TECHNIC_API_KEYS`) live there, beside the other credentials. Every number is bounded so a typo such as an
@@ -7,30 +7,17 @@ extra zero fails at start-up with the variable's name instead of exhausting memo
 
 from __future__ import annotations
 
-import os
-from typing import Mapping
-
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from technic_core.config import StrictModel, validated
-
-#: Environment variable of each field, in one place so the README and `from_env` cannot drift.
-ENVIRONMENT = {
-    "reads_require_key": "TECHNIC_API_READS_REQUIRE_KEY",
-    "max_streams_per_key": "TECHNIC_API_MAX_STREAMS_PER_KEY",
-    "max_scans_per_key": "TECHNIC_API_MAX_SCANS_PER_KEY",
-    "scan_workers": "TECHNIC_API_SCAN_WORKERS",
-    "retained_scans": "TECHNIC_API_RETAINED_SCANS",
-    "subscriber_queue": "TECHNIC_API_SUBSCRIBER_QUEUE",
-    "heartbeat_s": "TECHNIC_API_HEARTBEAT_S",
-    "poll_interval_s": "TECHNIC_API_POLL_INTERVAL_S",
-    "max_tailed_partitions": "TECHNIC_API_MAX_TAILED_PARTITIONS",
-    "predictor_ttl_s": "TECHNIC_API_PREDICTOR_TTL_S",
-}
+from technic_core.config import TechnicSettings
 
 
-class ApiSettings(StrictModel):
-    """How the API service behaves; defaults suit one worker on a small machine."""
+class ApiSettings(TechnicSettings):
+    """How the API service behaves; defaults suit one worker on a small machine. Each field is read from
+    `TECHNIC_API_` + its name upper-cased, e.g. `TECHNIC_API_MAX_STREAMS_PER_KEY`."""
+
+    model_config = SettingsConfigDict(env_prefix="TECHNIC_API_")
 
     reads_require_key: bool = Field(False, description="GET endpoints and streams need a key too")
     max_streams_per_key: int = Field(
@@ -60,10 +47,3 @@ class ApiSettings(StrictModel):
     predictor_ttl_s: float = Field(
         30.0, ge=0, le=86_400, description="seconds a loaded scan predictor is reused before re-loading"
     )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "ApiSettings":
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return validated(cls, values)

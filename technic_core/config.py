@@ -1,16 +1,28 @@
 """Typed configuration: what a scan should do (`ScanConfig`) and where Technic runs (`Settings`).
 
-Both reject unknown fields and out-of-range numbers with a message naming the field, so a typo in a request
-or an environment variable fails loudly instead of silently scanning with defaults.
+Both reject out-of-range values with a message naming the culprit, so a typo fails loudly instead of
+silently scanning with defaults: `ScanConfig` names the field (and rejects unknown ones), `Settings` the
+environment variable.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Mapping
+from typing import Annotated, Mapping, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from technic_core.errors import ConfigError
 
@@ -103,36 +115,180 @@ class ScanConfig(StrictModel):
         return value
 
 
-class Settings(StrictModel):
-    """Where and against what Technic runs; read from `TECHNIC_*` environment variables."""
+#: A URI whose '//' was lost, as `pathlib.Path` prints one (`Path("s3://b/w")` is `s3:/b/w`); two or more
+#: letters, so a Windows drive is never one, and `file:/abs` is a valid file URI, so that scheme is exempt.
+_COLLAPSED_URI = re.compile(r"^(?!file:)(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/(?P<rest>[^/].*)$", re.IGNORECASE)
 
-    warehouse: Path = Field(Path("warehouse"), description="TECHNIC_WAREHOUSE: data root")
-    source: str = Field("simulated", description="TECHNIC_SOURCE: simulated | polygon | files")
-    sim_symbols: int = Field(5_000, ge=1, le=20_000, description="TECHNIC_SIM_SYMBOLS")
-    sim_seed: int = Field(7, ge=0, description="TECHNIC_SIM_SEED")
-    files_dir: Path | None = Field(None, description="TECHNIC_FILES_DIR")
-    polygon_api_key: str | None = Field(None, repr=False, description="POLYGON_API_KEY")
-    polygon_base_url: str = Field("https://api.polygon.io", min_length=1, description="POLYGON_BASE_URL")
+#: The environment `from_env` was given in place of the process's (None: the process's, and `.env`). A
+#: context variable because `settings_customise_sources` takes no per-call argument; each thread and task has
+#: its own, so concurrent loads cannot see each other's.
+_GIVEN_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("technic_given_environ", default=None)
+
+#: pydantic's message per error type, reworded for someone who set an environment variable.
+_PROBLEMS = {
+    "greater_than_equal": "must be ≥ {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be ≤ {le}",
+    "less_than": "must be < {lt}",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "string_too_short": "must not be empty",
+}
+
+
+class _GivenEnvironment(EnvSettingsSource):
+    """The variables of a mapping instead of `os.environ`, read by the same rules (prefix, aliases, case).
+
+    `_load_env_vars` is where pydantic-settings' own `.env` source substitutes its variables too.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class TechnicSettings(BaseSettings):
+    """Environment-backed settings: keyword arguments, then the variables, then `.env` in the working
+    directory (when there is one), then the defaults.
+
+    Variables this class does not know are ignored rather than rejected: the process environment and one
+    `.env` file are shared by `Settings`, `api.settings.ApiSettings`, Dagster and AWS/GCP clients.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TECHNIC_",
+        env_file=".env",
+        # An empty variable means unset, as `VAR= command` is commonly used to clear one.
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        # Aliases name variables; keyword arguments and Dagster resources use the field names.
+        validate_by_name=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _GIVEN_ENVIRON.get()
+        if environ is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        # A given environment stands for the whole configuration: neither the process's variables nor
+        # `.env` may fill in what it leaves out.
+        return init_settings, _GivenEnvironment(settings_cls, environ)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """Settings from `environ` (default: the process environment and `.env`), with `overrides` (field
+        names; None means "not overridden") on top; `ConfigError` naming each bad variable if invalid."""
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"invalid {cls.__name__}: unknown setting(s) {', '.join(unknown)}")
+        token = _GIVEN_ENVIRON.set(environ)
+        try:
+            return cls(**{name: value for name, value in overrides.items() if value is not None})
+        except ValidationError as exc:
+            problems = "; ".join(cls._describe(error) for error in exc.errors())
+            raise ConfigError(f"invalid {cls.__name__}: {problems}") from None
+        finally:
+            _GIVEN_ENVIRON.reset(token)
+
+    @classmethod
+    def env_names(cls, name: str) -> tuple[str, ...]:
+        """The environment variable(s) that set field `name`, preferred first."""
+        alias = cls.model_fields[name].validation_alias
+        if isinstance(alias, AliasChoices):
+            return tuple(str(choice) for choice in alias.choices)
+        return (f"{cls.model_config['env_prefix']}{name}".upper(),)
+
+    @classmethod
+    def _describe(cls, error: ErrorDetails) -> str:
+        """'VARIABLE (field): problem'. The value itself is left out: it may be a key."""
+        key = str(error["loc"][0]) if error["loc"] else ""
+        name = next((field for field in cls.model_fields if key == field or key in cls.env_names(field)), None)
+        template = _PROBLEMS.get(error["type"])
+        ctx = error.get("ctx", {})
+        bounds = {bound: f"{value:g}" if isinstance(value, float) else value for bound, value in ctx.items()}
+        problem = template.format(**bounds) if template else error["msg"].removeprefix("Value error, ")
+        if name is None:
+            return f"{key or cls.__name__}: {problem}"
+        return f"{' or '.join(cls.env_names(name))} ({name}): {problem}"
+
+
+class Settings(TechnicSettings):
+    """Where and against what Technic runs: `TECHNIC_*` variables (field name upper-cased after the prefix,
+    e.g. `TECHNIC_SIM_SYMBOLS`); the Polygon ones also under their vendor-style names (`POLYGON_API_KEY`)."""
+
+    warehouse: str = Field(
+        "warehouse",
+        min_length=1,
+        description=(
+            "data root: a directory ('/abs/path', 'relative/path', 'file:///abs/path') or an object-store URI "
+            "('s3://bucket/prefix', 'gs://...', any fsspec scheme such as 'memory://'); see technic_core.storage"
+        ),
+    )
+    source: str = Field("simulated", description="simulated | polygon | files")
+    sim_symbols: int = Field(5_000, ge=1, le=20_000, description="simulated market size")
+    sim_seed: int = Field(7, ge=0, description="simulated market seed")
+    files_dir: Path | None = Field(None, description="'files' source: directory of CSV or Parquet files")
+    files_strict: bool = Field(True, description="'files' source: fail on a bad file (false: skip it)")
+    polygon_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TECHNIC_POLYGON_API_KEY", "POLYGON_API_KEY"),
+        description="'polygon' source: API key, sent as a Bearer header",
+    )
+    polygon_base_url: str = Field(
+        "https://api.polygon.io",
+        min_length=1,
+        validation_alias=AliasChoices("TECHNIC_POLYGON_BASE_URL", "POLYGON_BASE_URL"),
+        description="'polygon' source: API root (a proxy or a test server)",
+    )
     polygon_calls_per_minute: float = Field(
-        5.0, ge=0, description="POLYGON_CALLS_PER_MINUTE: request rate limit (5 = free tier, 0 = no limit)"
+        5.0,
+        ge=0,
+        validation_alias=AliasChoices("TECHNIC_POLYGON_CALLS_PER_MINUTE", "POLYGON_CALLS_PER_MINUTE"),
+        description="request rate limit (5 = free tier, 0 = no limit)",
     )
-    polygon_reference_refresh_days: int = Field(
-        28, ge=1, le=366, description="TECHNIC_POLYGON_REFERENCE_REFRESH_DAYS: reuse a ticker list this long"
-    )
-    polygon_details_refresh_days: int = Field(
-        90, ge=1, le=3_660, description="TECHNIC_POLYGON_DETAILS_REFRESH_DAYS: refetch ticker details after this"
-    )
+    polygon_reference_refresh_days: int = Field(28, ge=1, le=366, description="reuse a ticker list this long")
+    polygon_details_refresh_days: int = Field(90, ge=1, le=3_660, description="refetch ticker details after this")
     polygon_details_per_run: int | None = Field(
-        None, ge=0, description="TECHNIC_POLYGON_DETAILS_PER_RUN: ticker-details calls per process (unset: auto)"
+        None, ge=0, description="ticker-details calls per process (unset: auto)"
     )
     polygon_volatility_index: bool = Field(
-        False,
-        description="TECHNIC_POLYGON_VOLATILITY_INDEX: also fetch I:VIX (needs an indices plan; one more call a day)",
+        False, description="also fetch I:VIX (needs an indices plan; one more call a day)"
     )
-    files_strict: bool = Field(True, description="TECHNIC_FILES_STRICT: fail on a bad file (false: skip it)")
-    api_keys: tuple[str, ...] = Field(
-        (), repr=False, description="TECHNIC_API_KEYS: comma-separated keys the API accepts in X-API-Key"
+    # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects for a tuple.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="comma-separated keys the API accepts in X-API-Key"
     )
+
+    @field_validator("warehouse", mode="before")
+    @classmethod
+    def _warehouse_text(cls, value: object) -> object:
+        """A local root may come as a `Path`; the field keeps text so that a URI's '//' is never collapsed."""
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("warehouse")
+    @classmethod
+    def _not_a_collapsed_uri(cls, value: str) -> str:
+        """'s3:/bucket' would otherwise be a local directory named 's3:'; it is a URI that went through
+        `pathlib.Path` (or a typo), so say how to write it."""
+        match = _COLLAPSED_URI.match(value)
+        if match:
+            scheme, rest = match["scheme"], match["rest"]
+            raise ValueError(f"{value!r} lacks a '/' after '{scheme}:' (pathlib drops it); write {scheme}://{rest}")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -141,29 +297,6 @@ class Settings(StrictModel):
         if isinstance(value, str):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
-        env = os.environ if environ is None else environ
-        names = {
-            "warehouse": "TECHNIC_WAREHOUSE",
-            "source": "TECHNIC_SOURCE",
-            "sim_symbols": "TECHNIC_SIM_SYMBOLS",
-            "sim_seed": "TECHNIC_SIM_SEED",
-            "files_dir": "TECHNIC_FILES_DIR",
-            "polygon_api_key": "POLYGON_API_KEY",
-            "polygon_base_url": "POLYGON_BASE_URL",
-            "polygon_calls_per_minute": "POLYGON_CALLS_PER_MINUTE",
-            "polygon_reference_refresh_days": "TECHNIC_POLYGON_REFERENCE_REFRESH_DAYS",
-            "polygon_details_refresh_days": "TECHNIC_POLYGON_DETAILS_REFRESH_DAYS",
-            "polygon_details_per_run": "TECHNIC_POLYGON_DETAILS_PER_RUN",
-            "polygon_volatility_index": "TECHNIC_POLYGON_VOLATILITY_INDEX",
-            "files_strict": "TECHNIC_FILES_STRICT",
-            "api_keys": "TECHNIC_API_KEYS",
-        }
-        values: dict[str, object] = {field: env[var] for field, var in names.items() if env.get(var)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return validated(cls, values)
 
 
 def validated(model: type[StrictModel], values: Mapping[str, object]) -> StrictModel:

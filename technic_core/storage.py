@@ -42,9 +42,6 @@ import pyarrow.fs as pafs
 
 #: A URI: scheme, then '://'.
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://(?P<rest>.*)$")
-#: A URI that went through `pathlib.Path` (as `Settings.warehouse` does), which collapses '//' into '/':
-#: `Path("s3://bucket/w")` prints as `s3:/bucket/w`. Two or more letters, so a Windows drive is never one.
-_COLLAPSED_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+):/(?P<rest>[^/].*)$")
 #: Schemes `pyarrow.fs.FileSystem.from_uri` serves itself; everything else goes to fsspec.
 PYARROW_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs"})
 
@@ -61,13 +58,13 @@ AnyPath = Union[Path, "StoragePath"]
 def root_uri(root: str | os.PathLike[str]) -> str | None:
     """The object-store URI `root` names, or None when it names a local directory.
 
-    Accepts a URI as text (`s3://bucket/w`), one collapsed by `pathlib.Path` (`s3:/bucket/w`), or a
-    `StoragePath`. `file://` URIs are local.
+    Accepts a URI as text (`s3://bucket/w`) or a `StoragePath`. `file://` URIs are local. A URI must arrive
+    as text: `pathlib.Path` collapses its '//' (`Path("s3://b/w")` is `s3:/b/w`, a local relative path).
     """
     if isinstance(root, StoragePath):
         return str(root)
     text = os.fspath(root)
-    match = _URI.match(text) or _COLLAPSED_URI.match(text)
+    match = _URI.match(text)
     if match is None or match["scheme"].lower() == "file":
         return None
     return f"{match['scheme'].lower()}://{match['rest']}".rstrip("/")
@@ -82,7 +79,7 @@ def open_storage(root: str | os.PathLike[str] | StoragePath) -> LocalStorage | O
         return ObjectStorage(uri)
     text = os.fspath(root)
     if text.lower().startswith("file:/"):
-        # file:///abs/path (or file:/abs/path once collapsed by pathlib): the path after the scheme.
+        # file:///abs/path, or its equally valid short form file:/abs/path: the path after the scheme.
         text = "/" + text[len("file:") :].lstrip("/")
     return LocalStorage(Path(text))
 

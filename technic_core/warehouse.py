@@ -172,8 +172,8 @@ class Warehouse:
 
     `root` is a local directory (kept as an absolute `Path`, so a later chdir cannot move the warehouse and
     DuckDB views get absolute globs) or an object-store URI, which becomes a `StoragePath` (`str()` is the
-    URI). A URI that went through `pathlib.Path` on the way (`Settings.warehouse` is a Path, which turns
-    `s3://b/w` into `s3:/b/w`) is recognised and restored. Paths this class returns are of the same kind.
+    URI; pass a URI as text, since `pathlib.Path` would collapse its '//'). Paths this class returns are of
+    the same kind.
 
     Stateless apart from the root, so any number of instances in any number of processes may share one root.
     Nothing is created on construction, and nothing is contacted: the root appears with the first write.

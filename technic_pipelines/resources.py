@@ -1,8 +1,14 @@
 """Dagster resources: thin wrappers that hand assets the core warehouse and market-data source.
 
-Unset fields fall back to the `TECHNIC_*` variables (`Settings.from_env`) when a run starts, not when the
-code location loads, so the UI, the daemon and `technic run` (which sets them from its options) always
-point at the same data, and a field set in the launchpad wins over the environment.
+Every field is Dagster config that defaults to unset; an unset field is read from `Settings` (the `TECHNIC_*`
+variables, then `.env`, then Settings' default) when a run starts, not when the code location loads, so the
+UI, the daemon and the CLI point at the same data. Any field can be set per run, in the launchpad or as
+run config, and then wins over the environment, e.g.:
+
+    {"resources": {"warehouse": {"config": {"root": "s3://bucket/w"}},
+                   "market_data": {"config": {"source": "simulated", "sim_symbols": 500}}}}
+
+`EnvVar` is not used: it fails a run when its variable is unset, whereas every setting here has a default.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from functools import lru_cache
 from typing import Optional
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from technic_core.config import Settings
 from technic_core.sources import MarketDataSource, make_source
@@ -21,7 +28,7 @@ class WarehouseResource(ConfigurableResource):
     """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`): a local directory or an
     object-store URI such as `s3://bucket/prefix` (see `technic_core.storage`)."""
 
-    root: Optional[str] = None
+    root: Optional[str] = Field(None, description="warehouse root (unset: TECHNIC_WAREHOUSE, else warehouse/)")
 
     def get(self) -> Warehouse:
         return Warehouse(Settings.from_env(warehouse=self.root).warehouse)
@@ -37,9 +44,9 @@ def _shared_source(settings: Settings) -> MarketDataSource:
 class MarketDataResource(ConfigurableResource):
     """Which market-data source assets read (default: `TECHNIC_SOURCE`, else simulated)."""
 
-    source: Optional[str] = None
-    sim_symbols: Optional[int] = None
-    sim_seed: Optional[int] = None
+    source: Optional[str] = Field(None, description="simulated | polygon | files (unset: TECHNIC_SOURCE)")
+    sim_symbols: Optional[int] = Field(None, description="simulated market size (unset: TECHNIC_SIM_SYMBOLS)")
+    sim_seed: Optional[int] = Field(None, description="simulated market seed (unset: TECHNIC_SIM_SEED)")
 
     def settings(self, warehouse: Warehouse | None = None) -> Settings:
         """Source settings; `warehouse` pins the caches (simulator checkpoints, vendor reference data) to
@@ -48,7 +55,7 @@ class MarketDataResource(ConfigurableResource):
             source=self.source,
             sim_symbols=self.sim_symbols,
             sim_seed=self.sim_seed,
-            # The URI as text: a local root's path, or e.g. 's3://...', which `Warehouse` restores from Settings.
+            # As text, which `Settings.warehouse` keeps as given: a local root's path, or e.g. 's3://...'.
             warehouse=warehouse.uri if warehouse is not None else None,
         )
 

@@ -15,7 +15,7 @@ import polars as pl
 
 from technic_core.config import Settings
 from technic_core.errors import UnknownSourceError
-from technic_core.storage import root_uri
+from technic_core.storage import open_storage
 
 #: Symbol of the broad-market index series in `index_bars` (an S&P 500 tracker, like SPY).
 INDEX_SYMBOL = "SPY"
@@ -60,10 +60,10 @@ def _simulated(settings: Settings) -> MarketDataSource:
 
     # The checkpoints are a local speed-up only (the market is a pure function of its seed): under an
     # object-store root there is no local directory to keep them in, so each process simulates from the start.
-    local = root_uri(settings.warehouse) is None
+    storage = open_storage(settings.warehouse)
     return SimulatedMarket(
         SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed),
-        state_cache_dir=settings.warehouse / ".cache" / "simulated" if local else None,
+        state_cache_dir=storage.root / ".cache" / "simulated" if storage.local else None,
     )
 
 

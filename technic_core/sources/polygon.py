@@ -721,7 +721,7 @@ class PolygonSource:
         if not settings.polygon_api_key:
             raise ConfigError("source 'polygon' needs POLYGON_API_KEY (a Polygon.io API key)")
         return cls(
-            settings.polygon_api_key,
+            settings.polygon_api_key.get_secret_value(),
             Warehouse.from_settings(settings),
             base_url=settings.polygon_base_url,
             calls_per_minute=settings.polygon_calls_per_minute,
