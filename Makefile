@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The instance config (dagster.yaml) lives at the top level; its storage goes to .dagster_home/.
-export DAGSTER_HOME ?= $(CURDIR)
+# The Dagster instance directory: DAGSTER_HOME if you set one, else .dagster_home/, made absolute as Dagster
+# requires. Dagster keeps all instance storage under it; it gets the top-level dagster.yaml linked in when it
+# has no config of its own.
+export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(CURDIR)/.dagster_home))
+INSTANCE := $(DAGSTER_HOME)/dagster.yaml
 
 .PHONY: install run test bench up clean
 
@@ -16,10 +19,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# -sfn replaces a link that dangles (a moved checkout); an existing file is the user's own config and stays.
+$(INSTANCE):
+	mkdir -p "$(DAGSTER_HOME)"
+	ln -sfn "$(CURDIR)/dagster.yaml" "$@"
+
 run: $(STAMP)
 	$(BIN)/technic run $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(INSTANCE)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Start the Dagster webserver (127.0.0.1:3000), the Dagster daemon (schedules, sensors, backfills) and the
-# API (127.0.0.1:8000) together; Ctrl-C (or any one of them exiting) stops all three.
+# Start the Dagster webserver (127.0.0.1:3000), the Dagster daemon (schedules, sensors, backfills, run
+# monitoring) and the API (127.0.0.1:8000) together; Ctrl-C (or any one of them exiting) stops all three.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD}"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+# The instance directory, as `make` and `technic` choose it: DAGSTER_HOME if set, else the project's
+# .dagster_home/; made absolute (Dagster requires it) before leaving the directory a relative one names.
+# Without a config of its own it gets a link to the project's dagster.yaml (run queue, pools, run monitoring).
+DAGSTER_HOME="${DAGSTER_HOME:-$repo/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+DAGSTER_HOME="$(cd "$DAGSTER_HOME" && pwd)"
+export DAGSTER_HOME
+[ -e "$DAGSTER_HOME/dagster.yaml" ] || ln -sfn "$repo/dagster.yaml" "$DAGSTER_HOME/dagster.yaml"
+cd "$repo"
 BIN=.venv/bin
 
 pids=()

@@ -72,16 +72,30 @@ def _configure_environment(symbols: Optional[int], source: Optional[str], wareho
     _ensure_dagster_home()
 
 
+#: The instance config of a project checkout (an editable install): the dagster.yaml beside this package.
+PROJECT_INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
 def _ensure_dagster_home() -> Path:
-    """DAGSTER_HOME: as set, else the current directory when it holds the project's dagster.yaml, else
-    `.dagster_home/`. A home without a dagster.yaml gets a minimal one, so runs neither print Dagster's
-    first-use banner nor send telemetry."""
-    default = Path.cwd() if Path("dagster.yaml").is_file() else Path(".dagster_home").resolve()
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default)))
+    """DAGSTER_HOME: as set (made absolute, as Dagster requires), else `.dagster_home/` in the current
+    directory. Dagster keeps all of the instance's storage under it. A home without a dagster.yaml gets a link
+    to the project's, so CLI runs and the daemon share one instance config (run queue, pools, run
+    monitoring); without a project checkout it gets a minimal one, so runs neither print Dagster's first-use
+    banner nor send telemetry."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    os.environ["DAGSTER_HOME"] = str(home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    if config.is_symlink() and not config.exists():  # the checkout it pointed into has moved
+        config.unlink(missing_ok=True)
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        try:
+            if PROJECT_INSTANCE_CONFIG.is_file():
+                config.symlink_to(PROJECT_INSTANCE_CONFIG)
+            else:
+                config.write_text("telemetry:\n  enabled: false\n")
+        except FileExistsError:  # another `technic run` on the same home got there first
+            pass
     return home
 
 
@@ -90,8 +104,11 @@ def _execute(job_name: str, tags: dict[str, str], partition_key: Optional[str] =
     from dagster import DagsterInstance
 
     from technic_pipelines.definitions import defs
+    from technic_pipelines.defs.operations.launcher import host_tags
 
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    # the host tag lets run monitoring fail this run if this process dies before recording its end
+    tags = {**tags, **host_tags()}
     with DagsterInstance.get() as instance:
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, partition_key=partition_key, tags=tags, run_config=quiet, raise_on_error=False
