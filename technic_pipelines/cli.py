@@ -22,6 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from technic_core import calendar
+from technic_core.config import Settings
 from technic_core.errors import NotASessionError, TechnicError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Technic: daily US-stock technical scan.")
@@ -56,20 +57,30 @@ def _parse_session(value: Optional[str]) -> dt.date:
     return day
 
 
-def _configure_environment(symbols: Optional[int], source: Optional[str], warehouse: Optional[Path]) -> None:
-    """Options become `TECHNIC_*` variables before the definitions load, so CLI and UI read one config."""
+def _settings(symbols: Optional[int], source: Optional[str], warehouse: Optional[str]) -> Settings:
+    """The run's settings: the options over `TECHNIC_*` variables and `.env`; they reach the runs as run
+    config of the resources, so the CLI's process environment stays as the user set it."""
     from technic_core.sources import SOURCE_FACTORIES
 
-    if source is not None:
-        if source not in SOURCE_FACTORIES:
-            known = ", ".join(sorted(SOURCE_FACTORIES))
-            raise typer.BadParameter(f"unknown source {source!r}; known sources: {known}", param_hint="--source")
-        os.environ["TECHNIC_SOURCE"] = source
-    if symbols is not None:
-        os.environ["TECHNIC_SIM_SYMBOLS"] = str(symbols)
-    if warehouse is not None:
-        os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
-    _ensure_dagster_home()
+    if source is not None and source not in SOURCE_FACTORIES:
+        known = ", ".join(sorted(SOURCE_FACTORIES))
+        raise typer.BadParameter(f"unknown source {source!r}; known sources: {known}", param_hint="--source")
+    try:
+        return Settings.from_env(warehouse=warehouse, source=source, sim_symbols=symbols)
+    except TechnicError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _run_config(settings: Settings) -> dict[str, object]:
+    """Run config of one CLI run: Dagster's console logger quiet (the CLI prints its own progress) and the
+    resources pinned to `settings`, so the run writes the warehouse the CLI watches and reports on."""
+    return {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "resources": {
+            "warehouse": {"config": {"root": settings.warehouse}},
+            "market_data": {"config": {"source": settings.source, "sim_symbols": settings.sim_symbols}},
+        },
+    }
 
 
 #: The instance config of a project checkout (an editable install): the dagster.yaml beside this package.
@@ -99,19 +110,22 @@ def _ensure_dagster_home() -> Path:
     return home
 
 
-def _execute(job_name: str, tags: dict[str, str], partition_key: Optional[str] = None):
+def _execute(job_name: str, tags: dict[str, str], settings: Settings, partition_key: Optional[str] = None):
     """Run a job of the loaded definitions in-process against the persistent instance."""
     from dagster import DagsterInstance
 
     from technic_pipelines.definitions import defs
     from technic_pipelines.defs.operations.launcher import host_tags
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     # the host tag lets run monitoring fail this run if this process dies before recording its end
     tags = {**tags, **host_tags()}
     with DagsterInstance.get() as instance:
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition_key, tags=tags, run_config=quiet, raise_on_error=False
+            instance=instance,
+            partition_key=partition_key,
+            tags=tags,
+            run_config=_run_config(settings),
+            raise_on_error=False,
         )
     if not result.success:
         failures = result.get_step_failure_events()
@@ -135,15 +149,14 @@ def _watch_partitions(store, dataset: str, sessions: list[dt.date], progress: Pr
     return done
 
 
-def _backfill_bars(store, missing: list[dt.date], stage_seconds: dict[str, float]) -> None:
+def _backfill_bars(store, missing: list[dt.date], settings: Settings, stage_seconds: dict[str, float]) -> None:
     """Load missing bar history in one run over the partition range (one Dagster run, not one per day)."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
     from technic_pipelines.definitions import BARS_BACKFILL_JOB
+    from technic_pipelines.defs.ml.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
     from technic_pipelines.partitions import session_key
 
     span = calendar.sessions_between(missing[0], missing[-1])
-    tags = {ASSET_PARTITION_RANGE_START_TAG: session_key(span[0]), ASSET_PARTITION_RANGE_END_TAG: session_key(span[-1])}
+    tags = {PARTITION_RANGE_START_TAG: session_key(span[0]), PARTITION_RANGE_END_TAG: session_key(span[-1])}
     with Progress(
         TextColumn("[bold]backfill bars[/bold] {task.description:<26}"), BarColumn(),
         TextColumn("{task.completed}/{task.total} sessions"),
@@ -153,19 +166,19 @@ def _backfill_bars(store, missing: list[dt.date], stage_seconds: dict[str, float
         done = _watch_partitions(store, "bars", span, progress, task)
         started = time.perf_counter()
         try:
-            _execute(BARS_BACKFILL_JOB, tags)
+            _execute(BARS_BACKFILL_JOB, tags, settings)
         finally:
             done.set()
         progress.update(task, completed=len(span))
     stage_seconds[f"backfill ({len(span)} sessions)"] = time.perf_counter() - started
 
 
-def _run_session(session: dt.date, stage_seconds: dict[str, float]) -> None:
+def _run_session(session: dt.date, settings: Settings, stage_seconds: dict[str, float]) -> None:
     from technic_pipelines.definitions import DAILY_SCAN_JOB
     from technic_pipelines.partitions import session_key
 
     with err_console.status(f"[bold]scanning {session}: " + " → ".join(STAGES)):
-        result = _execute(DAILY_SCAN_JOB, {}, partition_key=session_key(session))
+        result = _execute(DAILY_SCAN_JOB, {}, settings, partition_key=session_key(session))
     for stage in STAGES:
         for materialization in result.asset_materializations_for_node(stage):
             seconds = materialization.metadata.get("seconds")
@@ -199,27 +212,28 @@ def run(
     date: Optional[str] = typer.Option(None, "--date", help="Session to scan, YYYY-MM-DD (default: latest complete)."),
     symbols: Optional[int] = typer.Option(None, "--symbols", min=1, help="Simulated market size (default 5000)."),
     source: Optional[str] = typer.Option(None, "--source", help="Market-data source (default: TECHNIC_SOURCE or simulated)."),
-    warehouse: Optional[Path] = typer.Option(None, "--warehouse", help="Warehouse root (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."),
 ) -> None:
     """Scan one session through Dagster and print the top 20 by TechRating."""
     started = time.perf_counter()
     session = _parse_session(date)
-    _configure_environment(symbols, source, warehouse)
+    settings = _settings(symbols, source, warehouse)
+    _ensure_dagster_home()
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    from technic_core.config import ScanConfig, Settings
+    from technic_core.daily import DEFAULT_SCAN
     from technic_core.warehouse import Warehouse
     from technic_pipelines.partitions import partitions_start
 
-    store = Warehouse(Settings.from_env().warehouse)
-    needed = [s for s in calendar.sessions_back(session, ScanConfig().lookback_sessions) if s >= partitions_start()]
+    store = Warehouse.from_settings(settings)
+    needed = [s for s in calendar.sessions_back(session, DEFAULT_SCAN.lookback_sessions) if s >= partitions_start()]
     stage_seconds: dict[str, float] = {}
     try:
         missing = [
             s for s in needed[:-1] if not (store.has_partition("bars", s) and store.has_partition("index_bars", s))
         ]
         if missing:
-            _backfill_bars(store, missing, stage_seconds)
-        _run_session(session, stage_seconds)
+            _backfill_bars(store, missing, settings, stage_seconds)
+        _run_session(session, settings, stage_seconds)
         _print_report(store, session, stage_seconds, time.perf_counter() - started)
     except TechnicError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
@@ -230,7 +244,7 @@ def run(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
-    warehouse: Optional[Path] = typer.Option(None, "--warehouse", help="Warehouse root (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."),
 ) -> None:
     """Serve the HTTP API (results, live SSE/WebSocket streams, ad-hoc scans) with uvicorn, one worker.
 
@@ -239,17 +253,17 @@ def serve(
     """
     import uvicorn
 
-    if warehouse is not None:
-        os.environ["TECHNIC_WAREHOUSE"] = str(warehouse)
+    from api.log_config import log_config
+
     try:
         from api.main import create_app, tune_garbage_collection
 
-        application = create_app()
+        application = create_app(Settings.from_env(warehouse=warehouse))
     except TechnicError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     tune_garbage_collection()
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    uvicorn.run(application, host=host, port=port, log_config=log_config())
 
 
 @app.callback()

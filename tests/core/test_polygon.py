@@ -21,8 +21,8 @@ import polars as pl
 import pytest
 import respx
 from dagster import DagsterInstance
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from technic_pipelines.defs.ml.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from technic_core import calendar, schema
 from technic_core.config import Settings
 from technic_core.errors import ConfigError, DataSourceError
@@ -451,7 +451,7 @@ def test_a_failed_backfill_run_writes_no_partition_and_a_rerun_completes(tmp_pat
     monkeypatch.setitem(SOURCE_FACTORIES, "polygon", lambda settings: source_for(Warehouse(settings.warehouse), clock))
     monkeypatch.setenv("TECHNIC_SOURCE", "polygon")
     monkeypatch.setenv("TECHNIC_WAREHOUSE", str(root))
-    tags = {ASSET_PARTITION_RANGE_START_TAG: "2024-04-01", ASSET_PARTITION_RANGE_END_TAG: "2024-04-05"}
+    tags = {PARTITION_RANGE_START_TAG: "2024-04-01", PARTITION_RANGE_END_TAG: "2024-04-05"}
     job = defs.resolve_job_def(BARS_BACKFILL_JOB)
     with fake.mock():
         failed = job.execute_in_process(instance=DagsterInstance.ephemeral(), tags=tags, raise_on_error=False)
@@ -465,6 +465,31 @@ def test_a_failed_backfill_run_writes_no_partition_and_a_rerun_completes(tmp_pat
     assert Warehouse(root).sessions("bars") == calendar.sessions_between(dt.date(2024, 4, 1), dt.date(2024, 4, 5))
     metadata = rerun.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["source"].value == "polygon" and metadata["api_calls"].value > 0
+
+
+def test_a_retry_warning_reaches_the_event_log_of_the_run_it_happened_in(tmp_path, monkeypatch):
+    """With the project's instance config (managed Python loggers), the client's retry warning is an event of
+    the Dagster run, so the UI shows it in that run's log."""
+    from dagster import DagsterInstance
+
+    from technic_pipelines import cli
+    from technic_pipelines.definitions import BARS_BACKFILL_JOB, defs
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    cli._ensure_dagster_home()
+    root = tmp_path / "warehouse"
+    fake = FakePolygon()
+    fake.faults[("grouped", "2024-04-03")].append(httpx.Response(503, json={"status": "ERROR"}))
+    monkeypatch.setitem(SOURCE_FACTORIES, "polygon", lambda settings: source_for(Warehouse(settings.warehouse)))
+    monkeypatch.setenv("TECHNIC_SOURCE", "polygon")
+    monkeypatch.setenv("TECHNIC_WAREHOUSE", str(root))
+    tags = {PARTITION_RANGE_START_TAG: "2024-04-01", PARTITION_RANGE_END_TAG: "2024-04-05"}
+    with DagsterInstance.get() as instance, fake.mock():
+        result = defs.resolve_job_def(BARS_BACKFILL_JOB).execute_in_process(instance=instance, tags=tags)
+        messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert result.success
+    retries = [message for message in messages if "polygon retry" in message]
+    assert len(retries) == 1 and "2024-04-03" in retries[0] and "attempt=1/" in retries[0]
 
 
 # ---------------------------------------------------------------------------- limiter and Retry-After

@@ -91,10 +91,9 @@ def test_a_relative_dagster_home_is_made_absolute(home, monkeypatch):
 
 
 def test_a_run_keeps_its_history_and_compute_logs_under_dagster_home(home, tmp_path, monkeypatch):
-    monkeypatch.setenv("TECHNIC_WAREHOUSE", str(tmp_path / "warehouse"))
-    monkeypatch.setenv("TECHNIC_SIM_SYMBOLS", "20")
+    settings = cli._settings(symbols=20, source=None, warehouse=str(tmp_path / "warehouse"))
     cli._ensure_dagster_home()
-    result = cli._execute(BARS_BACKFILL_JOB, {}, partition_key=SESSION)
+    result = cli._execute(BARS_BACKFILL_JOB, {}, settings, partition_key=SESSION)
 
     assert result.dagster_run.tags[HOST_TAG] == socket.gethostname()
     assert (home / "history" / "runs.db").is_file()

@@ -25,6 +25,10 @@ import socket
 from collections.abc import Mapping
 
 from dagster import DagsterEventType, DagsterRun
+
+# The one place Technic imports Dagster internals: a run launcher is a documented extension point (the
+# instance's `run_launcher:`), but its base types are exported only from these modules. dagster is pinned to
+# one release, and tests/pipelines/test_instance_config.py exercises both imports against it.
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, LaunchRunContext, WorkerStatus
 from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
 
