@@ -1,0 +1,7 @@
+"""The screener's column catalog: the registry of every column (`registry`), the engine computing them all
+for a whole bars panel (`engine.compute_catalog`) and the consensus rating (`consensus`)."""
+
+from technic_core.catalog.engine import compute_catalog
+from technic_core.catalog.registry import CATALOG, COLUMNS, SOURCES, UNITS, Column, dtypes
+
+__all__ = ["CATALOG", "COLUMNS", "SOURCES", "UNITS", "Column", "compute_catalog", "dtypes"]
