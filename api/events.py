@@ -62,7 +62,7 @@ def encode_rows(frame: pl.DataFrame) -> tuple[str, ...]:
 class StreamEvent:
     """One event of one stream. Immutable after construction; wire forms are built on first use."""
 
-    __slots__ = ("kind", "seq", "data", "_rows", "_first_seq", "_scan_id", "_batch", "_sse", "_ws", "_burst")
+    __slots__ = ("_batch", "_burst", "_first_seq", "_rows", "_scan_id", "_sse", "_ws", "data", "kind", "seq")
 
     def __init__(self, kind: str, seq: int, data: str) -> None:
         self.kind = kind
@@ -123,7 +123,7 @@ class Burst:
     delivery; gzip cuts a result batch's bytes about threefold.
     """
 
-    __slots__ = ("data", "_deflated")
+    __slots__ = ("_deflated", "data")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -205,7 +205,7 @@ class DeflateSegment:
     end) just continue zlib's CRC over their few bytes.
     """
 
-    __slots__ = ("data", "crc", "length", "_plain", "_tables")
+    __slots__ = ("_plain", "_tables", "crc", "data", "length")
 
     #: Segments at least this long extend a CRC through tables; shorter ones through zlib over their bytes.
     TABULATED_FROM = 1024
@@ -308,7 +308,9 @@ def progress_event(
     return StreamEvent(
         PROGRESS,
         seq,
-        _data(scan_id=scan_id, batch=batch, results=seq, signals=signals, scanned=scanned, total=total, elapsed_s=elapsed),
+        _data(
+            scan_id=scan_id, batch=batch, results=seq, signals=signals, scanned=scanned, total=total, elapsed_s=elapsed
+        ),
     )
 
 
@@ -326,5 +328,5 @@ def lagging_event(scan_id: str, seq: int, queue_size: int) -> StreamEvent:
 
 
 def heartbeat_event(seq: int) -> StreamEvent:
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     return StreamEvent(HEARTBEAT, seq, _data(time=now))

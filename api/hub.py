@@ -17,8 +17,8 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import aclosing
 from typing import Any
 
 from api.events import END, FINAL_EVENTS, RESULT, StreamEvent, heartbeat_event, lagging_event
@@ -66,9 +66,7 @@ class Subscriber:
             return
         if len(self._live) >= self.queue_size:
             self.lagging = True
-            logger.warning(
-                "stream subscriber lagging", extra={"stream": self.topic.key, "queue_size": self.queue_size}
-            )
+            logger.warning("stream subscriber lagging", extra={"stream": self.topic.key, "queue_size": self.queue_size})
         else:
             self._live.append(visible)
         self._wake()

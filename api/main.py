@@ -33,7 +33,7 @@ from api.settings import ApiSettings
 from api.tails import PartitionTail
 from technic_core.config import ScanConfig, Settings
 from technic_core.errors import ConfigError, TechnicError, WarehouseError
-from technic_core.scan import ScanHooks
+from technic_core.scan import NO_HOOKS, ScanHooks
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings | None = None, api_settings: ApiSettings | None = None, scan_hooks: ScanHooks = ScanHooks()
+    settings: Settings | None = None, api_settings: ApiSettings | None = None, scan_hooks: ScanHooks = NO_HOOKS
 ) -> FastAPI:
     """An app over `settings.warehouse` (default: from `TECHNIC_*` variables).
 

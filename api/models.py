@@ -31,7 +31,9 @@ _PYTHON_TYPES: dict[type[pl.DataType], type] = {
 
 
 def _row_model(name: str, columns: dict[str, pl.DataType]) -> type[Strict]:
-    fields: dict[str, Any] = {column: (_PYTHON_TYPES[dtype.base_type()] | None, None) for column, dtype in columns.items()}
+    fields: dict[str, Any] = {
+        column: (_PYTHON_TYPES[dtype.base_type()] | None, None) for column, dtype in columns.items()
+    }
     return create_model(name, __base__=Strict, **fields)
 
 

@@ -23,6 +23,7 @@ from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
+
 class ResultQueries:
     """Result reads through one shared in-memory DuckDB database."""
 

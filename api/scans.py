@@ -39,9 +39,9 @@ from api.events import (
 from api.hub import StreamHub, Topic
 from technic_core import calendar, daily
 from technic_core.config import ScanConfig
+from technic_core.errors import TechnicError
 from technic_core.ml.labels import HORIZONS
 from technic_core.ml.registry import ModelRegistry
-from technic_core.errors import TechnicError
 from technic_core.ml.scan_history import scan_run_row
 from technic_core.ml.scorer import alpha_enricher
 from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, ScanRun, run_scan
@@ -187,7 +187,11 @@ class ScanInputsCache:
         )
         logger.info(
             "loaded scan inputs",
-            extra={"session": session.isoformat(), "bars": inputs.bars.height, "seconds": time.perf_counter() - started},
+            extra={
+                "session": session.isoformat(),
+                "bars": inputs.bars.height,
+                "seconds": time.perf_counter() - started,
+            },
         )
         return inputs
 
@@ -203,8 +207,10 @@ class ScanInputsCache:
         """The alpha enricher, as the daily scan builds it; a failure degrades scans to null alpha columns."""
         try:
             return alpha_enricher(self.store, session, bars, universe, regime)
-        except Exception:  # noqa: BLE001 - the ML stage's failure must not stop scans; traceback is logged
-            logger.exception("alpha models unusable; ad-hoc scans run without alpha", extra={"session": session.isoformat()})
+        except Exception:
+            logger.exception(
+                "alpha models unusable; ad-hoc scans run without alpha", extra={"session": session.isoformat()}
+            )
             return None
 
     def _priority(self, session: dt.date) -> PriorityPlan:
@@ -306,7 +312,7 @@ class ScanManager:
             inputs=inputs,
             ordering=ordering,
             topic=self.hub.create_scan_topic(scan_id),
-            created_at=dt.datetime.now(dt.timezone.utc),
+            created_at=dt.datetime.now(dt.UTC),
         )
         self._scans[scan_id] = scan
         self._evict_finished()
@@ -368,7 +374,7 @@ class ScanManager:
             logger.debug("event loop closed; dropping events", extra={"stream": topic.key})
 
     def _execute(self, scan: AdHocScan) -> None:
-        started_at = dt.datetime.now(dt.timezone.utc)
+        started_at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         scan.status = RUNNING
         inputs = scan.inputs
@@ -390,7 +396,7 @@ class ScanManager:
             for batch in run:
                 self._record(scan, batch)
             scan.end_reason = run.end_reason
-        except Exception as exc:  # noqa: BLE001 - the stream and history must still end; traceback is logged
+        except Exception as exc:
             logger.exception("ad-hoc scan failed", extra={"scan_id": scan.scan_id})
             scan.end_reason, scan.error = END_ERROR, str(exc)
         scan.elapsed_s = time.perf_counter() - started
@@ -436,10 +442,8 @@ class ScanManager:
         self._publish(scan.topic, *events)
 
     def _append_history(self, scan: AdHocScan, run: ScanRun, started_at: dt.datetime) -> None:
-        row = scan_run_row(
-            scan.scan_id, scan.session, scan.config, run, scan.inputs.regime, scan.elapsed_s, started_at
-        )
+        row = scan_run_row(scan.scan_id, scan.session, scan.config, run, scan.inputs.regime, scan.elapsed_s, started_at)
         try:
             self.store.append_scan_run(row)
-        except Exception:  # noqa: BLE001 - a failed history write must not keep the stream from ending
+        except Exception:
             logger.exception("could not append ad-hoc scan to scan history", extra={"scan_id": scan.scan_id})

@@ -76,7 +76,7 @@ class PartitionTail:
         try:
             while not await self._follow():
                 logger.info("results partition removed, waiting for it", extra={"session": self.session.isoformat()})
-        except Exception as exc:  # noqa: BLE001 - reported to subscribers and logged with its traceback
+        except Exception as exc:
             logger.exception("partition tail failed", extra={"session": self.session.isoformat()})
             self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, END_ERROR, str(exc)))
 
@@ -239,7 +239,9 @@ def _read_batch(path: AnyPath) -> pl.DataFrame | None:
         frame = _read_parquet(path)
     except FileNotFoundError:
         return None
-    absent = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns]
+    absent = [
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns
+    ]
     return schema.conform(frame.with_columns(absent), schema.RESULTS, f"results batch {path}").sort("seq")
 
 

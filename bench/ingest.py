@@ -50,9 +50,7 @@ _RANGE = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/1/day/(\d{4}-\d{2}-\d{2})/(
 def tickers(count: int) -> list[str]:
     """Distinct 4-letter tickers, deterministic."""
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return [
-        "".join(letters[(i // 26**k) % 26] for k in (3, 2, 1, 0)) for i in range(count)
-    ]
+    return ["".join(letters[(i // 26**k) % 26] for k in (3, 2, 1, 0)) for i in range(count)]
 
 
 class Market:
@@ -71,8 +69,13 @@ class Market:
             row = int(rng.integers(20, len(sessions) - 20))
             split_from, split_to = (1, 2) if n % 2 == 0 else (4, 1)
             self.splits.append(
-                {"ticker": self.symbols[column], "execution_date": sessions[row].isoformat(),
-                 "split_from": split_from, "split_to": split_to, "id": f"S{n}"}
+                {
+                    "ticker": self.symbols[column],
+                    "execution_date": sessions[row].isoformat(),
+                    "split_from": split_from,
+                    "split_to": split_to,
+                    "id": f"S{n}",
+                }
             )
             factor[:row, column] *= split_from / split_to
         self.close = close / factor
@@ -87,9 +90,14 @@ class Market:
     def bar(self, row: int, column: int, stamp: int) -> dict[str, object]:
         close = float(self.close[row, column])
         return {
-            "v": float(self.volume[row, column]), "vw": round((close + float(self.open[row, column])) / 2, 4),
-            "o": float(self.open[row, column]), "c": close, "h": float(self.high[row, column]),
-            "l": float(self.low[row, column]), "t": stamp, "n": int(self.trades[row, column]),
+            "v": float(self.volume[row, column]),
+            "vw": round((close + float(self.open[row, column])) / 2, 4),
+            "o": float(self.open[row, column]),
+            "c": close,
+            "h": float(self.high[row, column]),
+            "l": float(self.low[row, column]),
+            "t": stamp,
+            "n": int(self.trades[row, column]),
         }
 
 
@@ -138,19 +146,42 @@ def serve(market_args: tuple[int, list[dt.date]], latency_s: float, throttle_eve
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if grouped := _GROUPED.match(url.path):
                 row = market.session_index.get(dt.date.fromisoformat(grouped[1]))
-                results = [] if row is None else [
-                    {"T": symbol, **market.bar(row, column, market.grouped_stamp[row])}
-                    for column, symbol in enumerate(market.symbols)
-                ]
-                self._send(200, {"adjusted": False, "queryCount": len(results), "resultsCount": len(results),
-                                 "status": "OK", "request_id": "g", "results": results})
+                results = (
+                    []
+                    if row is None
+                    else [
+                        {"T": symbol, **market.bar(row, column, market.grouped_stamp[row])}
+                        for column, symbol in enumerate(market.symbols)
+                    ]
+                )
+                self._send(
+                    200,
+                    {
+                        "adjusted": False,
+                        "queryCount": len(results),
+                        "resultsCount": len(results),
+                        "status": "OK",
+                        "request_id": "g",
+                        "results": results,
+                    },
+                )
             elif ranged := _RANGE.match(url.path):
                 column = column_of.get(ranged[1])
                 first, last = dt.date.fromisoformat(ranged[2]), dt.date.fromisoformat(ranged[3])
                 rows = [r for s, r in market.session_index.items() if first <= s <= last] if column is not None else []
                 results = [market.bar(r, column, market.daily_stamp[r]) for r in rows]
-                self._send(200, {"ticker": ranged[1], "adjusted": False, "queryCount": len(results),
-                                 "resultsCount": len(results), "status": "OK", "request_id": "r", "results": results})
+                self._send(
+                    200,
+                    {
+                        "ticker": ranged[1],
+                        "adjusted": False,
+                        "queryCount": len(results),
+                        "resultsCount": len(results),
+                        "status": "OK",
+                        "request_id": "r",
+                        "results": results,
+                    },
+                )
             elif url.path == "/v3/reference/splits":
                 low, high = query["execution_date.gte"], query["execution_date.lte"]
                 results = [s for s in market.splits if low <= s["execution_date"] <= high]
@@ -203,7 +234,8 @@ def main() -> None:
     receive, send = context.Pipe(duplex=False)
     throttled = context.Value("i", 0)
     server = context.Process(
-        target=serve, args=((args.symbols, all_sessions), args.latency_ms / 1000, args.throttle_every, send, throttled),
+        target=serve,
+        args=((args.symbols, all_sessions), args.latency_ms / 1000, args.throttle_every, send, throttled),
         daemon=True,
     )
     server.start()

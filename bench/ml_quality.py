@@ -45,8 +45,8 @@ from technic_core.ml.alpha import COLUMN_BASELINES, PREDICTION, AlphaSpec, defau
 from technic_core.ml.evaluation import daily_rank_ic
 from technic_core.ml.labels import HORIZONS, label_column
 from technic_core.ml.registry import MODELS_DIR, ModelRegistry
-from technic_core.ml.scan_history import record_replays, sample_configs
-from technic_core.ml.scan_history import latest_profile, recent_duration
+from technic_core.ml.sandbox import fill_warehouse
+from technic_core.ml.scan_history import latest_profile, recent_duration, record_replays, sample_configs
 from technic_core.ml.scan_predictors import (
     MODEL_FILE,
     NAME,
@@ -56,7 +56,6 @@ from technic_core.ml.scan_predictors import (
     load_scan_predictors,
     train_scan_predictors,
 )
-from technic_core.ml.sandbox import fill_warehouse
 from technic_core.ml.scorer import alpha_scorer
 from technic_core.ml.training import TrainingConfig, load_training_panel, train_and_register
 from technic_core.sources.simulated import MODEL_VERSION, SimulatedMarket, SimulationConfig
@@ -95,7 +94,9 @@ def alpha_quality(store: Warehouse, market: SimulatedMarket, folds: int) -> dict
         figures[f"baselines_{horizon}d"] = {name: round(value, 4) for name, value in baselines.items()}
         figures[f"evaluated_sessions_{horizon}d"] = metrics["model"].sessions
         best = max(baselines, key=baselines.get)
-        figures[f"model_vs_{best}_{horizon}d"] = paired_difference(report.evaluation.predictions, best, label_column(horizon))
+        figures[f"model_vs_{best}_{horizon}d"] = paired_difference(
+            report.evaluation.predictions, best, label_column(horizon)
+        )
         figures[f"evaluation_window_{horizon}d"] = list(report.evaluation.window or ())
         _log.info("%s: %s", report.name, {name: m.as_dict() for name, m in metrics.items()})
     return figures
@@ -110,7 +111,11 @@ def paired_difference(predictions: pl.DataFrame, baseline: str, label: str) -> d
     other = daily_rank_ic(predictions, column, label).rename({"rank_ic": "baseline"})
     difference = model.join(other, on="date").select(pl.col("model") - pl.col("baseline")).to_series()
     mean, deviation = float(difference.mean()), float(difference.std())
-    return {"mean_difference": mean, "t_stat": mean / deviation * math.sqrt(difference.len()), "sessions": difference.len()}
+    return {
+        "mean_difference": mean,
+        "t_stat": mean / deviation * math.sqrt(difference.len()),
+        "sessions": difference.len(),
+    }
 
 
 def training_time(store: Warehouse) -> dict[str, object]:
@@ -155,7 +160,18 @@ def scan_predictor_quality(store: Warehouse, replay_sessions: int) -> dict[str, 
         latencies.append(time.perf_counter() - call_started)
     latencies_ms = np.array(latencies) * 1e3
     return {
-        **{key: report.metrics[key] for key in ("count_mae", "count_mae_baseline", "count_mae_emulation", "duration_mae_s", "duration_mae_baseline_s", "train_runs", "test_runs")},
+        **{
+            key: report.metrics[key]
+            for key in (
+                "count_mae",
+                "count_mae_baseline",
+                "count_mae_emulation",
+                "duration_mae_s",
+                "duration_mae_baseline_s",
+                "train_runs",
+                "test_runs",
+            )
+        },
         "scan_predictors_promoted": report.promoted,
         "predict_p50_ms": float(np.percentile(latencies_ms, 50)),
         "predict_p99_ms": float(np.percentile(latencies_ms, 99)),
@@ -333,7 +349,7 @@ def main() -> None:
         "load_average_end": [round(x, 2) for x in os.getloadavg()],
         "note": "2-core machine shared with other work: timings may be inflated by the load average",
     }
-    figures["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    figures["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     figures["shortfalls"] = shortfalls(figures)
     figures["caveats"] = caveats(figures)
     rounded = _rounded(figures)

@@ -48,9 +48,9 @@ from technic_core.config import ScanConfig
 from technic_core.priority import (
     ACTIVITY_SESSIONS,
     TIERS,
+    PlanAnnotator,
     PriorityConfig,
     SectorHitRateReorder,
-    PlanAnnotator,
     build_plan,
     order_metrics,
     score_symbols,

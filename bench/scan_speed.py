@@ -19,8 +19,8 @@ import datetime as dt
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,9 @@ def pandas_loop(frames: list[pd.DataFrame]) -> int:
         df["macd"], df["macd_signal"] = macd, macd.ewm(span=9, adjust=False).mean()
         mid, std = close.rolling(20).mean(), close.rolling(20).std(ddof=0)
         df["bb_width"] = 4 * std / mid
-        true_range = pd.concat([high - low, (high - close.shift()).abs(), (low - close.shift()).abs()], axis=1).max(axis=1)
+        true_range = pd.concat([high - low, (high - close.shift()).abs(), (low - close.shift()).abs()], axis=1).max(
+            axis=1
+        )
         df["atr_pct"] = 100 * _wilder(true_range, 14) / close
         df["volume_ratio"] = volume / volume.rolling(20).mean()
         for n in (21, 63, 126):

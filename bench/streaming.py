@@ -49,10 +49,10 @@ except ImportError:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.api.support`, shared with the API tests
 
-from api.events import GzipStream  # noqa: E402
-from technic_core import calendar  # noqa: E402
-from technic_core.warehouse import Warehouse  # noqa: E402
-from tests.api.support import build_warehouse, daily_history_row, free_socket, simulate  # noqa: E402
+from api.events import GzipStream
+from technic_core import calendar
+from technic_core.warehouse import Warehouse
+from tests.api.support import build_warehouse, daily_history_row, free_socket, simulate
 
 RESULTS = Path(__file__).parent / "results" / "streaming.json"
 KEY = "bench-key"
@@ -64,7 +64,7 @@ _HEAD = re.compile(rb'"first_seq":(\d+),"last_seq":(\d+)')
 
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 # ------------------------------------------------------------------ writer process
@@ -341,7 +341,9 @@ def _start_server(root: Path, port_socket) -> tuple[subprocess.Popen, int]:
         except httpx.TransportError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
+            raise RuntimeError(
+                f"server did not start: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
+            )
         time.sleep(0.1)
 
 
@@ -363,18 +365,27 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=5000)
     parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
     parser.add_argument(
-        "--batch-rows", type=int, nargs="+", default=[250, 25],
+        "--batch-rows",
+        type=int,
+        nargs="+",
+        default=[250, 25],
         help="rows per landed batch; the first is the headline (250 = the daily scan's batch size)",
     )
     parser.add_argument(
-        "--encodings", nargs="+", choices=ENCODINGS, default=list(ENCODINGS),
+        "--encodings",
+        nargs="+",
+        choices=ENCODINGS,
+        default=list(ENCODINGS),
         help="response encodings the clients ask for; the first is the headline (gzip: what browsers and httpx ask)",
     )
     parser.add_argument("--max-batches", type=int, default=20, help="batches landed per run")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between landed batches")
     parser.add_argument("--first-result-runs", type=int, default=20)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs per configuration; the report gives their median (shared machines are noisy)"
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per configuration; the report gives their median (shared machines are noisy)",
     )
     args = parser.parse_args()
 
@@ -384,7 +395,9 @@ def main() -> None:
         built = time.perf_counter()
         market = simulate(n_symbols=args.symbols)
         build_warehouse(Warehouse(root), market)
-        print(f"warehouse: {args.symbols} symbols, {market.results.height} result rows, {time.perf_counter() - built:.1f}s")
+        print(
+            f"warehouse: {args.symbols} symbols, {market.results.height} result rows, {time.perf_counter() - built:.1f}s"
+        )
         server, port = _start_server(root, free_socket())
         try:
             # The server preloads scan inputs in the background at start-up; a first scan waits for that, so

@@ -100,9 +100,7 @@ def require_session(day: dt.date) -> dt.date:
         after = f" and the next is {next_session(day)}"
     except NotASessionError:
         after = ""
-    raise NotASessionError(
-        f"{day} ({day:%A}) is not an NYSE session; the previous session is {before}{after}"
-    )
+    raise NotASessionError(f"{day} ({day:%A}) is not an NYSE session; the previous session is {before}{after}")
 
 
 def session_of(timestamp: dt.datetime) -> dt.date:
@@ -123,13 +121,15 @@ def latest_complete_session(now: dt.datetime | None = None) -> dt.date:
     A binary search over the sessions' close instants: stream connections resolve their horizon with it, and
     a reconnect storm of a thousand clients should not pay a pandas calendar lookup each (~0.25 ms).
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
-    instant = np.datetime64(now.astimezone(dt.timezone.utc).replace(tzinfo=None), "ns")
+        now = now.replace(tzinfo=dt.UTC)
+    instant = np.datetime64(now.astimezone(dt.UTC).replace(tzinfo=None), "ns")
     index = int(np.searchsorted(_close_array(), instant, side="right")) - 1
     if index < 0:
-        raise NotASessionError(f"{now} is before the first session the calendar knows ({_to_date(_session_array()[0])})")
+        raise NotASessionError(
+            f"{now} is before the first session the calendar knows ({_to_date(_session_array()[0])})"
+        )
     return _to_date(_session_array()[index])
 
 

@@ -37,7 +37,7 @@ from technic_core.priority import (
     refresh_plan,
     session_metrics,
 )
-from technic_core.scan import ScanHooks, ScanRun, run_scan
+from technic_core.scan import NO_HOOKS, ScanHooks, ScanRun, run_scan
 from technic_core.scoring import market_conditions
 from technic_core.screening import screen
 from technic_core.sources import MarketDataSource
@@ -234,7 +234,7 @@ def plan_hooks(
     (when following `plan`), then the alpha columns, and the sector/industry hit-rate reorder after each
     batch (when following `plan` and `config.reorder`)."""
     if plan is None:
-        return PlanHooks(ScanHooks().with_enrichment(alpha))
+        return PlanHooks(NO_HOOKS.with_enrichment(alpha))
     annotator = PlanAnnotator(plan)
     reorder = DeferredReorder(plan, universe, config) if config.reorder else None
     return PlanHooks(ScanHooks(reorder=reorder).with_enrichment(annotator, alpha), annotator, reorder)
@@ -292,10 +292,14 @@ def prioritized_scan(
     """
     started = time.perf_counter()
     if not scan_config.prioritize:
-        return PrioritizedScan(None, None, plan_hooks(None, universe, alpha).hooks, scan_config.batch_size, note="prioritization is off")
+        return PrioritizedScan(
+            None, None, plan_hooks(None, universe, alpha).hooks, scan_config.batch_size, note="prioritization is off"
+        )
     if not store.has_partition("priority", session):
         _log.warning("no priority plan for %s: scanning in symbol order", session)
-        return PrioritizedScan(None, None, plan_hooks(None, universe, alpha).hooks, scan_config.batch_size, note="no plan for the session")
+        return PrioritizedScan(
+            None, None, plan_hooks(None, universe, alpha).hooks, scan_config.batch_size, note="no plan for the session"
+        )
     plan = store.read("priority", session, session)
     refreshed = _plan_is_stale(store, session, config)
     if refreshed:
@@ -319,9 +323,7 @@ def _plan_is_stale(store: Warehouse, session: dt.date, config: PriorityConfig) -
     """True when a results file of the plan's history window is newer than the plan's file."""
     written = max(path.stat().st_mtime_ns for path in store.partition_files("priority", session))
     window = calendar.sessions_back(calendar.previous_session(session), config.history_sessions)
-    return any(
-        path.stat().st_mtime_ns > written for day in window for path in store.partition_files("results", day)
-    )
+    return any(path.stat().st_mtime_ns > written for day in window for path in store.partition_files("results", day))
 
 
 def _rounded(value: object) -> object:

@@ -210,9 +210,7 @@ def _chunks(starts: np.ndarray, positions: np.ndarray, cells: int) -> list[_Chun
     if not symbol_count:
         return []
     per_chunk = max(1, cells // int(np.diff(starts).max()))
-    return [
-        _Chunk(starts[first : first + per_chunk + 1], positions) for first in range(0, symbol_count, per_chunk)
-    ]
+    return [_Chunk(starts[first : first + per_chunk + 1], positions) for first in range(0, symbol_count, per_chunk)]
 
 
 def _fill_recursive(chunk: _Chunk, prices: dict[str, np.ndarray], columns: dict[str, np.ndarray]) -> None:
@@ -325,9 +323,7 @@ def _seed_mean(values: np.ndarray, last_row: int, count: int) -> np.ndarray:
     return values[last_row - count + 1 : last_row + 1].mean(axis=0)
 
 
-def _exponential_smoothing(
-    values: np.ndarray, start: int, seed: np.ndarray, alpha: float | np.ndarray
-) -> np.ndarray:
+def _exponential_smoothing(values: np.ndarray, start: int, seed: np.ndarray, alpha: float | np.ndarray) -> np.ndarray:
     """`seed` at row `start`, then s[t] = alpha · x[t] + (1 − alpha) · s[t−1]; NaN before `start`.
 
     The one recursion behind EMA (alpha = 2 / (period + 1)) and Wilder's average (alpha = 1 / period).

@@ -8,7 +8,7 @@ records the source identity in `source.json`; later writers with another identit
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
 from technic_core.errors import ConfigError
 from technic_core.warehouse import Warehouse

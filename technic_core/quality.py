@@ -27,8 +27,24 @@ MAX_REPEATED_BAR_SHARE = 0.5
 #: Rejection rates outside this band mean the screen or the reference data went wrong.
 REJECTION_RATE_BAND = (0.02, 0.90)
 REQUIRED_RESULT_COLUMNS = (
-    "symbol", "sector", "industry", "close", "volume", "rsi", "macd", "macd_signal", "bb_width", "atr_pct",
-    "volume_ratio", "mom_21", "mom_63", "mom_126", "tech_rating", "signal", "batch", "seq",
+    "symbol",
+    "sector",
+    "industry",
+    "close",
+    "volume",
+    "rsi",
+    "macd",
+    "macd_signal",
+    "bb_width",
+    "atr_pct",
+    "volume_ratio",
+    "mom_21",
+    "mom_63",
+    "mom_126",
+    "tech_rating",
+    "signal",
+    "batch",
+    "seq",
 )
 
 
@@ -198,10 +214,17 @@ def result_checks(results: pl.DataFrame) -> list[CheckOutcome]:
     """Required columns, finite ratings and closes, RSI in range, and a gapless increasing `seq`."""
     missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in results.columns]
     if missing:
-        return [CheckOutcome("results_columns", False, f"missing column(s): {', '.join(missing)}", {"missing": len(missing)})]
+        return [
+            CheckOutcome(
+                "results_columns", False, f"missing column(s): {', '.join(missing)}", {"missing": len(missing)}
+            )
+        ]
     bad_values = _count(
         results,
-        pl.col("tech_rating").is_null() | pl.col("tech_rating").is_nan() | pl.col("close").is_null() | pl.col("close").is_nan(),
+        pl.col("tech_rating").is_null()
+        | pl.col("tech_rating").is_nan()
+        | pl.col("close").is_null()
+        | pl.col("close").is_nan(),
     )
     bad_rsi = _count(results, (pl.col("rsi") < 0) | (pl.col("rsi") > 100))
     seq = results.get_column("seq")
@@ -224,7 +247,9 @@ def result_checks(results: pl.DataFrame) -> list[CheckOutcome]:
     ]
 
 
-def freshness_check(latest_materialized: dt.date | None, expected_session: dt.date, previous_session: dt.date) -> CheckOutcome:
+def freshness_check(
+    latest_materialized: dt.date | None, expected_session: dt.date, previous_session: dt.date
+) -> CheckOutcome:
     """The newest scanned session is the expected one or at most one session behind it."""
     fresh = latest_materialized is not None and latest_materialized >= previous_session
     return CheckOutcome(

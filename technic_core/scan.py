@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -52,7 +52,7 @@ class ScanHooks:
     enrich: Callable[[pl.DataFrame], pl.DataFrame] | None = None
     reorder: Callable[[list[str], pl.DataFrame], list[str]] | None = None
 
-    def with_enrichment(self, *steps: Callable[[pl.DataFrame], pl.DataFrame] | None) -> "ScanHooks":
+    def with_enrichment(self, *steps: Callable[[pl.DataFrame], pl.DataFrame] | None) -> ScanHooks:
         """These hooks with `steps` applied after this `enrich`, in order (None steps are skipped), so
         independent stages (priority annotation, ML alpha, …) each contribute their columns."""
         chain = [step for step in (self.enrich, *steps) if step is not None]
@@ -65,6 +65,10 @@ class ScanHooks:
             return results
 
         return ScanHooks(enrich=enrich, reorder=self.reorder)
+
+
+#: A scan without hooks.
+NO_HOOKS = ScanHooks()
 
 
 @dataclass
@@ -114,7 +118,7 @@ def run_scan(
     order: Sequence[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    hooks: ScanHooks = ScanHooks(),
+    hooks: ScanHooks = NO_HOOKS,
     first_batch_size: int | None = None,
 ) -> ScanRun:
     """Scan `session`: returns a `ScanRun` to iterate for `ScanBatch`es in visiting order.
@@ -166,7 +170,7 @@ class ScanHistory:
     null_dates: bool
 
     @classmethod
-    def of(cls, bars: pl.DataFrame) -> "ScanHistory":
+    def of(cls, bars: pl.DataFrame) -> ScanHistory:
         dates = bars.get_column("date")
         return cls(bars, _distinct_dates(dates), bars.get_column("symbol").is_sorted(), dates.null_count() > 0)
 
@@ -303,9 +307,7 @@ def _score_batch(
         .then(pl.lit("below_min_tech_rating"))
     )
     judged = scored.with_columns(reason.alias("reason"))
-    rejections = judged.filter(pl.col("reason").is_not_null()).select(
-        pl.lit(session).alias("date"), "symbol", "reason"
-    )
+    rejections = judged.filter(pl.col("reason").is_not_null()).select(pl.lit(session).alias("date"), "symbol", "reason")
     kept = (
         judged.filter(pl.col("reason").is_null())
         .drop("reason")

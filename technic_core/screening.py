@@ -153,6 +153,4 @@ def _failures(rules: ScreeningRules) -> dict[str, pl.Expr]:
 def _first_failure(rules: ScreeningRules) -> pl.Expr:
     """The code of the first failing rule in `REJECTION_REASONS` order, null when every rule passes."""
     failures = _failures(rules)
-    return pl.coalesce(
-        [pl.when(failures[code].fill_null(False)).then(pl.lit(code)) for code in REJECTION_REASONS]
-    )
+    return pl.coalesce([pl.when(failures[code].fill_null(False)).then(pl.lit(code)) for code in REJECTION_REASONS])

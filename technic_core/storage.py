@@ -33,7 +33,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Union
@@ -325,10 +325,8 @@ class ObjectStorage:
             stream.write(data)
 
     def delete(self, target: StoragePath) -> None:
-        try:
+        with suppress(FileNotFoundError):
             self.filesystem.delete_file(self.fs_path(target))
-        except FileNotFoundError:
-            pass
 
     def prepare_directory(self, directory: StoragePath) -> None:
         """Nothing to clean: object-store writes leave no temp objects."""
@@ -437,7 +435,7 @@ class StoragePath:
     Deliberately not `os.PathLike`: code that needs a local file must not get one by accident.
     """
 
-    __slots__ = ("storage", "key")
+    __slots__ = ("key", "storage")
 
     def __init__(self, storage: ObjectStorage, key: str) -> None:
         self.storage = storage

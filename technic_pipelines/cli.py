@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -37,7 +36,7 @@ class RunFailed(TechnicError):
     """A Dagster run ended unsuccessfully; the message is the failing step's error."""
 
 
-def _parse_session(value: Optional[str]) -> dt.date:
+def _parse_session(value: str | None) -> dt.date:
     """The session to scan: `value` (YYYY-MM-DD) or the latest complete session."""
     latest = calendar.latest_complete_session()
     if value is None:
@@ -57,7 +56,7 @@ def _parse_session(value: Optional[str]) -> dt.date:
     return day
 
 
-def _settings(symbols: Optional[int], source: Optional[str], warehouse: Optional[str]) -> Settings:
+def _settings(symbols: int | None, source: str | None, warehouse: str | None) -> Settings:
     """The run's settings: the options over `TECHNIC_*` variables and `.env`; they reach the runs as run
     config of the resources, so the CLI's process environment stays as the user set it."""
     from technic_core.sources import SOURCE_FACTORIES
@@ -110,7 +109,7 @@ def _ensure_dagster_home() -> Path:
     return home
 
 
-def _execute(job_name: str, tags: dict[str, str], settings: Settings, partition_key: Optional[str] = None):
+def _execute(job_name: str, tags: dict[str, str], settings: Settings, partition_key: str | None = None):
     """Run a job of the loaded definitions in-process against the persistent instance."""
     from dagster import DagsterInstance
 
@@ -158,9 +157,12 @@ def _backfill_bars(store, missing: list[dt.date], settings: Settings, stage_seco
     span = calendar.sessions_between(missing[0], missing[-1])
     tags = {PARTITION_RANGE_START_TAG: session_key(span[0]), PARTITION_RANGE_END_TAG: session_key(span[-1])}
     with Progress(
-        TextColumn("[bold]backfill bars[/bold] {task.description:<26}"), BarColumn(),
+        TextColumn("[bold]backfill bars[/bold] {task.description:<26}"),
+        BarColumn(),
         TextColumn("{task.completed}/{task.total} sessions"),
-        TimeElapsedColumn(), console=err_console, transient=False,
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
     ) as progress:
         task = progress.add_task("fetching from the source", total=len(span))
         done = _watch_partitions(store, "bars", span, progress, task)
@@ -209,10 +211,14 @@ def _print_report(store, session: dt.date, stage_seconds: dict[str, float], wall
 
 @app.command()
 def run(
-    date: Optional[str] = typer.Option(None, "--date", help="Session to scan, YYYY-MM-DD (default: latest complete)."),
-    symbols: Optional[int] = typer.Option(None, "--symbols", min=1, help="Simulated market size (default 5000)."),
-    source: Optional[str] = typer.Option(None, "--source", help="Market-data source (default: TECHNIC_SOURCE or simulated)."),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+    date: str | None = typer.Option(None, "--date", help="Session to scan, YYYY-MM-DD (default: latest complete)."),
+    symbols: int | None = typer.Option(None, "--symbols", min=1, help="Simulated market size (default 5000)."),
+    source: str | None = typer.Option(
+        None, "--source", help="Market-data source (default: TECHNIC_SOURCE or simulated)."
+    ),
+    warehouse: str | None = typer.Option(
+        None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."
+    ),
 ) -> None:
     """Scan one session through Dagster and print the top 20 by TechRating."""
     started = time.perf_counter()
@@ -244,7 +250,9 @@ def run(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."),
+    warehouse: str | None = typer.Option(
+        None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."
+    ),
 ) -> None:
     """Serve the HTTP API (results, live SSE/WebSocket streams, ad-hoc scans) with uvicorn, one worker.
 

@@ -14,7 +14,6 @@ run config, and then wins over the environment, e.g.:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -28,7 +27,7 @@ class WarehouseResource(ConfigurableResource):
     """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`): a local directory or an
     object-store URI such as `s3://bucket/prefix` (see `technic_core.storage`)."""
 
-    root: Optional[str] = Field(None, description="warehouse root (unset: TECHNIC_WAREHOUSE, else warehouse/)")
+    root: str | None = Field(None, description="warehouse root (unset: TECHNIC_WAREHOUSE, else warehouse/)")
 
     def get(self) -> Warehouse:
         return Warehouse(Settings.from_env(warehouse=self.root).warehouse)
@@ -44,9 +43,9 @@ def _shared_source(settings: Settings) -> MarketDataSource:
 class MarketDataResource(ConfigurableResource):
     """Which market-data source assets read (default: `TECHNIC_SOURCE`, else simulated)."""
 
-    source: Optional[str] = Field(None, description="simulated | polygon | files (unset: TECHNIC_SOURCE)")
-    sim_symbols: Optional[int] = Field(None, description="simulated market size (unset: TECHNIC_SIM_SYMBOLS)")
-    sim_seed: Optional[int] = Field(None, description="simulated market seed (unset: TECHNIC_SIM_SEED)")
+    source: str | None = Field(None, description="simulated | polygon | files (unset: TECHNIC_SOURCE)")
+    sim_symbols: int | None = Field(None, description="simulated market size (unset: TECHNIC_SIM_SYMBOLS)")
+    sim_seed: int | None = Field(None, description="simulated market seed (unset: TECHNIC_SIM_SEED)")
 
     def settings(self, warehouse: Warehouse | None = None) -> Settings:
         """Source settings; `warehouse` pins the caches (simulator checkpoints, vendor reference data) to

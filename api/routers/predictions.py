@@ -60,7 +60,9 @@ def predict(config: ScanConfig, store: WarehouseDep, predictors: PredictorsDep) 
 def suggest(
     store: WarehouseDep,
     predictors: PredictorsDep,
-    goal: Annotated[Literal["speed", "quality", "balanced"], Query(description="what the scan should favour")] = "balanced",
+    goal: Annotated[
+        Literal["speed", "quality", "balanced"], Query(description="what the scan should favour")
+    ] = "balanced",
 ) -> SuggestResponse:
     """A `ScanConfig` for the goal with its predicted outcome (labeled like `/scan/predict`), warnings (too
     restrictive or too broad) and the sectors currently signalling most."""

@@ -63,7 +63,7 @@ def _predicted(predictors: ScanPredictors | None, config: ScanConfig, scan: AdHo
     try:
         outcome = predictors.predict(config, dict(scan.inputs.conditions))
         return Prediction(result_count=outcome.result_count, duration_s=outcome.duration_s)
-    except Exception:  # noqa: BLE001 - see docstring
+    except Exception:
         logger.exception("scan predictor failed", extra={"scan_id": scan.scan_id})
         return None
 

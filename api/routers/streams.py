@@ -48,7 +48,9 @@ def _subscribe(hub: StreamHub, store: Warehouse, target: StreamTarget, cursor: i
     if target.latest:
         sessions = store.sessions("results")
         if not sessions:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'"
+            )
         session = sessions[-1]
     assert session is not None
     return hub.subscribe_session(session, cursor)

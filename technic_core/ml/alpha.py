@@ -119,7 +119,7 @@ class AlphaSpec:
         }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, object]) -> "AlphaSpec":
+    def from_dict(cls, raw: Mapping[str, object]) -> AlphaSpec:
         return cls(
             horizon=int(raw["horizon"]),
             features=tuple(raw["features"]),
@@ -128,7 +128,7 @@ class AlphaSpec:
             structure=str(raw.get("structure", "free")),
         )
 
-    def same_as(self, other: "AlphaSpec") -> bool:
+    def same_as(self, other: AlphaSpec) -> bool:
         """True when both specs train identical models on identical data (compared as canonical JSON)."""
         return json.dumps(self.as_dict(), sort_keys=True) == json.dumps(other.as_dict(), sort_keys=True)
 
@@ -299,10 +299,16 @@ def walk_forward(
             ridge = fit_ridge(train, spec)
             scored = scored.with_columns(pl.Series("ridge", ridge.predict(feature_matrix(test, spec.features))))
         pieces.append(scored)
-        _log.info("%s fold %d/%d: %d train rows, %d test rows", spec.name, number + 1, len(folds), train.height, test.height)
+        _log.info(
+            "%s fold %d/%d: %d train rows, %d test rows", spec.name, number + 1, len(folds), train.height, test.height
+        )
     if not pieces:
-        empty = pl.DataFrame(schema={"date": pl.Date, "symbol": pl.String, spec.label: pl.Float64, PREDICTION: pl.Float64})
-        return WalkForwardResult(empty, {"model": evaluate(empty, PREDICTION, spec.label)}, daily_rank_ic(empty, PREDICTION, spec.label))
+        empty = pl.DataFrame(
+            schema={"date": pl.Date, "symbol": pl.String, spec.label: pl.Float64, PREDICTION: pl.Float64}
+        )
+        return WalkForwardResult(
+            empty, {"model": evaluate(empty, PREDICTION, spec.label)}, daily_rank_ic(empty, PREDICTION, spec.label)
+        )
     predictions = pl.concat(pieces, how="vertical_relaxed")
     metrics = {"model": evaluate(predictions, PREDICTION, spec.label)}
     for name, column in columns.items():

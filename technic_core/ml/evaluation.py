@@ -127,9 +127,7 @@ def daily_rank_ic(frame: pl.DataFrame, prediction: str, label: str) -> pl.DataFr
 def daily_decile_spread(frame: pl.DataFrame, prediction: str, label: str) -> pl.DataFrame:
     """`date` and `spread`: mean `label` of the top prediction decile minus that of the bottom decile."""
     usable = frame.filter(pl.col(prediction).is_not_null() & pl.col(label).is_not_null())
-    decile = (
-        ((pl.col(prediction).rank("ordinal") - 1) * DECILES / pl.len()).floor().over("date").alias("decile")
-    )
+    decile = ((pl.col(prediction).rank("ordinal") - 1) * DECILES / pl.len()).floor().over("date").alias("decile")
     means = (
         usable.with_columns(decile)
         .group_by("date")

@@ -130,9 +130,9 @@ def build_features(
     if sessions is not None:
         wanted = sorted(set(sessions))
         frame = frame.filter(pl.col("date") >= _first_session_needed(frame, wanted))
-    frame = frame.with_columns(
-        pl.col(name).fill_nan(None) for name in RAW_FEATURES
-    ).with_columns(centered_rank(name).over("date").alias(f"rank_{name}") for name in RAW_FEATURES)
+    frame = frame.with_columns(pl.col(name).fill_nan(None) for name in RAW_FEATURES).with_columns(
+        centered_rank(name).over("date").alias(f"rank_{name}") for name in RAW_FEATURES
+    )
     frame = frame.with_columns(
         pl.col(f"rank_{name}").rolling_mean(window, min_samples=1).over("symbol").alias(f"rank_{name}_mean_{window}")
         for name in FAST_FEATURES

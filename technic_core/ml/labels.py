@@ -57,16 +57,20 @@ def forward_returns(bars: pl.DataFrame, horizons: Sequence[int] = HORIZONS) -> p
     closes = bars.select("symbol", "date", "close")
     dates = closes.get_column("date")
     sessions = calendar.sessions_between(dates.min(), dates.max() + dt.timedelta(days=3 * max(horizons) + 10))
-    position = pl.DataFrame({"date": sessions, "index": range(len(sessions))}, schema={"date": pl.Date, "index": pl.Int64})
+    position = pl.DataFrame(
+        {"date": sessions, "index": range(len(sessions))}, schema={"date": pl.Date, "index": pl.Int64}
+    )
     indexed = closes.join(position, on="date", how="inner")
     labelled = indexed
     for horizon in horizons:
         future = indexed.select(
             "symbol", (pl.col("index") - horizon).alias("index"), pl.col("close").alias("future_close")
         )
-        labelled = labelled.join(future, on=["symbol", "index"], how="left").with_columns(
-            (pl.col("future_close") / pl.col("close") - 1.0).alias(label_column(horizon))
-        ).drop("future_close")
+        labelled = (
+            labelled.join(future, on=["symbol", "index"], how="left")
+            .with_columns((pl.col("future_close") / pl.col("close") - 1.0).alias(label_column(horizon)))
+            .drop("future_close")
+        )
     return labelled.select(list(columns)).sort("symbol", "date")
 
 

@@ -114,7 +114,7 @@ class ModelRegistry:
                 **manifest,
                 "name": name,
                 "version": directory.name,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "files": checksums,
             },
         )
@@ -133,7 +133,7 @@ class ModelRegistry:
                 "version": version,
                 "previous": [v for v in previous if v != version],
                 "reason": reason,
-                "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "promoted_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             },
         )
         _log.info("%s champion is now %s: %s", name, version, reason)
@@ -197,7 +197,7 @@ class ModelRegistry:
             try:
                 model = loader(version)
                 manifest = self.manifest(name, version)
-            except Exception as exc:  # any damage to a version must degrade to the next one, never crash
+            except Exception as exc:  # noqa: BLE001 - any damage to a version must degrade to the next one, never crash
                 message = f"{version} could not be loaded ({type(exc).__name__}: {exc})"
                 _log.warning("%s: %s", name, message)
                 problems.append(message)

@@ -35,7 +35,9 @@ def fill_warehouse(
     first_bar = daily.window_start(ordered[0], config.lookback_sessions)
     first_index_bar = daily.window_start(ordered[0], daily.INDEX_LOOKBACK)
     if first_index_bar < first_bar:
-        daily.write_index_bars(store, source, calendar.sessions_between(first_index_bar, calendar.previous_session(first_bar)))
+        daily.write_index_bars(
+            store, source, calendar.sessions_between(first_index_bar, calendar.previous_session(first_bar))
+        )
     bars = daily.write_bars(store, source, calendar.sessions_between(first_bar, ordered[-1]), every_session=False)
     earnings = daily.source_earnings(source, ordered[0], ordered[-1])
     index_bars = daily.read_index_bars(store, ordered[0], ordered[-1])

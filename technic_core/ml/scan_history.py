@@ -57,7 +57,7 @@ CONFIG_FEATURES = (
 #: Market-condition figures taken as they are from a conditions mapping; the regime adds `trend` and
 #: `high_volatility`.
 CONDITION_FIGURES = ("vix", "pct_advancing", "pct_above_sma_50", "index_volatility_20d")
-CONDITION_FEATURES = CONDITION_FIGURES + ("trend", "high_volatility")
+CONDITION_FEATURES = (*CONDITION_FIGURES, "trend", "high_volatility")
 EMULATION_FEATURES = ("profile_eligible", "profile_visited", "profile_results", "profile_signals")
 #: How fast scans have been lately: the median duration of the previous `RECENT_RUNS` runs. Durations
 #: depend on the machine and its load as much as on the config.
@@ -89,7 +89,7 @@ def scan_run_row(
             {
                 "scan_id": scan_id,
                 "date": session,
-                "started_at": started_at or dt.datetime.now(dt.timezone.utc),
+                "started_at": started_at or dt.datetime.now(dt.UTC),
                 "duration_s": duration_s,
                 "config_json": config.model_dump_json(),
                 "regime": regime,
@@ -178,7 +178,7 @@ class RatingProfile:
     ratings: np.ndarray
 
     @classmethod
-    def from_results(cls, session: dt.date, results: pl.DataFrame) -> "RatingProfile":
+    def from_results(cls, session: dt.date, results: pl.DataFrame) -> RatingProfile:
         rated = results.filter(pl.col("tech_rating").is_not_null()).sort("symbol")
         codes = {name: i for i, name in enumerate(SECTORS)}
         sectors = rated.get_column("sector").replace_strict(codes, default=-1, return_dtype=pl.Int64).to_numpy()
@@ -276,9 +276,7 @@ def history_features(store: Warehouse) -> pl.DataFrame:
         pl.col("duration_s").shift(1).rolling_median(RECENT_RUNS, min_samples=1).alias("recent_duration_s")
     )
     dates = runs.get_column("date").unique().sort().to_list()
-    conditions = {
-        row["date"]: row for row in store.read("conditions", dates[0], dates[-1]).iter_rows(named=True)
-    }
+    conditions = {row["date"]: row for row in store.read("conditions", dates[0], dates[-1]).iter_rows(named=True)}
     result_sessions = store.sessions("results")
     profiles: dict[dt.date, RatingProfile | None] = {}
     rows = []

@@ -51,8 +51,8 @@ from technic_core.ml import optimizer
 from technic_core.ml.registry import Loaded, ModelRegistry
 from technic_core.ml.scan_history import (
     PREDICTOR_FEATURES,
-    RatingProfile,
     RECENT_RUNS,
+    RatingProfile,
     feature_row,
     history_features,
     latest_profile,
@@ -125,7 +125,7 @@ class PredictorModels:
     typical_duration_s: float
 
     @classmethod
-    def fit(cls, history: pl.DataFrame) -> "PredictorModels":
+    def fit(cls, history: pl.DataFrame) -> PredictorModels:
         """Both models fitted on every row of `history` (`history_features` output with an emulation)."""
         typical = float(history.get_column("duration_s").median())
         x = history.select(PREDICTOR_FEATURES).to_numpy()
@@ -145,7 +145,9 @@ class PredictorModels:
         return counts, durations
 
     @staticmethod
-    def _references(x: np.ndarray, features: tuple[str, ...], typical_duration_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def _references(
+        x: np.ndarray, features: tuple[str, ...], typical_duration_s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         recent = x[:, features.index("recent_duration_s")]
         return x[:, features.index("profile_results")], np.where(np.isnan(recent), typical_duration_s, recent)
 
@@ -214,7 +216,7 @@ class BaselinePredictor:
         self.timed_runs = int(timed.sum())
 
     @classmethod
-    def load(cls, store: Warehouse) -> "BaselinePredictor":
+    def load(cls, store: Warehouse) -> BaselinePredictor:
         """The baseline over the runs of the latest `BASELINE_SESSIONS` sessions and the latest results."""
         runs = store.read("scan_runs").filter(pl.col("result_count").is_not_null() & pl.col("duration_s").is_not_null())
         recent = runs.get_column("date").unique().sort().tail(BASELINE_SESSIONS).to_list()
@@ -322,7 +324,10 @@ def train_scan_predictors(store: Warehouse, min_runs: int = MIN_RUNS) -> Predict
         )
     metrics = evaluate_predictors(usable, sessions)
     models = PredictorModels.fit(usable)
-    beats = metrics["count_mae"] < metrics["count_mae_baseline"] and metrics["duration_mae_s"] < metrics["duration_mae_baseline_s"]
+    beats = (
+        metrics["count_mae"] < metrics["count_mae_baseline"]
+        and metrics["duration_mae_s"] < metrics["duration_mae_baseline_s"]
+    )
     reason = (
         f"count MAE {metrics['count_mae']:.2f} vs baseline {metrics['count_mae_baseline']:.2f}, "
         f"duration MAE {metrics['duration_mae_s']:.3f}s vs {metrics['duration_mae_baseline_s']:.3f}s"
@@ -336,7 +341,11 @@ def train_scan_predictors(store: Warehouse, min_runs: int = MIN_RUNS) -> Predict
         manifest={
             "kind": "sklearn",
             "features": list(models.features),
-            "training_window": {"start": sessions[0].isoformat(), "end": sessions[-1].isoformat(), "runs": usable.height},
+            "training_window": {
+                "start": sessions[0].isoformat(),
+                "end": sessions[-1].isoformat(),
+                "runs": usable.height,
+            },
         },
         metrics={**metrics, "promotion": {"promoted": beats, "reason": reason}},
     )
@@ -398,7 +407,11 @@ def _predict(model: Pipeline, x: np.ndarray) -> np.ndarray:
     routine) takes the validated path.
     """
     steps = [step for _, step in model.steps]
-    if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or not isinstance(steps[1], GradientBoostingRegressor):
+    if (
+        len(steps) != 2
+        or not isinstance(steps[0], SimpleImputer)
+        or not isinstance(steps[1], GradientBoostingRegressor)
+    ):
         return model.predict(x)
     imputer, boosted = steps
     init = getattr(boosted, "init_", None)
@@ -486,7 +499,10 @@ def suggest(
         return Suggestion(config=None, answer=answers[0][1], warnings=[], hot_sectors=hot)
     config, answer, predicted = min(
         estimated,
-        key=lambda scored: (optimizer.distance_to_band(scored[2].result_count, chosen.target), -scored[0].min_tech_rating),
+        key=lambda scored: (
+            optimizer.distance_to_band(scored[2].result_count, chosen.target),
+            -scored[0].min_tech_rating,
+        ),
     )
     warnings = optimizer.config_warnings(config, predicted.result_count)
     return Suggestion(config=config, answer=answer, warnings=warnings, hot_sectors=hot)

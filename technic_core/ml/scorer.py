@@ -57,7 +57,7 @@ class AlphaScorer:
         self.models = models
 
     @classmethod
-    def load(cls, store: Warehouse) -> "AlphaScorer":
+    def load(cls, store: Warehouse) -> AlphaScorer:
         registry = ModelRegistry(store)
         return cls({horizon: load_alpha_model(registry, f"alpha_{horizon}d") for horizon in HORIZONS})
 
@@ -163,9 +163,7 @@ def alpha_enricher(
     if not scorer.available:
         return None
     first = calendar.sessions_back(session, FEATURE_LOOKBACK_SESSIONS)[0]
-    symbols = (
-        universe.filter(pl.col("passed")).get_column("symbol").to_list() if universe is not None else None
-    )
+    symbols = universe.filter(pl.col("passed")).get_column("symbol").to_list() if universe is not None else None
     scores = scorer.score_session(session, bars.filter(pl.col("date") >= first), regime, symbols)
 
     def enrich(batch: pl.DataFrame) -> pl.DataFrame:

@@ -248,7 +248,7 @@ def _champion_rank_ic(
         return None, "first model of this name"
     try:
         champion_spec = AlphaSpec.from_dict(registry.manifest(spec.name, champion)["spec"])
-    except Exception as exc:  # an unreadable champion cannot defend its title
+    except Exception as exc:  # noqa: BLE001 - an unreadable champion cannot defend its title
         return None, f"champion {champion}'s manifest is unreadable ({exc})"
     if champion_spec.same_as(spec):
         return challenger.metrics["model"].rank_ic, "same spec, same window"

@@ -57,7 +57,7 @@ class _Rows:
     days: np.ndarray
 
     @classmethod
-    def of(cls, frame: pl.DataFrame, codes: np.ndarray) -> "_Rows":
+    def of(cls, frame: pl.DataFrame, codes: np.ndarray) -> _Rows:
         return cls(frame, codes, frame.get_column("date").cast(pl.Float64).to_numpy())
 
     def values(self, column: str) -> np.ndarray:

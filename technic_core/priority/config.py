@@ -49,7 +49,7 @@ class FactorWeights(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "FactorWeights":
+    def _sum_to_one(self) -> FactorWeights:
         total = self.historical + self.activity + self.fundamental + self.setup
         if not math.isclose(total, 1.0, abs_tol=1e-9):
             raise ValueError(

@@ -80,8 +80,19 @@ SETUP_RSI_BAND = (50.0, 70.0)
 
 #: Result columns the historical and setup factors read from past `results` partitions.
 HISTORY_COLUMNS = (
-    "date", "symbol", "tech_rating", "alpha_score", "close", "sma_50", "sma_200", "macd", "macd_signal",
-    "rsi", "mom_21", "dist_high_20", "dist_low_20",
+    "date",
+    "symbol",
+    "tech_rating",
+    "alpha_score",
+    "close",
+    "sma_50",
+    "sma_200",
+    "macd",
+    "macd_signal",
+    "rsi",
+    "mom_21",
+    "dist_high_20",
+    "dist_low_20",
 )
 
 FUNDAMENTAL_SCHEMA = {"symbol": pl.String, "fundamental_score": pl.Float64, "fundamental_reason": pl.String}
@@ -138,7 +149,8 @@ def _historical(history: _Rows, size: int, session: dt.date, config: PriorityCon
     evidence = weight * _normal_cdf((rating + config.alpha_tilt * tilt - SIGNAL_THRESHOLD) / spread)
     prior = config.prior_weight
     score = (
-        100.0 * (np.bincount(code, weights=evidence, minlength=size) + 0.5 * prior)
+        100.0
+        * (np.bincount(code, weights=evidence, minlength=size) + 0.5 * prior)
         / (np.bincount(code, weights=weight, minlength=size) + prior)
     )
     score[np.bincount(code, minlength=size) == 0] = np.nan
@@ -215,7 +227,7 @@ def _fundamental(reports: _Rows, size: int, session: dt.date, config: PriorityCo
     latest = order[np.append(reports.codes[order][1:] != reports.codes[order][:-1], True)]
     # A report dated d (after that day's close) moves the stock at the first session after d; its age is that
     # session's age + 1, so a report after the previous close has age 1 and counts in full.
-    reacts = calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions) + [session]
+    reacts = [*calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions), session]
     age = np.arange(len(reacts) - 1, -1, -1)[np.searchsorted(_day_numbers(reacts), reports.days[latest], side="right")]
     surprise = reports.values("surprise_pct")[latest]
     faded = _vote(surprise, SURPRISE_SCALE) * 0.5 ** (age / config.fundamental_half_life_sessions)
@@ -235,7 +247,15 @@ def _setup(history: _Rows, size: int, session: dt.date) -> np.ndarray:
     close, sma_50, sma_200, macd, macd_signal, rsi, mom_21, dist_high_20, dist_low_20 = (
         history.values(name)[rows]
         for name in (
-            "close", "sma_50", "sma_200", "macd", "macd_signal", "rsi", "mom_21", "dist_high_20", "dist_low_20"
+            "close",
+            "sma_50",
+            "sma_200",
+            "macd",
+            "macd_signal",
+            "rsi",
+            "mom_21",
+            "dist_high_20",
+            "dist_low_20",
         )
     )
     above_low, below_high = np.abs(dist_low_20), np.abs(dist_high_20)

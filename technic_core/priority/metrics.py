@@ -43,9 +43,9 @@ def scan_positions(results: pl.DataFrame, batch_size: int) -> pl.DataFrame:
     they are not counted."""
     return results.select(
         "symbol",
-        (pl.col("batch") * batch_size + pl.col("seq").rank("ordinal").over("batch") - 1).cast(pl.Int64).alias(
-            "position"
-        ),
+        (pl.col("batch") * batch_size + pl.col("seq").rank("ordinal").over("batch") - 1)
+        .cast(pl.Int64)
+        .alias("position"),
         pl.col("signal").is_in(BUY_SIGNALS).fill_null(False).alias("hit"),
     )
 

@@ -56,15 +56,17 @@ def _scored(
     50) and fundamental reasons."""
     filled = {name: np.where(np.isnan(factors[name]), NEUTRAL_SCORE, factors[name]) for name in FACTOR_COLUMNS}
     priority = sum(filled[name] * weight for name, weight in config.weights.as_dict().items())
-    return pl.DataFrame({
-        "symbol": symbols,
-        "historical_score": filled["historical_score"],
-        "activity_score": filled["activity_score"],
-        "fundamental_score": filled["fundamental_score"],
-        "fundamental_reason": reasons,
-        "setup_score": filled["setup_score"],
-        "priority_score": priority,
-    }).with_columns(tier_of(pl.col("priority_score")).alias("priority_tier"))
+    return pl.DataFrame(
+        {
+            "symbol": symbols,
+            "historical_score": filled["historical_score"],
+            "activity_score": filled["activity_score"],
+            "fundamental_score": filled["fundamental_score"],
+            "fundamental_reason": reasons,
+            "setup_score": filled["setup_score"],
+            "priority_score": priority,
+        }
+    ).with_columns(tier_of(pl.col("priority_score")).alias("priority_tier"))
 
 
 def score_symbols(
@@ -109,9 +111,11 @@ def build_plan(scores: pl.DataFrame, session: dt.date, batch_size: int, config: 
     """
     ranked = _descending(  # rows of `scores` in score order
         scores.get_column("priority_score").to_numpy(),
-        lambda: scores.select(
-            pl.arg_sort_by(["priority_score", "symbol"], descending=[True, False], nulls_last=True)
-        ).to_series().to_numpy(),
+        lambda: (
+            scores.select(pl.arg_sort_by(["priority_score", "symbol"], descending=[True, False], nulls_last=True))
+            .to_series()
+            .to_numpy()
+        ),
     )
     count = len(ranked)
     # a null tier compares null, which numpy's bool conversion (None → False) keeps out of the pool

@@ -66,9 +66,10 @@ import datetime as dt
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import polars as pl
 
@@ -89,15 +90,33 @@ _ROWS_NAMED = 5  # offending rows named per problem
 
 #: Normalized header → column. Normalizing lower-cases and folds spaces, underscores and hyphens.
 _BAR_COLUMNS = {
-    "date": "date", "datetime": "date", "timestamp": "date",
-    "open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume",
-    "vwap": "vwap", "vw": "vwap", "trades": "trades", "transactions": "trades",
-    "symbol": "symbol", "ticker": "symbol",
+    "date": "date",
+    "datetime": "date",
+    "timestamp": "date",
+    "open": "open",
+    "high": "high",
+    "low": "low",
+    "close": "close",
+    "volume": "volume",
+    "vwap": "vwap",
+    "vw": "vwap",
+    "trades": "trades",
+    "transactions": "trades",
+    "symbol": "symbol",
+    "ticker": "symbol",
 }
 _UNIVERSE_COLUMNS = {
-    "symbol": "symbol", "ticker": "symbol", "sector": "sector", "industry": "industry",
-    "market cap": "market_cap", "marketcap": "market_cap", "name": "name", "company": "name",
-    "company name": "name", "shares outstanding": "shares_outstanding", "shares": "shares_outstanding",
+    "symbol": "symbol",
+    "ticker": "symbol",
+    "sector": "sector",
+    "industry": "industry",
+    "market cap": "market_cap",
+    "marketcap": "market_cap",
+    "name": "name",
+    "company": "name",
+    "company name": "name",
+    "shares outstanding": "shares_outstanding",
+    "shares": "shares_outstanding",
 }
 _PRICES = ("open", "high", "low", "close")
 #: Yahoo Finance's sector names (lower-cased) → GICS; GICS names themselves match case-insensitively.
@@ -195,9 +214,12 @@ def parse_dates(text: pl.Expr) -> pl.Expr:
     """ISO or US dates, optionally followed by a time of day (and zone), as `pl.Date`; null if neither."""
     day = text.str.strip_chars().str.extract(r"^([0-9/\-]+)(?:[ T].*)?$", 1)
     return (
-        pl.when(day.str.contains(_ISO_DATE)).then(day.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
-        .when(day.str.contains(_US_DATE_LONG_YEAR)).then(day.str.strptime(pl.Date, "%m/%d/%Y", strict=False))
-        .when(day.str.contains(_US_DATE_SHORT_YEAR)).then(day.str.strptime(pl.Date, "%m/%d/%y", strict=False))
+        pl.when(day.str.contains(_ISO_DATE))
+        .then(day.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
+        .when(day.str.contains(_US_DATE_LONG_YEAR))
+        .then(day.str.strptime(pl.Date, "%m/%d/%Y", strict=False))
+        .when(day.str.contains(_US_DATE_SHORT_YEAR))
+        .then(day.str.strptime(pl.Date, "%m/%d/%y", strict=False))
     )
 
 
@@ -240,11 +262,13 @@ def _problems(table: _Table, frame: pl.DataFrame, checks: list[_Check], file: st
 def _bar_checks(sessions: pl.Series, has_symbol: bool) -> list[_Check]:
     date, high, low = pl.col("date"), pl.col("high"), pl.col("low")
     checks = [_Check("date is not an ISO or US date", date.is_null())]
-    checks.append(_Check(
-        "date is not an NYSE session and the row does not repeat the previous session's bar "
-        "(wrong calendar or time zone?)",
-        date.is_not_null() & ~date.is_in(sessions.implode()),
-    ))
+    checks.append(
+        _Check(
+            "date is not an NYSE session and the row does not repeat the previous session's bar "
+            "(wrong calendar or time zone?)",
+            date.is_not_null() & ~date.is_in(sessions.implode()),
+        )
+    )
     checks += [_Check(f"{c} is missing or not a number", pl.col(c).is_null()) for c in (*_PRICES, "volume")]
     checks += [
         _Check("a price is zero or negative", pl.any_horizontal(pl.col(c) <= 0 for c in _PRICES)),
@@ -301,9 +325,7 @@ def load_bars_file(path: Path) -> BarsFile:
         _log.info("files %s: dropped rows=%d dated before %s", file, early.height, calendar.CALENDAR_START)
         frame = frame.filter(pl.col("date").is_null() | (pl.col("date") >= calendar.CALENDAR_START))
     dates = frame.get_column("date").drop_nulls()
-    sessions = pl.Series(
-        calendar.sessions_between(dates.min(), dates.max()) if dates.len() else [], dtype=pl.Date
-    )
+    sessions = pl.Series(calendar.sessions_between(dates.min(), dates.max()) if dates.len() else [], dtype=pl.Date)
     filled = frame.select(_forward_filled(sessions)).to_series()
     frame = frame.filter(~filled)
     problems = _problems(table, frame, _bar_checks(sessions, own_symbol is None), file)
@@ -358,7 +380,11 @@ def load_universe_file(path: Path) -> tuple[pl.DataFrame | None, list[str]]:
         names = sorted(unknown.get_column("sector").unique().to_list())
         _log.warning("files %s: sectors kept as written, not GICS: %s", file, names)
     return universe.select(
-        "symbol", "name", "sector", "industry", "market_cap",
+        "symbol",
+        "name",
+        "sector",
+        "industry",
+        "market_cap",
         pl.col("shares_outstanding").round(0).cast(pl.Int64),
     ), []
 
@@ -441,7 +467,8 @@ class FilesSource:
         if not self.directory.is_dir():
             raise DataSourceError(f"files source: {self.directory} is not a directory")
         paths = sorted(
-            p for p in self.directory.iterdir()
+            p
+            for p in self.directory.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in DATA_SUFFIXES
         )
         universe_paths = [p for p in paths if p.stem.lower() == UNIVERSE_STEM]
@@ -479,7 +506,8 @@ class FilesSource:
         for file, filled in forward_filled.items():
             _log.warning(
                 "files %s: dropped forward-filled rows=%d (non-session dates repeating the previous session's bar)",
-                file, filled,
+                file,
+                filled,
             )
             self.stats.forward_filled_rows_dropped += filled
         return self._assemble(pl.concat(frames), universe)
@@ -525,7 +553,8 @@ class FilesSource:
             if without_bars or outside:
                 _log.warning(
                     "files universe lists symbols=%d without bars; symbols=%d with bars are not in the universe",
-                    without_bars, outside,
+                    without_bars,
+                    outside,
                 )
         _log.info("files imported symbols=%d rows=%d from %s", spans.height, stocks.height, self.directory)
         return _Imported(stocks, index, spans, universe)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.settings import ApiSettings
 from technic_core.config import Settings
-from technic_core.scan import ScanHooks
+from technic_core.scan import NO_HOOKS, ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.support import MarketFixture, build_warehouse, running_server, simulate
 
@@ -51,7 +51,11 @@ def make_app(warehouse: Warehouse) -> AppFactory:
     """`make_app(keys=..., hooks=..., root=..., **api_settings)`: an app over the test's warehouse by default."""
 
     def make(
-        *, keys: tuple[str, ...] = (KEY, OTHER_KEY), hooks: ScanHooks = ScanHooks(), root: Path | None = None, **api: object
+        *,
+        keys: tuple[str, ...] = (KEY, OTHER_KEY),
+        hooks: ScanHooks = NO_HOOKS,
+        root: Path | None = None,
+        **api: object,
     ) -> FastAPI:
         settings = Settings(warehouse=root or warehouse.root, api_keys=keys)
         return create_app(settings, ApiSettings(**api), scan_hooks=hooks)

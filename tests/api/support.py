@@ -69,7 +69,9 @@ def simulate(n_symbols: int = 150, session: dt.date = SESSION, batch_size: int =
             "rank": list(range(1, passed.len() + 1)),
         }
     )
-    return MarketFixture(session, bars, universe, conditions, batches, schema.conform(priority, schema.PRIORITY, "priority"))
+    return MarketFixture(
+        session, bars, universe, conditions, batches, schema.conform(priority, schema.PRIORITY, "priority")
+    )
 
 
 def daily_history_row(session: dt.date, result_count: int, end_reason: str = "complete") -> pl.DataFrame:
@@ -79,7 +81,7 @@ def daily_history_row(session: dt.date, result_count: int, end_reason: str = "co
             {
                 "scan_id": f"daily-{session.isoformat()}",
                 "date": session,
-                "started_at": dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc),
+                "started_at": dt.datetime(2024, 7, 1, tzinfo=dt.UTC),
                 "duration_s": 1.0,
                 "config_json": ScanConfig().model_dump_json(),
                 "regime": None,

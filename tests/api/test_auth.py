@@ -79,8 +79,13 @@ def test_keys_come_from_the_environment_and_stay_out_of_reprs():
 def test_keys_in_query_strings_are_redacted_from_access_logs(client):
     assert redact_api_keys in logging.getLogger("uvicorn.access").filters, "installed when the app starts"
     record = logging.LogRecord(
-        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-        ("127.0.0.1:5000", "GET", f"/events/results/latest?after=3&api_key={KEY}&x=1", "1.1", 200), None,
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", f"/events/results/latest?after=3&api_key={KEY}&x=1", "1.1", 200),
+        None,
     )
     assert redact_api_keys(record)
     assert KEY not in record.getMessage()

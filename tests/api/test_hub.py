@@ -16,14 +16,14 @@ import pytest
 
 from api.events import (
     END,
+    EXACT_COLUMNS,
     HEARTBEAT,
     LAGGING,
     PROGRESS,
     RESULT,
+    WIRE_SIGNIFICANT_DIGITS,
     DeflateSegment,
     GzipStream,
-    EXACT_COLUMNS,
-    WIRE_SIGNIFICANT_DIGITS,
     encode_rows,
     end_event,
     for_wire,
@@ -61,7 +61,9 @@ def test_derived_floats_leave_with_six_significant_digits_and_market_data_exactl
     magnitudes = 10.0 ** rng.uniform(-9, 9, 2_000)
     derived = magnitudes * rng.choice([-1.0, 1.0], magnitudes.size)
     prices = np.round(rng.uniform(0.5, 700_000, magnitudes.size), 2)
-    frame = pl.DataFrame({"rsi": derived, "close": prices, "volume": np.floor(magnitudes), "seq": range(magnitudes.size)})
+    frame = pl.DataFrame(
+        {"rsi": derived, "close": prices, "volume": np.floor(magnitudes), "seq": range(magnitudes.size)}
+    )
     rows = pl.DataFrame([json.loads(row) for row in encode_rows(frame)])
     relative_error = np.abs(rows.get_column("rsi").to_numpy() / derived - 1)
     assert relative_error.max() <= 0.5 * 10.0 ** (1 - WIRE_SIGNIFICANT_DIGITS) * (1 + 1e-9)

@@ -21,7 +21,10 @@ def test_a_record_without_extras_is_the_plain_line():
 
 def test_api_and_core_loggers_write_to_the_server_output(capsys):
     names = ("uvicorn", "uvicorn.error", "uvicorn.access", "api", "technic_core")
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate) for name in names}
+    saved = {
+        name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in names
+    }
     logging.config.dictConfig(log_config())
     try:
         logging.getLogger("technic_core.sources.polygon").warning("retrying", extra={"attempt": 2})

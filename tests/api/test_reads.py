@@ -51,7 +51,9 @@ def test_filters_limit_and_order(client, market):
     )
     assert response.status_code == 200, response.text
     expected = (
-        market.results.filter((pl.col("sector") == sector) & (pl.col("signal") == "Buy") & (pl.col("tech_rating") >= 50))
+        market.results.filter(
+            (pl.col("sector") == sector) & (pl.col("signal") == "Buy") & (pl.col("tech_rating") >= 50)
+        )
         .sort("seq")
         .head(3)
     )

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+import api.scans as ad_hoc_scans
 from api.events import for_wire
 from api.scans import FIRST_BATCH_SIZE
-import api.scans as ad_hoc_scans
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, OTHER_AUTH
@@ -35,7 +35,11 @@ def test_post_scan_returns_every_row_and_records_history(client, warehouse, mark
     history = warehouse.read("scan_runs").filter(pl.col("scan_id") == stats["scan_id"])
     assert history.height == 1
     recorded = history.row(0, named=True)
-    assert (recorded["result_count"], recorded["end_reason"], recorded["date"]) == (rows.height, "complete", market.session)
+    assert (recorded["result_count"], recorded["end_reason"], recorded["date"]) == (
+        rows.height,
+        "complete",
+        market.session,
+    )
     assert json.loads(recorded["config_json"])["batch_size"] == 25
 
 
@@ -93,8 +97,10 @@ def test_stop_stats_active_and_delete(make_app):
             assert stopped.status_code == 202 and stopped.json()["stop_requested"] is True
         finally:
             release.set()
-        stats = wait_for(lambda: (s := client.get(f"/scan/stats/{scan_id}").json())["status"] == "finished" and s,
-                         what="the stopped scan to finish")
+        stats = wait_for(
+            lambda: (s := client.get(f"/scan/stats/{scan_id}").json())["status"] == "finished" and s,
+            what="the stopped scan to finish",
+        )
         assert (stats["end_reason"], stats["batches"], stats["results"]) == ("stopped", 1, 10)
         assert stats["scanned"] < stats["total"]
         assert client.get("/scans/active").json() == {"scans": []}
@@ -173,8 +179,11 @@ def test_malformed_bodies_and_unknown_ids_are_4xx(client):
     assert malformed.status_code == 422 and "body" in malformed.json()["message"]
     not_an_object = client.post("/scan", json=[1, 2], headers=AUTH)
     assert not_an_object.status_code == 422
-    for method, path in (("GET", "/scan/stats/adhoc-00000000000000ff"), ("POST", "/scan/stop/adhoc-00000000000000ff"),
-                         ("DELETE", "/scan/adhoc-00000000000000ff")):
+    for method, path in (
+        ("GET", "/scan/stats/adhoc-00000000000000ff"),
+        ("POST", "/scan/stop/adhoc-00000000000000ff"),
+        ("DELETE", "/scan/adhoc-00000000000000ff"),
+    ):
         response = client.request(method, path, headers=AUTH)
         assert response.status_code == 404 and "adhoc-00000000000000ff" in response.json()["detail"]
     badly_formed = client.get("/scan/stats/scan-1")

@@ -36,7 +36,9 @@ def test_serve_defaults_to_loopback_port_8000(served, tmp_path):
 
 
 def test_serve_options(served, tmp_path):
-    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "9001", "--warehouse", str(tmp_path / "w")])
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "9001", "--warehouse", str(tmp_path / "w")]
+    )
     assert result.exit_code == 0, result.output
     [_, (application, options)] = served
     assert application.state.store.root == tmp_path / "w"

@@ -33,10 +33,9 @@ TIMEOUT = httpx.Timeout(10.0)
 @contextmanager
 def stream(base_url: str, path: str, **kwargs: object) -> Iterator[Iterator[ServerSentEvent]]:
     """The events of one SSE connection (heartbeats skipped) as an iterator; closed on exit."""
-    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http:
-        with connect_sse(http, "GET", path, **kwargs) as source:
-            assert source.response.status_code == 200, source.response.read()
-            yield (event for event in source.iter_sse() if event.event != "heartbeat")
+    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http, connect_sse(http, "GET", path, **kwargs) as source:
+        assert source.response.status_code == 200, source.response.read()
+        yield (event for event in source.iter_sse() if event.event != "heartbeat")
 
 
 def until_end(events: Iterator[ServerSentEvent]) -> list[ServerSentEvent]:
@@ -132,7 +131,10 @@ def test_latest_replays_a_finished_session_and_ends_with_its_history(server, mar
 def _raw_stream(base_url: str, path: str, accept_encoding: str) -> tuple[httpx.Headers, bytes]:
     """A finished stream's response headers and body exactly as sent (no content decoding)."""
     headers = {"Accept-Encoding": accept_encoding}
-    with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http, http.stream("GET", path, headers=headers) as response:
+    with (
+        httpx.Client(base_url=base_url, timeout=TIMEOUT) as http,
+        http.stream("GET", path, headers=headers) as response,
+    ):
         assert response.status_code == 200
         return response.headers, b"".join(response.iter_raw())
 
@@ -194,24 +196,30 @@ def test_hundred_concurrent_streams_each_receive_every_event_in_order(server, wa
     results = asyncio.run(scenario())
     assert len(results) == clients
     assert all(received == list(range(1, total + 1)) for received in results)
-    wait_for(lambda: stream_counts(server) == {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0},
-             what="every subscription and the tail to be released")
+    wait_for(
+        lambda: stream_counts(server) == {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0},
+        what="every subscription and the tail to be released",
+    )
 
 
 def test_a_client_that_disconnects_mid_stream_frees_its_subscription_and_the_tail(server):
     with stream(server, f"/events/results/{LIVE.isoformat()}"):
         wait_for(lambda: stream_counts(server)["subscribers"] == 1, what="the subscription")
         assert stream_counts(server)["tailed_partitions"] == 1
-    wait_for(lambda: stream_counts(server)["subscribers"] == 0 and stream_counts(server)["tailed_partitions"] == 0,
-             what="the subscription and tail to be released")
+    wait_for(
+        lambda: stream_counts(server)["subscribers"] == 0 and stream_counts(server)["tailed_partitions"] == 0,
+        what="the subscription and tail to be released",
+    )
 
 
 def test_an_idle_stream_gets_heartbeats(make_app):
-    with running_server(make_app(heartbeat_s=0.05)) as base_url:
-        with httpx.Client(base_url=base_url, timeout=TIMEOUT) as http:
-            with connect_sse(http, "GET", f"/events/results/{LIVE.isoformat()}") as source:
-                events = source.iter_sse()
-                beats = [next(events), next(events)]
+    with (
+        running_server(make_app(heartbeat_s=0.05)) as base_url,
+        httpx.Client(base_url=base_url, timeout=TIMEOUT) as http,
+        connect_sse(http, "GET", f"/events/results/{LIVE.isoformat()}") as source,
+    ):
+        events = source.iter_sse()
+        beats = [next(events), next(events)]
     assert [event.event for event in beats] == ["heartbeat", "heartbeat"]
     assert "time" in json.loads(beats[0].data)
 
@@ -226,9 +234,8 @@ def start_scan(base_url: str, config: dict, path: str = "/scan/stream") -> dict:
 
 
 def scan_events(started: dict) -> list[ServerSentEvent]:
-    with httpx.Client(timeout=TIMEOUT) as http:
-        with connect_sse(http, "GET", started["events_url"]) as source:
-            return until_end(event for event in source.iter_sse() if event.event != "heartbeat")
+    with httpx.Client(timeout=TIMEOUT) as http, connect_sse(http, "GET", started["events_url"]) as source:
+        return until_end(event for event in source.iter_sse() if event.event != "heartbeat")
 
 
 def test_an_ad_hoc_scan_streams_results_progress_and_end(server):
@@ -348,8 +355,11 @@ def test_websocket_replays_and_resumes_with_after(client, market):
     page = client.get(f"/results/{market.session.isoformat()}", params={"limit": 1000, "order_by": "seq"}).json()
     assert page["rows"] == streamed[:1000]  # the same rows, the same rounded floats, either way
     assert any(row["rsi"] != stored for row, stored in zip(streamed, market.results.sort("seq")["rsi"]))
-    assert messages[-1] == {"event": "end", "id": total, "data": {"scan_id": market.session.isoformat(),
-                                                                   "reason": "complete", "results": total, "message": None}}
+    assert messages[-1] == {
+        "event": "end",
+        "id": total,
+        "data": {"scan_id": market.session.isoformat(), "reason": "complete", "results": total, "message": None},
+    }
     with client.websocket_connect(f"/ws/results/{market.session.isoformat()}?after={total - 2}") as websocket:
         resumed = receive_until_end(websocket)
     assert [row["seq"] for row in resumed[0]["data"]["rows"]] == [total - 1, total]
@@ -373,18 +383,19 @@ def test_websocket_streams_an_ad_hoc_scan(client):
     ],
 )
 def test_websocket_refusals_close_with_a_code(client, path, code):
-    with client.websocket_connect(path) as websocket:
-        with pytest.raises(WebSocketDisconnect) as closed:
-            websocket.receive_json()
+    with client.websocket_connect(path) as websocket, pytest.raises(WebSocketDisconnect) as closed:
+        websocket.receive_json()
     assert closed.value.code == code
     assert closed.value.reason
 
 
 def test_websocket_without_a_required_key_closes_with_1008(make_app):
     with TestClient(make_app(reads_require_key=True)) as test_client:
-        with test_client.websocket_connect("/ws/results/latest") as websocket:
-            with pytest.raises(WebSocketDisconnect) as closed:
-                websocket.receive_json()
+        with (
+            test_client.websocket_connect("/ws/results/latest") as websocket,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            websocket.receive_json()
         assert closed.value.code == 1008 and "missing API key" in closed.value.reason
         with test_client.websocket_connect(f"/ws/results/latest?api_key={KEY}") as websocket:
             assert receive_until_end(websocket)[-1]["data"]["reason"] == "complete"
@@ -396,9 +407,11 @@ def test_following_more_sessions_than_the_cap_is_503_and_frees_up(make_app):
             wait_for(lambda: client.get("/health").json()["streams"]["tailed_partitions"] == 1, what="the tail")
             refused = client.get("/events/results/2024-07-02")
             assert refused.status_code == 503 and "TECHNIC_API_MAX_TAILED_PARTITIONS=1" in refused.json()["detail"]
-            with client.websocket_connect("/ws/results/2024-07-02") as websocket:
-                with pytest.raises(WebSocketDisconnect) as closed:
-                    websocket.receive_json()
+            with (
+                client.websocket_connect("/ws/results/2024-07-02") as websocket,
+                pytest.raises(WebSocketDisconnect) as closed,
+            ):
+                websocket.receive_json()
             assert closed.value.code == 4503
         wait_for(lambda: client.get("/health").json()["streams"]["tailed_partitions"] == 0, what="the tail to stop")
         with client.websocket_connect("/ws/results/latest") as websocket:
@@ -410,9 +423,8 @@ def test_a_websocket_client_that_leaves_frees_its_slot_and_the_cap_is_4429(make_
         path = f"/ws/results/{LIVE.isoformat()}?api_key={KEY}"
         with client.websocket_connect(path):
             wait_for(lambda: client.get("/health").json()["streams"]["subscribers"] == 1, what="the subscription")
-            with client.websocket_connect(path) as second:
-                with pytest.raises(WebSocketDisconnect) as closed:
-                    second.receive_json()
+            with client.websocket_connect(path) as second, pytest.raises(WebSocketDisconnect) as closed:
+                second.receive_json()
             assert closed.value.code == 4429
         idle = {"subscribers": 0, "tailed_partitions": 0, "active_scans": 0}
         wait_for(lambda: client.get("/health").json()["streams"] == idle, what="the stream's resources to be released")
@@ -430,12 +442,14 @@ def test_without_file_notifications_the_tail_falls_back_to_polling(make_app, war
         return real_awatch(*paths, force_polling=True, **options)
 
     monkeypatch.setattr(tails, "awatch", notifications_unavailable)
-    with TestClient(make_app(poll_interval_s=0.05)) as client:
-        with client.websocket_connect(f"/ws/results/{LIVE.isoformat()}") as websocket:
-            for batch in range(2):
-                land(warehouse, market, batch)
-            warehouse.append_scan_run(daily_history_row(LIVE, int(market.batches[1]["seq"].max())))
-            messages = receive_until_end(websocket)
+    with (
+        TestClient(make_app(poll_interval_s=0.05)) as client,
+        client.websocket_connect(f"/ws/results/{LIVE.isoformat()}") as websocket,
+    ):
+        for batch in range(2):
+            land(warehouse, market, batch)
+        warehouse.append_scan_run(daily_history_row(LIVE, int(market.batches[1]["seq"].max())))
+        messages = receive_until_end(websocket)
     rows = [row["seq"] for message in messages if message["event"] == "result" for row in message["data"]["rows"]]
     assert rows == list(range(1, int(market.batches[1]["seq"].max()) + 1))
     assert messages[-1]["data"]["reason"] == "complete"
@@ -445,13 +459,15 @@ def test_without_file_notifications_the_tail_falls_back_to_polling(make_app, war
 def test_on_an_object_store_the_tail_polls_the_partition(make_app, market):
     """No file notifications exist for a bucket: the tail lists the partition every poll interval instead."""
     store = Warehouse(f"memory://tails-{uuid.uuid4().hex}/warehouse")
-    with TestClient(make_app(root=str(store.root), poll_interval_s=0.02)) as client:
-        with client.websocket_connect(f"/ws/results/{LIVE.isoformat()}?api_key={KEY}") as websocket:
-            for batch in range(2):
-                land(store, market, batch)
-            last = int(market.batches[1]["seq"].max())
-            store.append_scan_run(daily_history_row(LIVE, last))
-            messages = receive_until_end(websocket)
+    with (
+        TestClient(make_app(root=str(store.root), poll_interval_s=0.02)) as client,
+        client.websocket_connect(f"/ws/results/{LIVE.isoformat()}?api_key={KEY}") as websocket,
+    ):
+        for batch in range(2):
+            land(store, market, batch)
+        last = int(market.batches[1]["seq"].max())
+        store.append_scan_run(daily_history_row(LIVE, last))
+        messages = receive_until_end(websocket)
     rows = [row["seq"] for message in messages if message["event"] == "result" for row in message["data"]["rows"]]
     assert rows == list(range(1, last + 1))
     assert messages[-1]["data"]["reason"] == "complete"

@@ -42,15 +42,15 @@ def test_require_session_names_neighbours():
 
 def test_session_of_uses_new_york_date():
     # Polygon grouped bars: 16:00 New York = 21:00 UTC in winter, same calendar day
-    assert calendar.session_of(dt.datetime(2024, 1, 5, 21, 0, tzinfo=dt.timezone.utc)) == D(2024, 1, 5)
+    assert calendar.session_of(dt.datetime(2024, 1, 5, 21, 0, tzinfo=dt.UTC)) == D(2024, 1, 5)
     # per-ticker bars stamped at midnight New York = 05:00 UTC
-    assert calendar.session_of(dt.datetime(2024, 1, 5, 5, 0, tzinfo=dt.timezone.utc)) == D(2024, 1, 5)
+    assert calendar.session_of(dt.datetime(2024, 1, 5, 5, 0, tzinfo=dt.UTC)) == D(2024, 1, 5)
     # 01:00 UTC is still the previous evening in New York
-    assert calendar.session_of(dt.datetime(2024, 1, 6, 1, 0, tzinfo=dt.timezone.utc)) == D(2024, 1, 5)
+    assert calendar.session_of(dt.datetime(2024, 1, 6, 1, 0, tzinfo=dt.UTC)) == D(2024, 1, 5)
 
 
 def test_latest_complete_session_respects_close_and_early_close():
-    utc = dt.timezone.utc
+    utc = dt.UTC
     # Monday 2024-12-02 14:00 New York (19:00 UTC): the session is open, so Friday is latest complete
     assert calendar.latest_complete_session(dt.datetime(2024, 12, 2, 19, 0, tzinfo=utc)) == D(2024, 11, 29)
     # 16:30 New York: Monday has closed
@@ -59,6 +59,8 @@ def test_latest_complete_session_respects_close_and_early_close():
     assert calendar.latest_complete_session(dt.datetime(2024, 11, 29, 19, 0, tzinfo=utc)) == D(2024, 11, 29)
     # Thanksgiving evening: Wednesday
     assert calendar.latest_complete_session(dt.datetime(2024, 11, 28, 23, 0, tzinfo=utc)) == D(2024, 11, 27)
+
+
 def test_latest_complete_session_matches_the_calendars_own_close_lookup():
     """Reference: today if today's close (exchange_calendars' `session_close`) has passed, else the session
     before — at random instants over twenty years, and exactly at and just before closes, early ones too."""
@@ -72,12 +74,14 @@ def test_latest_complete_session_matches_the_calendars_own_close_lookup():
 
     def reference(now: pd.Timestamp) -> dt.date:
         today = now.tz_convert("America/New_York").date()
-        candidate = today if cal.is_session(pd.Timestamp(today)) else cal.date_to_session(pd.Timestamp(today), "previous").date()
+        candidate = (
+            today
+            if cal.is_session(pd.Timestamp(today))
+            else cal.date_to_session(pd.Timestamp(today), "previous").date()
+        )
         if candidate == today and now < cal.session_close(pd.Timestamp(today)):
             candidate = cal.previous_session(pd.Timestamp(today)).date()
         return candidate
 
     for now in instants:
         assert calendar.latest_complete_session(now.to_pydatetime()) == reference(now), now
-
-

@@ -56,7 +56,7 @@ def test_settings_from_a_given_environment_and_overrides(tmp_path):
     assert Settings.from_env(env, sim_symbols=12).sim_symbols == 12
     assert Settings.from_env(env, sim_symbols=None).sim_symbols == 300  # None: not overridden
     assert Settings.from_env({"TECHNIC_SIM_SYMBOLS": ""}).sim_symbols == 5_000  # empty: unset
-    with pytest.raises(ConfigError, match="unknown setting.*sim_symbol\\b"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*sim_symbol\b"):
         Settings.from_env(env, sim_symbol=12)
 
 

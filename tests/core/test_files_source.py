@@ -37,8 +37,15 @@ def expected(symbols: list[str], sessions: list[dt.date] = SESSIONS) -> pl.DataF
 
 def yahoo_rows(symbol: str, date_format: str, sessions: list[dt.date] = SESSIONS) -> list[dict[str, object]]:
     return [
-        {"Date": d.strftime(date_format), "Open": b["open"], "High": b["high"], "Low": b["low"], "Close": b["close"],
-         "Adj Close": b["close"] * 0.97, "Volume": int(b["volume"])}
+        {
+            "Date": d.strftime(date_format),
+            "Open": b["open"],
+            "High": b["high"],
+            "Low": b["low"],
+            "Close": b["close"],
+            "Adj Close": b["close"] * 0.97,
+            "Volume": int(b["volume"]),
+        }
         for d in sessions
         for b in [bar(symbol, d)]
     ]
@@ -200,16 +207,31 @@ GOOD = ["2024-03-01", 1, 2, 0.5, 1.5, 10]
 @pytest.mark.parametrize(
     ("header", "rows", "problem"),
     [
-        (["Date", "Open", "High", "Close", "Volume"], [["2024-03-01", 1, 2, 1.5, 10]],
-         "AAA.csv: missing column(s) low"),
-        (YAHOO, [GOOD, ["03-04-2024", 1, 2, 0.5, 1.5, 10]],
-         "AAA.csv line 3: date is not an ISO or US date (first: '03-04-2024')"),
-        (YAHOO, [["2024-03-02", 1, 2, 0.5, 1.5, 10]],
-         f"AAA.csv line 2: {NOT_A_SESSION} (first: '2024-03-02')"),  # a Saturday, no session before it
-        (YAHOO, [["2024-03-28", 1, 2, 0.5, 1.5, 10], ["2024-03-29", 1, 2, 0.5, 1.6, 10]],
-         f"AAA.csv line 3: {NOT_A_SESSION} (first: '2024-03-29')"),  # Good Friday with a new close
-        (YAHOO, [["2024-03-28", 1, 2, 0.5, 1.5, 10], ["2024-03-29", 1, 2, 0.5, 1.5, 11]],
-         f"AAA.csv line 3: {NOT_A_SESSION} (first: '2024-03-29')"),  # Good Friday with a new volume
+        (
+            ["Date", "Open", "High", "Close", "Volume"],
+            [["2024-03-01", 1, 2, 1.5, 10]],
+            "AAA.csv: missing column(s) low",
+        ),
+        (
+            YAHOO,
+            [GOOD, ["03-04-2024", 1, 2, 0.5, 1.5, 10]],
+            "AAA.csv line 3: date is not an ISO or US date (first: '03-04-2024')",
+        ),
+        (
+            YAHOO,
+            [["2024-03-02", 1, 2, 0.5, 1.5, 10]],
+            f"AAA.csv line 2: {NOT_A_SESSION} (first: '2024-03-02')",
+        ),  # a Saturday, no session before it
+        (
+            YAHOO,
+            [["2024-03-28", 1, 2, 0.5, 1.5, 10], ["2024-03-29", 1, 2, 0.5, 1.6, 10]],
+            f"AAA.csv line 3: {NOT_A_SESSION} (first: '2024-03-29')",
+        ),  # Good Friday with a new close
+        (
+            YAHOO,
+            [["2024-03-28", 1, 2, 0.5, 1.5, 10], ["2024-03-29", 1, 2, 0.5, 1.5, 11]],
+            f"AAA.csv line 3: {NOT_A_SESSION} (first: '2024-03-29')",
+        ),  # Good Friday with a new volume
         (YAHOO, [["2024-03-01", 1, 0.5, 2, 1.5, 10]], "AAA.csv line 2: high is below low"),
         (YAHOO, [["2024-03-01", 1, 2, 0.5, 2.5, 10]], "high is below open or close"),
         (YAHOO, [["2024-03-01", -1, 2, 0.5, 1.5, 10]], "a price is zero or negative"),
@@ -217,8 +239,11 @@ GOOD = ["2024-03-01", 1, 2, 0.5, 1.5, 10]
         (YAHOO, [["2024-03-01", 1, 2, 0.5, '"1,5"', 10]], "close is missing or not a number"),  # a decimal comma
         (YAHOO, [["2024-03-01", 1, 2, 0.5, "NaN", 10]], "AAA.csv line 2: close is missing or not a number"),
         (YAHOO, [["2024-03-01", 1, 2, 0.5, 1.5, '"12,34"']], "volume is missing or not a number"),  # not in threes
-        (["Date", "Close", "close", "Open", "High", "Low", "Volume"], [["2024-03-01", 1, *GOOD[1:]]],
-         "'Close' and 'close' are both close"),
+        (
+            ["Date", "Close", "close", "Open", "High", "Low", "Volume"],
+            [["2024-03-01", 1, *GOOD[1:]]],
+            "'Close' and 'close' are both close",
+        ),
     ],
 )
 def test_each_validation_rule_names_file_and_line(tmp_path, header, rows, problem):
@@ -230,8 +255,14 @@ def test_each_validation_rule_names_file_and_line(tmp_path, header, rows, proble
 
 def test_parquet_problems_name_rows_and_universe_problems_name_lines(tmp_path):
     frame = pl.DataFrame(
-        {"Date": ["2024-03-01", "2024-03-04"], "Open": [1.0, 1.0], "High": [2.0, 2.0], "Low": [0.5, 3.0],
-         "Close": [1.5, 1.5], "Volume": [10, 10]}
+        {
+            "Date": ["2024-03-01", "2024-03-04"],
+            "Open": [1.0, 1.0],
+            "High": [2.0, 2.0],
+            "Low": [0.5, 3.0],
+            "Close": [1.5, 1.5],
+            "Volume": [10, 10],
+        }
     )
     frame.write_parquet(tmp_path / "AAA.parquet")
     universe = [["AAA", "Energy", "big"], ["aaa", "Energy", 1e9]]
@@ -248,7 +279,7 @@ def test_a_symbol_in_two_files_is_refused(tmp_path):
     rows = yahoo_rows("AAA", "%Y-%m-%d")
     write_csv(tmp_path / "AAA.csv", list(rows[0]), [list(r.values()) for r in rows])
     write_csv(tmp_path / "all.csv", ["symbol", *rows[0]], [["AAA", *r.values()] for r in rows])
-    with pytest.raises(DataSourceError, match="all.csv: symbol\\(s\\) AAA also in AAA.csv"):
+    with pytest.raises(DataSourceError, match=r"all\.csv: symbol\(s\) AAA also in AAA\.csv"):
         FilesSource(tmp_path).bars(SESSIONS[0], SESSIONS[-1])
 
 
@@ -334,8 +365,12 @@ def test_thousands_separators_and_dollar_signs_are_numbers(tmp_path):
 
 def test_zone_aware_dates_label_their_session(tmp_path):
     header = ["Date", "Open", "High", "Low", "Close", "Volume"]
-    stamps = ["2024-03-01 00:00:00-05:00", "2024-03-04T00:00:00Z", "2024-03-05 05:00:00+00:00",
-              "2024-03-06T00:00:00.000-05:00"]
+    stamps = [
+        "2024-03-01 00:00:00-05:00",
+        "2024-03-04T00:00:00Z",
+        "2024-03-05 05:00:00+00:00",
+        "2024-03-06T00:00:00.000-05:00",
+    ]
     write_csv(tmp_path / "AAA.csv", header, [[stamp, 1, 2, 0.5, 1.5, 10] for stamp in stamps])
     bars = FilesSource(tmp_path).bars(SESSIONS[0], SESSIONS[-1])
     assert bars.get_column("date").to_list() == SESSIONS[:4]
@@ -396,8 +431,20 @@ def test_listings_delistings_and_halts_in_reference_and_bars(tmp_path):
 
 
 def test_dates_parse_iso_and_us_with_or_without_a_time():
-    text = pl.Series(["2024-03-01", "3/1/2024", "03/01/24", "2024-03-01 16:00:00-05:00", "2024-03-01T00:00:00Z",
-                      "3/1/2024 12:00 AM", "2024/03/01", "March 1", "", None])
+    text = pl.Series(
+        [
+            "2024-03-01",
+            "3/1/2024",
+            "03/01/24",
+            "2024-03-01 16:00:00-05:00",
+            "2024-03-01T00:00:00Z",
+            "3/1/2024 12:00 AM",
+            "2024/03/01",
+            "March 1",
+            "",
+            None,
+        ]
+    )
     parsed = pl.select(parse_dates(pl.lit(text))).to_series().to_list()
     assert parsed == [dt.date(2024, 3, 1)] * 6 + [None] * 4
 

@@ -186,7 +186,9 @@ def test_flat_prices_match_talib_zero_band_width_and_rsi():
     pinned_later = pinned_later.with_columns(
         pl.when(pinned).then(25.37).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close")
     )
-    flat = _symbol_bars("FLT", 0, 40, seed=42).with_columns(pl.lit(10.0).alias(c) for c in ("open", "high", "low", "close"))
+    flat = _symbol_bars("FLT", 0, 40, seed=42).with_columns(
+        pl.lit(10.0).alias(c) for c in ("open", "high", "low", "close")
+    )
     bars = pl.concat([pinned_later, flat])
     result = compute_indicators(bars)
     _assert_matches_talib(result, bars)

@@ -22,7 +22,6 @@ import pytest
 import respx
 from dagster import DagsterInstance
 
-from technic_pipelines.defs.ml.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from technic_core import calendar, schema
 from technic_core.config import Settings
 from technic_core.errors import ConfigError, DataSourceError
@@ -37,6 +36,7 @@ from technic_core.sources.polygon import (
     sector_for_sic,
 )
 from technic_core.warehouse import Warehouse
+from technic_pipelines.defs.ml.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
 BASE = "https://polygon.test"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -174,8 +174,15 @@ class FakePolygon:
         else:
             assert request.url.params["adjusted"] == "false"
             results = [self.raw_bar(ticker, s, 0) for s in sessions]
-        body = {"ticker": ticker, "adjusted": False, "queryCount": len(results), "resultsCount": len(results),
-                "status": "OK", "request_id": f"range-{ticker}", "results": results}
+        body = {
+            "ticker": ticker,
+            "adjusted": False,
+            "queryCount": len(results),
+            "resultsCount": len(results),
+            "status": "OK",
+            "request_id": f"range-{ticker}",
+            "results": results,
+        }
         return httpx.Response(200, json=body)
 
     def _splits(self, request: httpx.Request) -> httpx.Response:
@@ -206,8 +213,17 @@ class FakePolygon:
             "request_id": f"tickers-{offset}",
             "count": len(page),
             "results": [
-                {"ticker": t, "name": f"{t} Inc.", "market": "stocks", "locale": "us", "primary_exchange": "XNYS",
-                 "type": "CS", "active": True, "currency_name": "usd", "last_updated_utc": "2024-01-02T00:00:00Z"}
+                {
+                    "ticker": t,
+                    "name": f"{t} Inc.",
+                    "market": "stocks",
+                    "locale": "us",
+                    "primary_exchange": "XNYS",
+                    "type": "CS",
+                    "active": True,
+                    "currency_name": "usd",
+                    "last_updated_utc": "2024-01-02T00:00:00Z",
+                }
                 for t in page
             ],
         }
@@ -225,10 +241,20 @@ class FakePolygon:
             return httpx.Response(404, json={"status": "NOT_FOUND", "request_id": "d", "message": "Ticker not found."})
         sic_code, sic_description, shares = company
         results = {
-            "ticker": ticker, "name": f"{ticker} Corporation", "market": "stocks", "locale": "us", "type": "CS",
-            "active": True, "currency_name": "usd", "market_cap": 1.0e9, "sic_code": sic_code,
-            "sic_description": sic_description, "list_date": "1990-05-01", "round_lot": 100,
-            "share_class_shares_outstanding": shares // 2, "weighted_shares_outstanding": shares,
+            "ticker": ticker,
+            "name": f"{ticker} Corporation",
+            "market": "stocks",
+            "locale": "us",
+            "type": "CS",
+            "active": True,
+            "currency_name": "usd",
+            "market_cap": 1.0e9,
+            "sic_code": sic_code,
+            "sic_description": sic_description,
+            "list_date": "1990-05-01",
+            "round_lot": 100,
+            "share_class_shares_outstanding": shares // 2,
+            "weighted_shares_outstanding": shares,
         }
         return httpx.Response(200, json={"status": "OK", "request_id": "d", "results": results})
 
@@ -239,8 +265,14 @@ def source_for(
     clock = clock or VirtualClock()
     options.setdefault("calls_per_minute", 0)
     return PolygonSource(
-        "test-key", warehouse, base_url=BASE, clock=clock, sleep=clock.sleep, jitter=lambda: 0.5,
-        today=lambda: today, **options,
+        "test-key",
+        warehouse,
+        base_url=BASE,
+        clock=clock,
+        sleep=clock.sleep,
+        jitter=lambda: 0.5,
+        today=lambda: today,
+        **options,
     )
 
 
@@ -260,8 +292,12 @@ def any_warehouse(request, tmp_path) -> Warehouse:
 def expected_bars(fake: FakePolygon, sessions: list[dt.date], symbols: list[str] = TRADED) -> pl.DataFrame:
     names = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap"}
     rows = [
-        {"symbol": symbol, "date": session, "trades": 1_000 + len(symbol),
-         **{name: fake.adjusted_bar(symbol, session)[key] for key, name in names.items()}}
+        {
+            "symbol": symbol,
+            "date": session,
+            "trades": 1_000 + len(symbol),
+            **{name: fake.adjusted_bar(symbol, session)[key] for key, name in names.items()},
+        }
         for session in sessions
         for symbol in sorted(symbols)
     ]
@@ -310,7 +346,9 @@ def test_a_daily_update_makes_two_calls(warehouse, volatility_index):
     assert daily.stats.api_calls == (3 if volatility_index else 2)
     assert (fake.count("grouped"), fake.count("splits")) == (6, 2)
     assert bars.height == len(TRADED) and reference.height > 0
-    assert index.get_column("symbol").to_list() == ([INDEX_SYMBOL, VOLATILITY_SYMBOL] if volatility_index else [INDEX_SYMBOL])
+    assert index.get_column("symbol").to_list() == (
+        [INDEX_SYMBOL, VOLATILITY_SYMBOL] if volatility_index else [INDEX_SYMBOL]
+    )
 
 
 def test_sessions_come_from_new_york_stamps_and_requests_carry_a_bearer_key(warehouse):
@@ -515,9 +553,11 @@ def test_token_bucket_spaces_calls_and_honours_pauses():
 
 
 def test_retry_after_accepts_seconds_and_http_dates_and_clips():
-    now = dt.datetime(2024, 4, 1, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 4, 1, 12, 0, tzinfo=dt.UTC)
+
     def response(value: str) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": value})
+
     assert retry_after_seconds(response("12")) == 12.0
     in_90_s = email.utils.format_datetime(now + dt.timedelta(seconds=90))
     assert retry_after_seconds(response(in_90_s), lambda: now) == 90.0
@@ -714,11 +754,26 @@ def test_default_details_budget_is_ten_minutes_of_the_rate_limit(warehouse):
 
 @pytest.mark.parametrize(
     ("code", "sector"),
-    [("3571", "Information Technology"), ("3674", "Information Technology"), ("7372", "Information Technology"),
-     ("2834", "Health Care"), ("3841", "Health Care"), ("6022", "Financials"), ("6798", "Real Estate"),
-     ("4911", "Utilities"), ("4813", "Communication Services"), ("1311", "Energy"), ("5411", "Consumer Staples"),
-     ("5812", "Consumer Discretionary"), ("3711", "Consumer Discretionary"), ("3721", "Industrials"),
-     ("1000", "Materials"), ("9995", None), (None, None), ("n/a", None)],
+    [
+        ("3571", "Information Technology"),
+        ("3674", "Information Technology"),
+        ("7372", "Information Technology"),
+        ("2834", "Health Care"),
+        ("3841", "Health Care"),
+        ("6022", "Financials"),
+        ("6798", "Real Estate"),
+        ("4911", "Utilities"),
+        ("4813", "Communication Services"),
+        ("1311", "Energy"),
+        ("5411", "Consumer Staples"),
+        ("5812", "Consumer Discretionary"),
+        ("3711", "Consumer Discretionary"),
+        ("3721", "Industrials"),
+        ("1000", "Materials"),
+        ("9995", None),
+        (None, None),
+        ("n/a", None),
+    ],
 )
 def test_sic_codes_map_to_gics_sectors(code, sector):
     assert sector_for_sic(code) == sector
@@ -731,8 +786,11 @@ def test_make_source_builds_polygon_from_settings(tmp_path):
     with pytest.raises(ConfigError, match="POLYGON_API_KEY"):
         make_source(Settings(source="polygon", warehouse=tmp_path))
     env = {
-        "TECHNIC_SOURCE": "polygon", "POLYGON_API_KEY": "pk-secret-4711", "POLYGON_BASE_URL": "http://127.0.0.1:9",
-        "POLYGON_CALLS_PER_MINUTE": "0", "TECHNIC_WAREHOUSE": str(tmp_path),
+        "TECHNIC_SOURCE": "polygon",
+        "POLYGON_API_KEY": "pk-secret-4711",
+        "POLYGON_BASE_URL": "http://127.0.0.1:9",
+        "POLYGON_CALLS_PER_MINUTE": "0",
+        "TECHNIC_WAREHOUSE": str(tmp_path),
     }
     source = make_source(Settings.from_env(env))
     assert isinstance(source, PolygonSource) and isinstance(source, MarketDataSource)

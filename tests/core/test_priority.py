@@ -48,7 +48,9 @@ def _results(day: dt.date, ratings: dict[str, float], **columns: object) -> pl.D
         signal_from_rating(pl.col("tech_rating")).alias("signal"),
         *(pl.lit(value).alias(name) for name, value in columns.items()),
     )
-    missing = [pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns]
+    missing = [
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns
+    ]
     return schema.conform(frame.with_columns(missing), schema.RESULTS, "results")
 
 
@@ -60,8 +62,11 @@ def _bars(closes: dict[str, list[float]], end: dt.date, volumes: dict[str, list[
         volume = (volumes or {}).get(symbol, [1e6] * len(series))
         frames.append(
             pl.DataFrame({"symbol": symbol, "date": days, "close": series, "volume": volume}).with_columns(
-                pl.col("close").alias("open"), (pl.col("close") * 1.01).alias("high"),
-                (pl.col("close") * 0.99).alias("low"), pl.col("close").alias("vwap"), pl.lit(100).alias("trades")
+                pl.col("close").alias("open"),
+                (pl.col("close") * 1.01).alias("high"),
+                (pl.col("close") * 0.99).alias("low"),
+                pl.col("close").alias("vwap"),
+                pl.lit(100).alias("trades"),
             )
         )
     return schema.conform(pl.concat(frames), schema.BARS, "bars")
@@ -78,7 +83,10 @@ def _score(frame: pl.DataFrame, symbol: str, column: str) -> float:
 def _scores(symbols: list[str], priority_scores: list[float]) -> pl.DataFrame:
     """`score_symbols`-shaped rows with given priority scores (factor columns all neutral)."""
     return pl.DataFrame({"symbol": symbols, "priority_score": priority_scores}).with_columns(
-        *(pl.lit(NEUTRAL_SCORE).alias(c) for c in ("historical_score", "activity_score", "fundamental_score", "setup_score")),
+        *(
+            pl.lit(NEUTRAL_SCORE).alias(c)
+            for c in ("historical_score", "activity_score", "fundamental_score", "setup_score")
+        ),
         pl.lit(REASON_NO_REPORT).alias("fundamental_reason"),
         tier_of(pl.col("priority_score")).alias("priority_tier"),
     )
@@ -103,19 +111,28 @@ def test_historical_score_decays_with_age_and_half_life():
     )
     assert 50 < _score(aged, "STALE", "historical_score") < _score(aged, "FRESH", "historical_score")
 
-    mixed = pl.concat([_results(PREVIOUS, {"TURN": 80.0}), _results(calendar.previous_session(PREVIOUS), {"TURN": 40.0})])
+    mixed = pl.concat(
+        [_results(PREVIOUS, {"TURN": 80.0}), _results(calendar.previous_session(PREVIOUS), {"TURN": 40.0})]
+    )
     short = _score(historical_scores(mixed, SESSION, CONFIG), "TURN", "historical_score")
-    long = _score(historical_scores(mixed, SESSION, CONFIG.model_copy(update={"half_life_sessions": 20.0})), "TURN",
-                  "historical_score")
+    long = _score(
+        historical_scores(mixed, SESSION, CONFIG.model_copy(update={"half_life_sessions": 20.0})),
+        "TURN",
+        "historical_score",
+    )
     assert short > long > 0  # a long half-life lets the older, weaker rating weigh more
 
 
 def test_historical_score_ignores_the_session_itself_and_tilts_with_alpha():
     base = _results(PREVIOUS, {"A": 68.0})
     same_day = _results(SESSION, {"A": 99.0})
-    assert historical_scores(pl.concat([base, same_day]), SESSION, CONFIG).equals(historical_scores(base, SESSION, CONFIG))
+    assert historical_scores(pl.concat([base, same_day]), SESSION, CONFIG).equals(
+        historical_scores(base, SESSION, CONFIG)
+    )
     tilted = historical_scores(_results(PREVIOUS, {"A": 68.0}, alpha_score=100.0), SESSION, CONFIG)
-    assert _score(tilted, "A", "historical_score") > _score(historical_scores(base, SESSION, CONFIG), "A", "historical_score")
+    assert _score(tilted, "A", "historical_score") > _score(
+        historical_scores(base, SESSION, CONFIG), "A", "historical_score"
+    )
 
 
 def test_activity_rewards_momentum_and_ignores_the_session_bar():
@@ -140,10 +157,17 @@ def test_activity_of_a_young_symbol_uses_what_it_has():
 def test_fundamental_uses_past_surprises_only_and_fades_them():
     two_back = calendar.previous_session(PREVIOUS)
     four_back = calendar.sessions_back(PREVIOUS, 4)[0]
-    earnings = _earnings([
-        ("BEAT", PREVIOUS, 12.0), ("MISS", PREVIOUS, -12.0), ("OLD", four_back, 12.0),
-        ("BLANK", two_back, None), ("TODAY", SESSION, 50.0), ("TWICE", four_back, -20.0), ("TWICE", PREVIOUS, 20.0),
-    ])
+    earnings = _earnings(
+        [
+            ("BEAT", PREVIOUS, 12.0),
+            ("MISS", PREVIOUS, -12.0),
+            ("OLD", four_back, 12.0),
+            ("BLANK", two_back, None),
+            ("TODAY", SESSION, 50.0),
+            ("TWICE", four_back, -20.0),
+            ("TWICE", PREVIOUS, 20.0),
+        ]
+    )
     scores = fundamental_scores(earnings, SESSION, CONFIG)
     assert _score(scores, "BEAT", "fundamental_score") > 90
     assert _score(scores, "MISS", "fundamental_score") < 10
@@ -166,16 +190,36 @@ def test_fundamental_reasons_without_reports_or_without_a_source():
 
 
 def test_setup_reads_the_newest_previous_scan():
-    bullish = dict(close=110.0, sma_50=100.0, sma_200=90.0, macd=1.0, macd_signal=0.5, rsi=60.0, mom_21=0.05,
-                   dist_high_20=-0.01, dist_low_20=0.2)
-    bearish = dict(close=80.0, sma_50=100.0, sma_200=110.0, macd=-1.0, macd_signal=-0.5, rsi=35.0, mom_21=-0.05,
-                   dist_high_20=-0.2, dist_low_20=0.01)
+    bullish = dict(
+        close=110.0,
+        sma_50=100.0,
+        sma_200=90.0,
+        macd=1.0,
+        macd_signal=0.5,
+        rsi=60.0,
+        mom_21=0.05,
+        dist_high_20=-0.01,
+        dist_low_20=0.2,
+    )
+    bearish = dict(
+        close=80.0,
+        sma_50=100.0,
+        sma_200=110.0,
+        macd=-1.0,
+        macd_signal=-0.5,
+        rsi=35.0,
+        mom_21=-0.05,
+        dist_high_20=-0.2,
+        dist_low_20=0.01,
+    )
     older = calendar.previous_session(PREVIOUS)
-    history = pl.concat([
-        _results(PREVIOUS, {"BULL": 60.0}, **bullish),
-        _results(PREVIOUS, {"BEAR": 40.0}, **bearish),
-        _results(older, {"GONE": 60.0}, **bullish),
-    ])
+    history = pl.concat(
+        [
+            _results(PREVIOUS, {"BULL": 60.0}, **bullish),
+            _results(PREVIOUS, {"BEAR": 40.0}, **bearish),
+            _results(older, {"GONE": 60.0}, **bullish),
+        ]
+    )
     scores = setup_scores(history, SESSION)
     assert _score(scores, "BULL", "setup_score") > 90
     assert _score(scores, "BEAR", "setup_score") < 10
@@ -187,8 +231,10 @@ def test_scores_are_bitwise_reproducible():
     rng = np.random.default_rng(11)
     symbols = [f"S{i:04d}" for i in range(3000)]
     history = pl.concat(
-        [_results(day, dict(zip(symbols, rng.uniform(20, 95, len(symbols)).tolist())))
-         for day in calendar.sessions_back(PREVIOUS, 5)]
+        [
+            _results(day, dict(zip(symbols, rng.uniform(20, 95, len(symbols)).tolist())))
+            for day in calendar.sessions_back(PREVIOUS, 5)
+        ]
     )
     bars = _bars({s: (50 + rng.normal(0, 1, 25).cumsum()).tolist() for s in symbols[:500]}, PREVIOUS)
     first = score_symbols(symbols, history, bars, None, SESSION, CONFIG)
@@ -210,7 +256,9 @@ def test_weights_that_are_negative_or_do_not_sum_to_one_are_rejected_by_name():
 
 
 def test_custom_weights_change_the_score():
-    only_history = validated(PriorityConfig, {"weights": {"historical": 1, "activity": 0, "fundamental": 0, "setup": 0}})
+    only_history = validated(
+        PriorityConfig, {"weights": {"historical": 1, "activity": 0, "fundamental": 0, "setup": 0}}
+    )
     history = _results(PREVIOUS, {"A": 90.0})
     bars = _bars({"A": [50.0 * 0.98**i for i in range(30)]}, PREVIOUS)
     default = score_symbols(["A"], history, bars, None, SESSION, CONFIG)
@@ -280,8 +328,9 @@ def test_no_history_at_all_gives_a_valid_plan():
 
 
 def test_refresh_keeps_activity_and_fundamental_and_reads_new_history():
-    plan = build_plan(_scores(["A", "B"], [50.0, 50.0]).with_columns(pl.lit(80.0).alias("activity_score")),
-                      SESSION, 10, CONFIG)
+    plan = build_plan(
+        _scores(["A", "B"], [50.0, 50.0]).with_columns(pl.lit(80.0).alias("activity_score")), SESSION, 10, CONFIG
+    )
     refreshed = refresh_plan(plan, _results(PREVIOUS, {"A": 90.0, "B": 30.0}), SESSION, 10, CONFIG)
     assert refreshed.get_column("symbol").to_list() == ["A", "B"]
     assert refreshed.get_column("activity_score").to_list() == [80.0, 80.0]
@@ -328,23 +377,28 @@ def test_reorder_keeps_symbols_the_plan_does_not_know():
 
 def test_annotator_matches_a_join_on_the_plan_and_leaves_unknown_symbols_null():
     plan = build_plan(_scores(["A", "B", "C", "D"], [80.0, 60.0, 20.0, 75.0]), SESSION, 2, CONFIG)
-    results = pl.DataFrame({"symbol": ["D", "NEW", "A", "C"], "close": [1.0, 2.0, 3.0, 4.0],
-                            "priority_tier": ["stale"] * 4})
+    results = pl.DataFrame(
+        {"symbol": ["D", "NEW", "A", "C"], "close": [1.0, 2.0, 3.0, 4.0], "priority_tier": ["stale"] * 4}
+    )
     annotator = PlanAnnotator(plan)
     annotated = annotator(results)
     expected = results.drop("priority_tier").join(
         plan.select("symbol", "priority_score", "priority_tier"), on="symbol", how="left", maintain_order="left"
     )
     assert annotated.equals(expected)
-    assert annotated.filter(pl.col("symbol") == "NEW").select("priority_score", "priority_tier").null_count().row(0) == (1, 1)
+    assert annotated.filter(pl.col("symbol") == "NEW").select("priority_score", "priority_tier").null_count().row(
+        0
+    ) == (1, 1)
     assert annotator.elapsed_s > 0
     assert PlanAnnotator(plan.clear())(results).get_column("priority_score").null_count() == 4
 
 
 def _panel(symbols: list[str], sessions: int = 80, seed: int = 5) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    closes = {s: (50 * np.exp(np.cumsum(rng.normal(0.001 * (i % 5 - 2), 0.02, sessions)))).tolist()
-              for i, s in enumerate(symbols)}
+    closes = {
+        s: (50 * np.exp(np.cumsum(rng.normal(0.001 * (i % 5 - 2), 0.02, sessions)))).tolist()
+        for i, s in enumerate(symbols)
+    }
     return _bars(closes, SESSION)
 
 
@@ -354,13 +408,17 @@ def test_a_scan_follows_the_plan_with_the_hooks_and_reports_metrics():
     universe = pl.DataFrame({"symbol": symbols, "passed": True}).join(
         _reference(symbols, [SECTORS[i % 2] for i in range(40)]), on="symbol"
     )
-    previous = pl.concat(
-        [b.results for b in run_scan(ScanConfig(), PREVIOUS, bars, universe)]
-    )
+    previous = pl.concat([b.results for b in run_scan(ScanConfig(), PREVIOUS, bars, universe)])
     plan = prioritize(universe, previous, bars, None, SESSION, 8, CONFIG)
     hook = SectorHitRateReorder(plan, universe, CONFIG)
-    run = run_scan(ScanConfig(batch_size=8), SESSION, bars, universe, order=plan.get_column("symbol").to_list(),
-                   hooks=ScanHooks(enrich=PlanAnnotator(plan), reorder=hook))
+    run = run_scan(
+        ScanConfig(batch_size=8),
+        SESSION,
+        bars,
+        universe,
+        order=plan.get_column("symbol").to_list(),
+        hooks=ScanHooks(enrich=PlanAnnotator(plan), reorder=hook),
+    )
     results = pl.concat([b.results for b in run])
     assert sorted(results.get_column("symbol").to_list()) == symbols
     assert results.get_column("batch").head(8).to_list() == [0] * 8

@@ -67,25 +67,43 @@ def _market(seed: int) -> dict[str, pl.DataFrame]:
         close = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, len(kept))))
         volume = rng.lognormal(13, 0.5, len(kept))
         volume[rng.random(len(kept)) < 0.03] = np.nan
-        bars.append(pl.DataFrame({
-            "symbol": symbol, "date": kept, "open": close, "high": close * (1 + rng.uniform(0, 0.04, len(kept))),
-            "low": close * (1 - rng.uniform(0, 0.04, len(kept))), "close": close, "volume": volume, "vwap": close,
-            "trades": 100,
-        }).with_columns(pl.col("volume").fill_nan(None)))
+        bars.append(
+            pl.DataFrame(
+                {
+                    "symbol": symbol,
+                    "date": kept,
+                    "open": close,
+                    "high": close * (1 + rng.uniform(0, 0.04, len(kept))),
+                    "low": close * (1 - rng.uniform(0, 0.04, len(kept))),
+                    "close": close,
+                    "volume": volume,
+                    "vwap": close,
+                    "trades": 100,
+                }
+            ).with_columns(pl.col("volume").fill_nan(None))
+        )
     results = []
     level = dict(zip(symbols, rng.uniform(20, 95, len(symbols))))  # ratings persist, so the tiers spread
     for day in calendar.sessions_back(SESSION, 7):
         rated = [s for s in symbols if rng.random() < 0.9]
         n = len(rated)
         rating = np.array([level[s] for s in rated]) + rng.normal(0, 5, n)
-        frame = pl.DataFrame({
-            "symbol": rated, "date": day, "tech_rating": np.where(rng.random(n) < 0.03, np.nan, rating),
-            "alpha_score": np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 100, n)),
-            **{name: np.where(rng.random(n) < 0.1, np.nan, rng.normal(100, 10, n))
-               for name in ("close", "sma_50", "sma_200", "macd", "macd_signal")},
-            "rsi": rng.uniform(20, 80, n), "mom_21": rng.normal(0, 0.1, n),
-            "dist_high_20": -rng.uniform(0, 0.2, n), "dist_low_20": rng.uniform(0, 0.2, n),
-        }).with_columns(pl.col(pl.Float64).fill_nan(None))
+        frame = pl.DataFrame(
+            {
+                "symbol": rated,
+                "date": day,
+                "tech_rating": np.where(rng.random(n) < 0.03, np.nan, rating),
+                "alpha_score": np.where(rng.random(n) < 0.3, np.nan, rng.uniform(0, 100, n)),
+                **{
+                    name: np.where(rng.random(n) < 0.1, np.nan, rng.normal(100, 10, n))
+                    for name in ("close", "sma_50", "sma_200", "macd", "macd_signal")
+                },
+                "rsi": rng.uniform(20, 80, n),
+                "mom_21": rng.normal(0, 0.1, n),
+                "dist_high_20": -rng.uniform(0, 0.2, n),
+                "dist_low_20": rng.uniform(0, 0.2, n),
+            }
+        ).with_columns(pl.col(pl.Float64).fill_nan(None))
         results.append(frame.with_columns(signal_from_rating(pl.col("tech_rating")).alias("signal")))
     reports = [
         (symbol, day, None if rng.random() < 0.1 else float(rng.normal(0, 8)))
@@ -100,10 +118,13 @@ def _market(seed: int) -> dict[str, pl.DataFrame]:
         "bars": schema.conform(pl.concat(bars), schema.BARS, "bars"),
         "history": schema.conform(history.with_columns(missing), schema.RESULTS, "results"),
         "earnings": pl.DataFrame(reports, schema=schema.EARNINGS, orient="row"),
-        "reference": pl.DataFrame({
-            "symbol": symbols, "sector": [SECTORS[i % 4] for i in range(200)],
-            "industry": [None if i % 11 == 0 else f"industry {i % 5}" for i in range(200)],
-        }),
+        "reference": pl.DataFrame(
+            {
+                "symbol": symbols,
+                "sector": [SECTORS[i % 4] for i in range(200)],
+                "industry": [None if i % 11 == 0 else f"industry {i % 5}" for i in range(200)],
+            }
+        ),
         "screened": pl.Series("symbol", screened),
     }
 
@@ -181,8 +202,12 @@ def _reference_activity(bars: pl.DataFrame, session: dt.date) -> pl.DataFrame:
 
 
 def _reference_fundamental(earnings: pl.DataFrame, session: dt.date, config: PriorityConfig) -> pl.DataFrame:
-    reacts = pl.concat([_ages(session, config.earnings_lookback_sessions),
-                        pl.DataFrame({"date": [session], "age": [0]}, schema={"date": pl.Date, "age": pl.Int64})])
+    reacts = pl.concat(
+        [
+            _ages(session, config.earnings_lookback_sessions),
+            pl.DataFrame({"date": [session], "age": [0]}, schema={"date": pl.Date, "age": pl.Int64}),
+        ]
+    )
     first = calendar.sessions_back(calendar.previous_session(session), config.earnings_lookback_sessions)[0]
     latest = (
         earnings.filter(pl.col("date").is_between(first, session, closed="left"))
@@ -190,15 +215,23 @@ def _reference_fundamental(earnings: pl.DataFrame, session: dt.date, config: Pri
         .group_by("symbol")
         .agg(pl.col("date", "surprise_pct").last())
         .sort("date")
-        .join_asof(reacts.rename({"date": "reacts"}), left_on="date", right_on="reacts", strategy="forward",
-                   allow_exact_matches=False)
+        .join_asof(
+            reacts.rename({"date": "reacts"}),
+            left_on="date",
+            right_on="reacts",
+            strategy="forward",
+            allow_exact_matches=False,
+        )
     )
     fade = 0.5 ** (pl.col("age") / config.fundamental_half_life_sessions)
     return latest.select(
         "symbol",
         (NEUTRAL_SCORE + NEUTRAL_SCORE * _vote(pl.col("surprise_pct"), SURPRISE_SCALE) * fade)
-        .fill_null(NEUTRAL_SCORE).alias("fundamental_score"),
-        pl.when(pl.col("surprise_pct").is_null()).then(pl.lit(REASON_NO_SURPRISE)).otherwise(pl.lit(REASON_SURPRISE))
+        .fill_null(NEUTRAL_SCORE)
+        .alias("fundamental_score"),
+        pl.when(pl.col("surprise_pct").is_null())
+        .then(pl.lit(REASON_NO_SURPRISE))
+        .otherwise(pl.lit(REASON_SURPRISE))
         .alias("fundamental_reason"),
     )
 
@@ -261,11 +294,14 @@ def market(request) -> dict[str, pl.DataFrame]:
 
 
 def test_each_factor_matches_the_reference(market):
-    _assert_same_scores(historical_scores(market["history"], SESSION, CONFIG),
-                        _reference_historical(market["history"], SESSION, CONFIG))
+    _assert_same_scores(
+        historical_scores(market["history"], SESSION, CONFIG), _reference_historical(market["history"], SESSION, CONFIG)
+    )
     _assert_same_scores(activity_scores(market["bars"], SESSION), _reference_activity(market["bars"], SESSION))
-    _assert_same_scores(fundamental_scores(market["earnings"], SESSION, CONFIG),
-                        _reference_fundamental(market["earnings"], SESSION, CONFIG))
+    _assert_same_scores(
+        fundamental_scores(market["earnings"], SESSION, CONFIG),
+        _reference_fundamental(market["earnings"], SESSION, CONFIG),
+    )
     _assert_same_scores(setup_scores(market["history"], SESSION), _reference_setup(market["history"], SESSION))
 
 
@@ -274,8 +310,12 @@ def test_activity_matches_the_reference_in_any_row_order():
     listing: the same scores."""
     rng = np.random.default_rng(5)
     days = calendar.sessions_back(PREVIOUS, 30)
-    panel = pl.DataFrame({"date": np.repeat(np.array(days, dtype="datetime64[D]"), 60),
-                          "symbol": [f"S{i:02d}" for i in range(60)] * len(days)})
+    panel = pl.DataFrame(
+        {
+            "date": np.repeat(np.array(days, dtype="datetime64[D]"), 60),
+            "symbol": [f"S{i:02d}" for i in range(60)] * len(days),
+        }
+    )
     panel = panel.filter(
         ~((pl.col("symbol") == "S07") & (pl.col("date") == days[-3])),  # a halt
         ~((pl.col("symbol") == "S59") & (pl.col("date") < days[10])),  # a listing
@@ -283,10 +323,16 @@ def test_activity_matches_the_reference_in_any_row_order():
     close = 40 * np.exp(np.cumsum(rng.normal(0, 0.02, panel.height)))
     bars = schema.conform(
         panel.with_columns(
-            open=close, high=close * 1.02, low=close * rng.uniform(0.95, 0.99, panel.height), close=close,
-            volume=rng.lognormal(12, 0.4, panel.height), vwap=close, trades=pl.lit(10),
+            open=close,
+            high=close * 1.02,
+            low=close * rng.uniform(0.95, 0.99, panel.height),
+            close=close,
+            volume=rng.lognormal(12, 0.4, panel.height),
+            vwap=close,
+            trades=pl.lit(10),
         ),
-        schema.BARS, "bars",
+        schema.BARS,
+        "bars",
     )
     reference = _reference_activity(bars, SESSION)
     for order in (bars, bars.sort("symbol", "date"), bars.sample(fraction=1.0, shuffle=True, seed=1)):
@@ -295,7 +341,8 @@ def test_activity_matches_the_reference_in_any_row_order():
 
 def test_scores_match_the_reference_in_order(market):
     config = PriorityConfig(
-        weights={"historical": 0.7, "activity": 0.1, "fundamental": 0.1, "setup": 0.1}, half_life_sessions=2.0,
+        weights={"historical": 0.7, "activity": 0.1, "fundamental": 0.1, "setup": 0.1},
+        half_life_sessions=2.0,
         prior_weight=0.3,
     )
     fast = score_symbols(market["screened"], market["history"], market["bars"], market["earnings"], SESSION, config)
@@ -340,15 +387,28 @@ def _reference_reorder(
     industries = (
         scanned.join(sectors, on="sector")
         .group_by("industry")
-        .agg((pl.col("sector_lift").first() * (pl.col("hit").sum() + kappa)
-              / (pl.col("rate").sum() * pl.col("sector_lift").first() + kappa)).log().alias("log_lift"))
+        .agg(
+            (
+                pl.col("sector_lift").first()
+                * (pl.col("hit").sum() + kappa)
+                / (pl.col("rate").sum() * pl.col("sector_lift").first() + kappa)
+            )
+            .log()
+            .alias("log_lift")
+        )
     )
     adjusted = (
         groups.join(sectors, on="sector", how="left")
         .join(industries, on="industry", how="left")
-        .select("symbol", "exploration", "rank",
-                (pl.col("priority_score") + config.reorder_strength
-                 * pl.col("log_lift").fill_null(pl.col("sector_lift").log()).fill_null(0.0)).alias("adjusted"))
+        .select(
+            "symbol",
+            "exploration",
+            "rank",
+            (
+                pl.col("priority_score")
+                + config.reorder_strength * pl.col("log_lift").fill_null(pl.col("sector_lift").log()).fill_null(0.0)
+            ).alias("adjusted"),
+        )
     )
     order = pl.DataFrame({"symbol": remaining}).with_row_index("slot").join(adjusted, on="symbol", how="left")
     pinned = order.filter(pl.col("exploration").fill_null(True))
@@ -375,7 +435,7 @@ def test_reorder_matches_the_reference_through_a_scan(market):
         signals = ["Buy" if rng.random() < rate else "Hold" for rate in hit_rate]
         published.append(pl.DataFrame({"symbol": scanned, "signal": signals}))
         if len(published) == 3:
-            remaining = remaining[::-1] + ["LATE"]  # not the list the hook returned, and a symbol it never saw
+            remaining = [*remaining[::-1], "LATE"]  # not the list the hook returned, and a symbol it never saw
         results = pl.concat(published)
         order = hook(remaining, results)
         assert order == _reference_reorder(plan, market["reference"], config, remaining, results)

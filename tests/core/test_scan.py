@@ -126,7 +126,9 @@ def test_a_small_first_batch_changes_only_the_batch_boundaries(bars):
     columns = [c for c in schema.RESULTS if c != "batch"]
     assert_frame_equal(results.select(columns), uniform.select(columns), rel_tol=1e-12)
     capped = list(run_scan(ScanConfig(batch_size=8), SESSION, bars, universe, first_batch_size=50))
-    assert [b.scanned for b in capped] == [b.scanned for b in run_scan(ScanConfig(batch_size=8), SESSION, bars, universe)]
+    assert [b.scanned for b in capped] == [
+        b.scanned for b in run_scan(ScanConfig(batch_size=8), SESSION, bars, universe)
+    ]
     with pytest.raises(ValueError, match="first_batch_size"):
         run_scan(ScanConfig(), SESSION, bars, universe, first_batch_size=0)
 

@@ -27,19 +27,58 @@ SESSION = date(2024, 6, 28)
 
 #: Inputs on which every vote is exactly neutral.
 NEUTRAL = {
-    "close": 100.0, "rsi": 50.0, "macd": 0.0, "macd_signal": 0.0, "macd_hist": 0.0, "bb_width": 0.15,
-    "atr": 2.0, "atr_pct": 0.02, "volume_ratio": 1.0, "mom_21": 0.0, "mom_63": 0.0, "mom_126": 0.0,
-    "sma_50": 100.0, "sma_200": 100.0, "dist_high_20": -0.05, "dist_low_20": 0.05,
+    "close": 100.0,
+    "rsi": 50.0,
+    "macd": 0.0,
+    "macd_signal": 0.0,
+    "macd_hist": 0.0,
+    "bb_width": 0.15,
+    "atr": 2.0,
+    "atr_pct": 0.02,
+    "volume_ratio": 1.0,
+    "mom_21": 0.0,
+    "mom_63": 0.0,
+    "mom_126": 0.0,
+    "sma_50": 100.0,
+    "sma_200": 100.0,
+    "dist_high_20": -0.05,
+    "dist_low_20": 0.05,
 }
 UPTREND = {
-    "close": 120.0, "rsi": 62.0, "macd": 2.0, "macd_signal": 1.4, "macd_hist": 0.6, "bb_width": 0.10,
-    "atr": 2.4, "atr_pct": 0.02, "volume_ratio": 1.6, "mom_21": 0.08, "mom_63": 0.15, "mom_126": 0.30,
-    "sma_50": 110.0, "sma_200": 95.0, "dist_high_20": -0.01, "dist_low_20": 0.12,
+    "close": 120.0,
+    "rsi": 62.0,
+    "macd": 2.0,
+    "macd_signal": 1.4,
+    "macd_hist": 0.6,
+    "bb_width": 0.10,
+    "atr": 2.4,
+    "atr_pct": 0.02,
+    "volume_ratio": 1.6,
+    "mom_21": 0.08,
+    "mom_63": 0.15,
+    "mom_126": 0.30,
+    "sma_50": 110.0,
+    "sma_200": 95.0,
+    "dist_high_20": -0.01,
+    "dist_low_20": 0.12,
 }
 DOWNTREND = {
-    "close": 80.0, "rsi": 38.0, "macd": -2.0, "macd_signal": -1.4, "macd_hist": -0.6, "bb_width": 0.20,
-    "atr": 2.4, "atr_pct": 0.03, "volume_ratio": 1.6, "mom_21": -0.08, "mom_63": -0.15, "mom_126": -0.30,
-    "sma_50": 90.0, "sma_200": 105.0, "dist_high_20": -0.12, "dist_low_20": 0.01,
+    "close": 80.0,
+    "rsi": 38.0,
+    "macd": -2.0,
+    "macd_signal": -1.4,
+    "macd_hist": -0.6,
+    "bb_width": 0.20,
+    "atr": 2.4,
+    "atr_pct": 0.03,
+    "volume_ratio": 1.6,
+    "mom_21": -0.08,
+    "mom_63": -0.15,
+    "mom_126": -0.30,
+    "sma_50": 90.0,
+    "sma_200": 105.0,
+    "dist_high_20": -0.12,
+    "dist_low_20": 0.01,
 }
 SCORE_COLUMNS = [*COMPONENT_WEIGHTS, "tech_rating"]
 
@@ -87,24 +126,26 @@ def test_ratings_stay_within_bounds_on_extreme_inputs():
     rng = np.random.default_rng(11)
     size = 2_000
     close = rng.uniform(0.5, 2_000, size)
-    frame = pl.DataFrame({
-        "close": close,
-        "rsi": rng.uniform(0, 100, size),
-        "macd": rng.normal(0, 0.2, size) * close,
-        "macd_signal": rng.normal(0, 0.2, size) * close,
-        "macd_hist": rng.normal(0, 0.2, size) * close,
-        "bb_width": rng.uniform(0, 3, size),
-        "atr": rng.uniform(0, 50, size),
-        "atr_pct": rng.uniform(0, 0.5, size),
-        "volume_ratio": rng.uniform(0, 50, size),
-        "mom_21": rng.normal(0, 2, size),
-        "mom_63": rng.normal(0, 2, size),
-        "mom_126": rng.normal(0, 2, size),
-        "sma_50": close * rng.uniform(0.2, 5, size),
-        "sma_200": close * rng.uniform(0.2, 5, size),
-        "dist_high_20": -rng.uniform(0, 0.9, size),
-        "dist_low_20": rng.uniform(0, 9, size),
-    })
+    frame = pl.DataFrame(
+        {
+            "close": close,
+            "rsi": rng.uniform(0, 100, size),
+            "macd": rng.normal(0, 0.2, size) * close,
+            "macd_signal": rng.normal(0, 0.2, size) * close,
+            "macd_hist": rng.normal(0, 0.2, size) * close,
+            "bb_width": rng.uniform(0, 3, size),
+            "atr": rng.uniform(0, 50, size),
+            "atr_pct": rng.uniform(0, 0.5, size),
+            "volume_ratio": rng.uniform(0, 50, size),
+            "mom_21": rng.normal(0, 2, size),
+            "mom_63": rng.normal(0, 2, size),
+            "mom_126": rng.normal(0, 2, size),
+            "sma_50": close * rng.uniform(0.2, 5, size),
+            "sma_200": close * rng.uniform(0.2, 5, size),
+            "dist_high_20": -rng.uniform(0, 0.9, size),
+            "dist_low_20": rng.uniform(0, 9, size),
+        }
+    )
     scored = score(frame)
     for column in SCORE_COLUMNS:
         values = scored[column]
@@ -161,8 +202,20 @@ def test_missing_indicator_column_is_named():
 
 def test_signal_bands_at_their_boundaries():
     ratings = [100.0, 80.0, 79.999, 70.0, 69.999, 50.0, 30.001, 30.0, 20.001, 20.0, 0.0, None]
-    expected = ["Strong Buy", "Strong Buy", "Buy", "Buy", "Neutral", "Neutral", "Neutral", "Sell", "Sell",
-                "Strong Sell", "Strong Sell", None]
+    expected = [
+        "Strong Buy",
+        "Strong Buy",
+        "Buy",
+        "Buy",
+        "Neutral",
+        "Neutral",
+        "Neutral",
+        "Sell",
+        "Sell",
+        "Strong Sell",
+        "Strong Sell",
+        None,
+    ]
     frame = pl.DataFrame({"tech_rating": ratings}, schema={"tech_rating": pl.Float64})
     assert frame.select(signal_from_rating(pl.col("tech_rating")).alias("signal"))["signal"].to_list() == expected
     assert SIGNAL_THRESHOLDS == {"Strong Buy": 80.0, "Buy": 70.0, "Sell": 30.0, "Strong Sell": 20.0}
@@ -170,8 +223,13 @@ def test_signal_bands_at_their_boundaries():
 
 def test_signal_bands_mirror_around_fifty():
     ratings = pl.DataFrame({"r": np.linspace(0.0, 100.0, 401)})
-    mirrored = {"Strong Buy": "Strong Sell", "Buy": "Sell", "Neutral": "Neutral", "Sell": "Buy",
-                "Strong Sell": "Strong Buy"}
+    mirrored = {
+        "Strong Buy": "Strong Sell",
+        "Buy": "Sell",
+        "Neutral": "Neutral",
+        "Sell": "Buy",
+        "Strong Sell": "Strong Buy",
+    }
     signals = ratings.select(
         signal_from_rating(pl.col("r")).alias("up"), signal_from_rating(100.0 - pl.col("r")).alias("down")
     )
@@ -186,8 +244,17 @@ def series(symbol: str, closes: list[float] | np.ndarray, last: date = SESSION) 
     closes = [float(c) for c in closes]
     days = [last - timedelta(days=len(closes) - 1 - i) for i in range(len(closes))]
     return pl.DataFrame(
-        {"symbol": symbol, "date": days, "open": closes, "high": closes, "low": closes, "close": closes,
-         "volume": 1e6, "vwap": None, "trades": None},
+        {
+            "symbol": symbol,
+            "date": days,
+            "open": closes,
+            "high": closes,
+            "low": closes,
+            "close": closes,
+            "volume": 1e6,
+            "vwap": None,
+            "trades": None,
+        },
         schema=schema.BARS,
     )
 
@@ -216,8 +283,7 @@ def test_classify_regime(closes, vix, regime):
 
 
 def test_regime_figures_by_hand():
-    result = classify_regime(pl.concat([series(INDEX_SYMBOL, CHOPPY_BULL), series(VOLATILITY_SYMBOL, [17.0])]),
-                             SESSION)
+    result = classify_regime(pl.concat([series(INDEX_SYMBOL, CHOPPY_BULL), series(VOLATILITY_SYMBOL, [17.0])]), SESSION)
     assert result["index_close"] == pytest.approx(CHOPPY_BULL[-1])
     assert result["index_return_1d"] == pytest.approx(CHOPPY_BULL[-1] / CHOPPY_BULL[-2] - 1)
     assert result["index_sma_50"] == pytest.approx(CHOPPY_BULL[-50:].mean())
@@ -248,13 +314,15 @@ def test_market_conditions_breadth_by_hand():
     falling = 120.0 - np.arange(60)  # declining, below its SMA 50
     young = [10.0, 9.0, 9.5]  # advancing, too young for an SMA 50
     stale = 50.0 + np.arange(60)  # no bar on the session: not counted at all
-    panel = pl.concat([
-        series("AAA", rising),
-        series("BBB", falling),
-        series("CCC", young),
-        series("DDD", stale, last=SESSION - timedelta(days=1)),
-        series("AAA", [1.0], last=SESSION + timedelta(days=1)),  # after the session: ignored
-    ])
+    panel = pl.concat(
+        [
+            series("AAA", rising),
+            series("BBB", falling),
+            series("CCC", young),
+            series("DDD", stale, last=SESSION - timedelta(days=1)),
+            series("AAA", [1.0], last=SESSION + timedelta(days=1)),  # after the session: ignored
+        ]
+    )
     index = pl.concat([series(INDEX_SYMBOL, CALM_BULL), series(VOLATILITY_SYMBOL, [14.0] * 5)])
     conditions = market_conditions(panel, index, SESSION)
     assert conditions.schema == pl.Schema(schema.CONDITIONS)
@@ -281,19 +349,39 @@ def test_market_conditions_without_any_bars():
 
 
 def test_sector_statistics_by_hand():
-    results = pl.DataFrame({
-        "sector": ["Energy", "Energy", "Energy", "Utilities", None],
-        "tech_rating": [90.0, 60.0, None, 40.0, 75.0],
-        "signal": ["Strong Buy", "Neutral", None, "Neutral", "Buy"],
-        "mom_21": [0.10, 0.02, 0.03, -0.01, None],
-    })
+    results = pl.DataFrame(
+        {
+            "sector": ["Energy", "Energy", "Energy", "Utilities", None],
+            "tech_rating": [90.0, 60.0, None, 40.0, 75.0],
+            "signal": ["Strong Buy", "Neutral", None, "Neutral", "Buy"],
+            "mom_21": [0.10, 0.02, 0.03, -0.01, None],
+        }
+    )
     statistics = sector_statistics(results)
     assert statistics.schema == pl.Schema(SECTOR_STATISTICS)
     assert statistics.to_dicts() == [
-        {"sector": "Energy", "symbols": 3, "mean_tech_rating": 75.0, "median_tech_rating": 75.0,
-         "pct_buy": pytest.approx(100.0 / 3), "mean_mom_21": pytest.approx(0.05)},
-        {"sector": "Utilities", "symbols": 1, "mean_tech_rating": 40.0, "median_tech_rating": 40.0,
-         "pct_buy": 0.0, "mean_mom_21": -0.01},
-        {"sector": None, "symbols": 1, "mean_tech_rating": 75.0, "median_tech_rating": 75.0,
-         "pct_buy": 100.0, "mean_mom_21": None},
+        {
+            "sector": "Energy",
+            "symbols": 3,
+            "mean_tech_rating": 75.0,
+            "median_tech_rating": 75.0,
+            "pct_buy": pytest.approx(100.0 / 3),
+            "mean_mom_21": pytest.approx(0.05),
+        },
+        {
+            "sector": "Utilities",
+            "symbols": 1,
+            "mean_tech_rating": 40.0,
+            "median_tech_rating": 40.0,
+            "pct_buy": 0.0,
+            "mean_mom_21": -0.01,
+        },
+        {
+            "sector": None,
+            "symbols": 1,
+            "mean_tech_rating": 75.0,
+            "median_tech_rating": 75.0,
+            "pct_buy": 100.0,
+            "mean_mom_21": None,
+        },
     ]

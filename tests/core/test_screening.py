@@ -19,8 +19,15 @@ HEALTHY_VOLUME = 1e6  # ~$50M a day
 
 def reference(*rows: dict) -> pl.DataFrame:
     """Reference rows: an Industrials $1B company unless a row says otherwise."""
-    defaults = {"name": "Test Corp", "sector": "Industrials", "industry": None, "market_cap": 1e9,
-                "shares_outstanding": None, "list_date": None, "delist_date": None}
+    defaults = {
+        "name": "Test Corp",
+        "sector": "Industrials",
+        "industry": None,
+        "market_cap": 1e9,
+        "shares_outstanding": None,
+        "list_date": None,
+        "delist_date": None,
+    }
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=schema.REFERENCE)
 
 
@@ -28,8 +35,17 @@ def bars(symbol: str, closes: list[float], volume: float = HEALTHY_VOLUME, last:
     """Daily bars of `symbol` with the given closes, the final one dated `last`."""
     days = [last - timedelta(days=len(closes) - 1 - i) for i in range(len(closes))]
     return pl.DataFrame(
-        {"symbol": symbol, "date": days, "open": closes, "high": closes, "low": closes, "close": closes,
-         "volume": volume, "vwap": None, "trades": None},
+        {
+            "symbol": symbol,
+            "date": days,
+            "open": closes,
+            "high": closes,
+            "low": closes,
+            "close": closes,
+            "volume": volume,
+            "vwap": None,
+            "trades": None,
+        },
         schema=schema.BARS,
     )
 
@@ -84,8 +100,12 @@ def test_passed_rows_have_no_reason_and_rejected_rows_a_known_one(universe):
 
 def test_computed_columns_by_hand():
     closes = [100.0, 110.0, 99.0]
-    universe = screen(reference({"symbol": "CALC"}), bars("CALC", closes, volume=2e6), SESSION,
-                      ScreeningRules(min_history_sessions=3, liquidity_window=3))
+    universe = screen(
+        reference({"symbol": "CALC"}),
+        bars("CALC", closes, volume=2e6),
+        SESSION,
+        ScreeningRules(min_history_sessions=3, liquidity_window=3),
+    )
     row = verdict(universe, "CALC")
     assert row["close"] == 99.0
     assert row["history_sessions"] == 3
@@ -120,8 +140,9 @@ def test_data_quality_rules_come_before_tradability():
 
 
 def test_single_letter_rule_can_be_switched_off():
-    universe = screen(reference({"symbol": "F"}), bars("F", HEALTHY_CLOSES), SESSION,
-                      ScreeningRules(reject_single_letter=False))
+    universe = screen(
+        reference({"symbol": "F"}), bars("F", HEALTHY_CLOSES), SESSION, ScreeningRules(reject_single_letter=False)
+    )
     assert verdict(universe, "F")["passed"]
 
 
@@ -172,8 +193,9 @@ def test_thresholds_are_configurable(universe):
     strict = screen(reference(overrides), good_bars, SESSION, ScreeningRules(min_price=60.0))
     assert verdict(universe, "GOOD")["passed"]
     assert verdict(strict, "GOOD")["reason"] == "price_below_min"
-    lenient = screen(reference(CASES["price_below_min"][0]), CASES["price_below_min"][1], SESSION,
-                     ScreeningRules(min_price=1.0))
+    lenient = screen(
+        reference(CASES["price_below_min"][0]), CASES["price_below_min"][1], SESSION, ScreeningRules(min_price=1.0)
+    )
     assert verdict(lenient, "PENNY")["passed"]
 
 
@@ -198,8 +220,7 @@ def test_rows_after_the_session_are_ignored(universe):
         for overrides, _ in CASES.values()
     )
     refs = reference(*(overrides for overrides, _ in CASES.values()))
-    with_future = screen(refs, pl.concat([*(frame for _, frame in CASES.values()), later]), SESSION,
-                         ScreeningRules())
+    with_future = screen(refs, pl.concat([*(frame for _, frame in CASES.values()), later]), SESSION, ScreeningRules())
     assert with_future.equals(universe)
 
 

@@ -120,13 +120,13 @@ def test_dates_before_the_epoch_are_empty_and_after_the_calendar_raise(market: S
 def test_invalid_configs_name_the_field():
     with pytest.raises(ConfigError, match="n_symbols"):
         SimulationConfig(n_symbols=0)
-    with pytest.raises(ConfigError, match="alpha_weights.*momentum"):
+    with pytest.raises(ConfigError, match=r"alpha_weights.*momentum"):
         SimulationConfig(alpha_weights=(("momentum", 1.0),))
     with pytest.raises(ConfigError, match="history_end"):
         SimulationConfig(history_end=D(2017, 1, 1))
-    with pytest.raises(ConfigError, match="alpha_regime_multipliers.*momentum"):
+    with pytest.raises(ConfigError, match=r"alpha_regime_multipliers.*momentum"):
         SimulationConfig(alpha_regime_multipliers=(("momentum", (1.0, 1.0, 1.0)),))
-    with pytest.raises(ConfigError, match="alpha_regime_multipliers.*one per regime"):
+    with pytest.raises(ConfigError, match=r"alpha_regime_multipliers.*one per regime"):
         SimulationConfig(alpha_regime_multipliers=(("mom_63", (1.0, -1.0)),))
     with pytest.raises(ConfigError, match="alpha_volatility_interaction"):
         SimulationConfig(alpha_volatility_interaction=0.5)  # 1 + 0.5 × (−3) < 0 would turn reversal around
@@ -189,19 +189,19 @@ def test_symbol_filter_selects_rows_of_the_full_frame(market: SimulatedMarket, b
 
 
 def test_ohlc_are_consistent_and_positive(bars: pl.DataFrame):
-    o, h, l, c, vwap = (pl.col(name) for name in ("open", "high", "low", "close", "vwap"))
+    o, h, lo, c, vwap = (pl.col(name) for name in ("open", "high", "low", "close", "vwap"))
     broken = bars.filter(
-        (l > pl.min_horizontal(o, c))
+        (lo > pl.min_horizontal(o, c))
         | (pl.max_horizontal(o, c) > h)
-        | (l <= 0)
-        | (vwap < l)
+        | (lo <= 0)
+        | (vwap < lo)
         | (vwap > h)
         | (pl.col("volume") <= 0)
         | (pl.col("trades") < 1)
         | (pl.col("volume") != pl.col("volume").round())
     )
     assert broken.is_empty(), broken.head()
-    assert bars.filter(h > l).height > 0.95 * bars.height
+    assert bars.filter(h > lo).height > 0.95 * bars.height
 
 
 def test_prices_are_mostly_between_5_and_500_with_some_penny_stocks(bars: pl.DataFrame):
@@ -359,8 +359,8 @@ def test_index_and_volatility_index_for_every_session(market: SimulatedMarket):
     vix = index.filter(pl.col("symbol") == VOLATILITY_SYMBOL)
     assert vix["vwap"].null_count() == vix.height and vix["trades"].null_count() == vix.height
     assert vix["close"].quantile(0.05) >= 9 and vix["close"].quantile(0.95) <= 50
-    o, h, l, c = (pl.col(name) for name in ("open", "high", "low", "close"))
-    assert index.filter((l > pl.min_horizontal(o, c)) | (h < pl.max_horizontal(o, c))).is_empty()
+    o, h, lo, c = (pl.col(name) for name in ("open", "high", "low", "close"))
+    assert index.filter((lo > pl.min_horizontal(o, c)) | (h < pl.max_horizontal(o, c))).is_empty()
 
 
 def test_volatility_index_is_higher_outside_bull_markets(long_market: SimulatedMarket):
@@ -500,9 +500,9 @@ def test_oracle_follows_the_documented_formula_from_past_bars(state_dependent: b
     features = bars.join(rsi, on=["symbol", "date"]).with_columns(
         (close / close.shift(5)).log().over("symbol").alias("ret_5"),
         (close / close.shift(63)).log().over("symbol").alias("mom_63"),
-        (
-            (volume / volume.rolling_mean(20)).log().clip(lower_bound=0.0) * (close - close.shift(1)).sign()
-        ).over("symbol").alias("volume_surge_sign"),
+        ((volume / volume.rolling_mean(20)).log().clip(lower_bound=0.0) * (close - close.shift(1)).sign())
+        .over("symbol")
+        .alias("volume_surge_sign"),
         (close / high.rolling_max(20) - 1.0).over("symbol").alias("dist_high_20"),
         # population std of the last 20 bar-to-bar log changes: defined from the 21st bar on
         (close / close.shift(1)).log().rolling_std(20, ddof=0).log().over("symbol").alias("log_volatility_20"),

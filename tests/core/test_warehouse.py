@@ -60,7 +60,7 @@ def make_frame(
         elif dtype == pl.Date:
             values = [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in index]
         else:
-            values = [dt.datetime(2024, 1, 2, 14, 30, i % 60, tzinfo=dt.timezone.utc) for i in index]
+            values = [dt.datetime(2024, 1, 2, 14, 30, i % 60, tzinfo=dt.UTC) for i in index]
         columns[name] = values
     return pl.DataFrame(columns, schema=spec.schema)
 
@@ -246,7 +246,7 @@ def test_rows_must_match_the_values_their_path_encodes(warehouse):
         warehouse.write_result_batch(DAYS[0], 1, wrong_batch)
     with pytest.raises(ConfigError, match="batch_no"):
         warehouse.write_result_batch(DAYS[0], -1, wrong_batch)
-    with pytest.raises(ConfigError, match="datetime.date"):
+    with pytest.raises(ConfigError, match=r"datetime\.date"):
         warehouse.write_partition("bars", dt.datetime(2024, 1, 2, 16), other_day)
 
 
@@ -418,7 +418,6 @@ def assert_views_match_polars(connection: duckdb.DuckDBPyConnection, warehouse: 
         assert from_sql.height > 0, name
         # DuckDB hands TIMESTAMPTZ back in its session time zone; the instants are what must agree.
         assert_frame_equal(from_sql.cast(spec.schema), from_polars)
-
 
 
 def test_views_of_datasets_without_files_are_empty_with_the_schema_columns(warehouse):

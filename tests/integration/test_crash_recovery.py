@@ -10,6 +10,7 @@ must fail that run too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -48,10 +49,8 @@ def started(tmp_path):
     processes: list[subprocess.Popen] = []
     yield processes
     for process in processes:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the group: a daemon's code server and run workers too
-        except ProcessLookupError:
-            pass
         process.wait(timeout=30)
 
 
@@ -183,7 +182,9 @@ def test_killed_runs_fail_with_the_reason_and_the_queue_moves_again(tmp_path, mo
         started_at = _start_entry(instance, queued.run_id).timestamp
         _wait_for(
             lambda: process_fate(worker_pid, started_at) is not ProcessFate.RUNNING,
-            "the run worker to die with its code server", 30, logs,
+            "the run worker to die with its code server",
+            30,
+            logs,
         )
         assert _status(instance, queued.run_id) == DagsterRunStatus.STARTED
         _start(started, DAEMON, daemon_env, logs / "daemon_2.log")
@@ -191,4 +192,3 @@ def test_killed_runs_fail_with_the_reason_and_the_queue_moves_again(tmp_path, mo
             lambda: _status(instance, queued.run_id) == DagsterRunStatus.FAILURE, "the orphaned run to fail", 90, logs
         )
         assert f"process {worker_pid} on {HOST}" in _failure_message(instance, queued.run_id)
-

@@ -54,7 +54,9 @@ def test_sigkill_mid_backfill_leaves_no_partial_file_and_rerun_completes(tmp_pat
     for path in visible:  # every file a reader can see is whole
         pq.read_table(path)
     data_files = [p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts]
-    assert not [p for p in data_files if not p.name.startswith(".") and p.suffix not in (".parquet", ".json", ".duckdb")]
+    assert not [
+        p for p in data_files if not p.name.startswith(".") and p.suffix not in (".parquet", ".json", ".duckdb")
+    ]
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("TECHNIC_WAREHOUSE", str(root))

@@ -58,7 +58,10 @@ def served(tmp_path_factory):
     webserver = Path(sys.executable).parent / "dagster-webserver"
     process = subprocess.Popen(
         [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -80,7 +83,9 @@ def test_graphql_shows_the_asset_graph_and_successful_runs(served):
         assert nodes[(name,)]["isPartitioned"]
         assert nodes[(name,)]["hasAssetChecks"] == (name != "market_conditions")
     assert {tuple(k["path"]) for k in nodes[("scan_results",)]["dependencyKeys"]} >= {
-        ("price_bars",), ("universe",), ("market_conditions",)
+        ("price_bars",),
+        ("universe",),
+        ("market_conditions",),
     }
     runs = data["runsOrError"]["results"]
     assert {r["jobName"] for r in runs} >= {"daily_scan_job", "price_bars_backfill_job"}

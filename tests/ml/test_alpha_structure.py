@@ -19,7 +19,13 @@ def test_feature_directions_come_from_a_sample_and_keep_their_signs(monkeypatch)
     n = 20_000
     up, down, noise, regime = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n), rng.integers(-1, 2, n)
     rows = pl.DataFrame(
-        {"up": up, "down": down, "noise": noise, "regime_trend": regime.astype(float), "target": up - down + rng.normal(size=n)}
+        {
+            "up": up,
+            "down": down,
+            "noise": noise,
+            "regime_trend": regime.astype(float),
+            "target": up - down + rng.normal(size=n),
+        }
     )
     monkeypatch.setattr(alpha, "SIGN_SAMPLE_ROWS", 2_000)  # every 10th row
     constraints = alpha._additive_monotone_constraints(rows, ("up", "down", "noise", "regime_trend"))

@@ -97,6 +97,8 @@ def test_too_little_history_stops_before_writing(store):
     for session in store.sessions("outcomes")[50:]:
         shutil.rmtree(store.root / "outcomes" / f"date={session.isoformat()}")
     assert len(store.sessions("outcomes")) == len(keep)
-    with pytest.raises(InsufficientHistoryError, match=r"needs ≥ \d+ labeled sessions .* has 50\. The champion is unchanged"):
+    with pytest.raises(
+        InsufficientHistoryError, match=r"needs ≥ \d+ labeled sessions .* has 50\. The champion is unchanged"
+    ):
         train_alpha_models(store, SMALL_TRAINING)
     assert not (store.root / "models").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import polars as pl
@@ -29,7 +30,7 @@ def test_folds_leave_purge_and_embargo_before_each_test_block(horizon):
     # blocks are consecutive, laid back from the latest session, and each is full
     assert folds[-1].test[-1] == SESSIONS[-1]
     assert all(len(fold.test) == 21 for fold in folds)
-    assert all(a.test[-1] < b.test[0] for a, b in zip(folds, folds[1:]))
+    assert all(a.test[-1] < b.test[0] for a, b in itertools.pairwise(folds))
 
 
 def test_purge_and_embargo_below_the_horizon_are_refused():

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import shutil
 
-import pytest
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -20,6 +17,7 @@ from dagster import (
 )
 
 from technic_core.ml.registry import ModelRegistry
+from technic_pipelines.definitions import defs as code_location
 from technic_pipelines.defs import ml
 from technic_pipelines.defs.ml.assets import alpha_champions_load, alpha_models, scan_runs, signal_outcomes
 from technic_pipelines.defs.ml.sensors import (
@@ -31,7 +29,6 @@ from technic_pipelines.defs.ml.sensors import (
     build_scan_predictor_sensor,
     label_sensor,
 )
-from technic_pipelines.definitions import defs as code_location
 from technic_pipelines.partitions import session_key
 from technic_pipelines.resources import WarehouseResource
 
@@ -43,7 +40,10 @@ def _resources(store) -> dict[str, object]:
 def test_the_ml_module_wires_into_the_code_location():
     Definitions.validate_loadable(code_location)
     graph = code_location.resolve_asset_graph()
-    parents = {name: {k.path[-1] for k in graph.get(AssetKey(name)).parent_keys} for name in ("signal_outcomes", "alpha_models", "scan_predictors")}
+    parents = {
+        name: {k.path[-1] for k in graph.get(AssetKey(name)).parent_keys}
+        for name in ("signal_outcomes", "alpha_models", "scan_predictors")
+    }
     assert parents == {
         "signal_outcomes": {"scan_results", "price_bars"},
         "alpha_models": {"signal_outcomes"},
@@ -100,9 +100,13 @@ def test_a_champion_that_falls_back_fails_the_health_check(trained_store):
     registry = ModelRegistry(trained_store)
     champion = registry.champion("alpha_5d")
     (registry.root / "alpha_5d" / champion / "model.ubj").write_bytes(b"truncated")
-    registry.promote("alpha_5d", registry.create_version(
-        "alpha_5d", {"model.ubj": b"junk", "features.json": b"[]"}, registry.manifest("alpha_5d", champion), {}
-    ), "a broken champion over a broken one")
+    registry.promote(
+        "alpha_5d",
+        registry.create_version(
+            "alpha_5d", {"model.ubj": b"junk", "features.json": b"[]"}, registry.manifest("alpha_5d", champion), {}
+        ),
+        "a broken champion over a broken one",
+    )
     result = materialize(
         [alpha_models, alpha_champions_load],
         resources=_resources(trained_store),

@@ -15,8 +15,8 @@ from technic_core import schema
 from technic_core.config import SECTORS, ScanConfig
 from technic_core.errors import ConfigError
 from technic_core.ml import optimizer
-from technic_core.ml.scan_history import RatingProfile, history_features, record_replays, replay_session, sample_configs
 from technic_core.ml.registry import ModelRegistry
+from technic_core.ml.scan_history import RatingProfile, history_features, record_replays, replay_session, sample_configs
 from technic_core.ml.scan_predictors import (
     BASELINE,
     BASELINE_SESSIONS,
@@ -109,7 +109,11 @@ def test_loaded_predictors_follow_the_contract(trained_predictors):
     assert conditions["date"] == replayed.sessions("conditions")[-1]
     narrow = predictors.predict(ScanConfig(min_tech_rating=90, max_symbols=25), conditions)
     broad = predictors.predict(ScanConfig(min_tech_rating=50), conditions)
-    assert isinstance(narrow, Prediction) and isinstance(narrow.result_count, float) and isinstance(narrow.duration_s, float)
+    assert (
+        isinstance(narrow, Prediction)
+        and isinstance(narrow.result_count, float)
+        and isinstance(narrow.duration_s, float)
+    )
     assert 0 <= narrow.result_count < broad.result_count
     assert 0 < narrow.duration_s < broad.duration_s
     # conditions may be partial or empty: unknown inputs are imputed, never an error
@@ -192,7 +196,7 @@ def _store_runs(store: Warehouse) -> None:
         row = {
             "scan_id": f"adhoc-{number:02d}",
             "date": session,
-            "started_at": dt.datetime.combine(session, dt.time(15), dt.timezone.utc),
+            "started_at": dt.datetime.combine(session, dt.time(15), dt.UTC),
             "duration_s": duration,
             "config_json": config.model_dump_json(),
             "regime": None,
@@ -242,7 +246,10 @@ def test_the_baseline_takes_the_median_of_recent_runs_with_the_same_filters(tmp_
         answer = baseline.answer(config, {"regime": "bear_high"})
         assert answer.predicted == expected
         assert answer.model == BASELINE
-        assert answer.basis == f"median of {len(narrow)} scan runs with these filters in the latest 5 sessions of scan runs"
+        assert (
+            answer.basis
+            == f"median of {len(narrow)} scan runs with these filters in the latest 5 sessions of scan runs"
+        )
         assert answer.reason == (
             "no trained scan predictor yet: 8 scan runs over 7 sessions, training needs 40 runs over 4 sessions"
         )

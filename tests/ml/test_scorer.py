@@ -23,7 +23,9 @@ def _scan(store, batch_size: int) -> pl.DataFrame:
     universe = store.read("universe", session, session)
     regime = store.read("conditions", session, session).get_column("regime")[0]
     enrich = alpha_enricher(store, session, bars, universe, regime)
-    run = run_scan(ScanConfig(batch_size=batch_size), session, bars, universe, regime=regime, hooks=ScanHooks(enrich=enrich))
+    run = run_scan(
+        ScanConfig(batch_size=batch_size), session, bars, universe, regime=regime, hooks=ScanHooks(enrich=enrich)
+    )
     return pl.concat([batch.results for batch in run])
 
 
@@ -54,12 +56,16 @@ def test_a_corrupt_champion_falls_back_and_the_scan_goes_on(trained_store, caplo
     registry = ModelRegistry(trained_store)
     for name in ("alpha_5d", "alpha_10d"):
         champion = registry.champion(name)
-        registry.promote(name, registry.create_version(
+        registry.promote(
             name,
-            {"model.ubj": b"not a model", "features.json": b"[]"},
-            registry.manifest(name, champion),
-            {},
-        ), "a broken champion")
+            registry.create_version(
+                name,
+                {"model.ubj": b"not a model", "features.json": b"[]"},
+                registry.manifest(name, champion),
+                {},
+            ),
+            "a broken champion",
+        )
     with caplog.at_level(logging.WARNING):
         results = _scan(trained_store, batch_size=100)
     assert results.get_column("alpha_score").null_count() == 0

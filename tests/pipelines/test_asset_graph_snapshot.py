@@ -18,7 +18,9 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 def _partitions(partitions_def) -> str | None:
     if partitions_def is None:
         return None
-    return f"{type(partitions_def).__name__}(cron={partitions_def.cron_schedule!r}, timezone={partitions_def.timezone!r})"
+    return (
+        f"{type(partitions_def).__name__}(cron={partitions_def.cron_schedule!r}, timezone={partitions_def.timezone!r})"
+    )
 
 
 def graph_shape() -> dict[str, object]:

@@ -1,12 +1,10 @@
 """Check policy: a failing data rule (corrupt or unusable data) blocks downstream assets and says why; a
 failing plausibility expectation warns and never stops the run."""
 
-
 import polars as pl
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance
 
 from technic_core import quality
-
 from technic_core.sources import SOURCE_FACTORIES
 from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 from technic_pipelines.definitions import DAILY_SCAN_JOB, defs

@@ -46,16 +46,29 @@ def test_a_partition_key_that_is_not_a_session_is_rejected_with_a_message(tmp_pa
 
 
 def test_a_range_over_holidays_contains_only_sessions():
-    keys = session_partitions.get_partition_keys_in_range(
-        PartitionKeyRange("2024-12-20", "2025-01-03")
-    )
-    assert keys == ["2024-12-20", "2024-12-23", "2024-12-24", "2024-12-26", "2024-12-27", "2024-12-30", "2024-12-31", "2025-01-02", "2025-01-03"]
+    keys = session_partitions.get_partition_keys_in_range(PartitionKeyRange("2024-12-20", "2025-01-03"))
+    assert keys == [
+        "2024-12-20",
+        "2024-12-23",
+        "2024-12-24",
+        "2024-12-26",
+        "2024-12-27",
+        "2024-12-30",
+        "2024-12-31",
+        "2025-01-02",
+        "2025-01-03",
+    ]
 
 
 def test_checks_schedule_and_jobs_are_registered():
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.path[-1], k.name) for k in graph.asset_check_keys}
-    assert {("price_bars", "bars_coverage"), ("price_bars", "bars_valid_ohlc"), ("universe", "universe_reasons"),
-            ("scan_results", "results_seq"), ("scan_results", "results_fresh")} <= checks
+    assert {
+        ("price_bars", "bars_coverage"),
+        ("price_bars", "bars_valid_ohlc"),
+        ("universe", "universe_reasons"),
+        ("scan_results", "results_seq"),
+        ("scan_results", "results_fresh"),
+    } <= checks
     assert defs.resolve_schedule_def("market_open_schedule").job_name == DAILY_SCAN_JOB
     assert {j.name for j in defs.resolve_all_job_defs()} >= {DAILY_SCAN_JOB, BARS_BACKFILL_JOB}

@@ -10,12 +10,12 @@ from dagster import DagsterInstance, materialize
 
 from technic_core import calendar, schema
 from technic_core.config import ScanConfig
+from technic_core.daily import prioritized_scan
 from technic_core.priority import NEUTRAL_SCORE, REASON_NO_REPORT, REASON_SURPRISE
 from technic_core.scan import run_scan
 from technic_core.screening import screen
 from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 from technic_core.warehouse import Warehouse
-from technic_core.daily import prioritized_scan
 from technic_pipelines.defs.priority.assets import symbol_priority_scores
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
@@ -137,8 +137,10 @@ def test_a_plan_older_than_its_history_is_refreshed_and_written_back(warehouse):
     old = stored.filter(pl.col("symbol") == symbol).get_column("historical_score").item()
     new = rewritten.filter(pl.col("symbol") == symbol).get_column("historical_score").item()
     assert new > 90 > old
-    assert rewritten.select("symbol", "activity_score").sort("symbol").equals(
-        stored.select("symbol", "activity_score").sort("symbol")
+    assert (
+        rewritten.select("symbol", "activity_score")
+        .sort("symbol")
+        .equals(stored.select("symbol", "activity_score").sort("symbol"))
     )
     warehouse.write_result_batch(PREVIOUS, 0, results.filter(pl.col("batch") == 0))  # restore for other tests
 
@@ -147,7 +149,9 @@ def test_without_prioritization_or_a_plan_the_scan_keeps_symbol_order(warehouse)
     universe = warehouse.read("universe", SESSION, SESSION)
     off = prioritized_scan(warehouse, SESSION, universe, ScanConfig(prioritize=False))
     assert off.order is None and off.hooks.reorder is None
-    assert off.metadata(schema.empty(schema.RESULTS), None) == {"priority_followed": False,
-                                                                 "priority_note": "prioritization is off"}
+    assert off.metadata(schema.empty(schema.RESULTS), None) == {
+        "priority_followed": False,
+        "priority_note": "prioritization is off",
+    }
     missing = prioritized_scan(warehouse, calendar.next_session(SESSION), universe)
     assert missing.order is None and missing.note == "no plan for the session"

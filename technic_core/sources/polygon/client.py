@@ -15,8 +15,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -55,9 +56,7 @@ class TokenBucket:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if calls_per_minute < 0 or burst < 1:
-            raise ConfigError(
-                f"token bucket: calls_per_minute {calls_per_minute} must be ≥ 0 and burst {burst} ≥ 1"
-            )
+            raise ConfigError(f"token bucket: calls_per_minute {calls_per_minute} must be ≥ 0 and burst {burst} ≥ 1")
         self.interval = 60.0 / calls_per_minute if calls_per_minute > 0 else 0.0
         self._tolerance = (burst - 1) * self.interval
         self._clock = clock
@@ -110,6 +109,10 @@ class RetryPolicy:
         return fraction * min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
 
 
+#: The retry policy of a source built without one.
+DEFAULT_RETRY = RetryPolicy()
+
+
 class NotEntitledError(DataSourceError):
     """Polygon refused a request with 401/403: the key is wrong or the plan lacks that data."""
 
@@ -127,7 +130,7 @@ def retry_after_seconds(response: httpx.Response, now: Callable[[], dt.datetime]
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        current = now() if now else dt.datetime.now(dt.timezone.utc)
+        current = now() if now else dt.datetime.now(dt.UTC)
         seconds = (when - current).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
@@ -197,7 +200,13 @@ class _Requester:
                 wait = policy.backoff(attempt, source.jitter())
             _log.warning(
                 "polygon retry what=%r path=%s attempt=%d/%d problem=%r retry_after_s=%s wait_s=%.2f",
-                what, path, attempt, policy.attempts, problem, retry_after, wait,
+                what,
+                path,
+                attempt,
+                policy.attempts,
+                problem,
+                retry_after,
+                wait,
             )
             if wait > 0:
                 await source.sleep(wait)

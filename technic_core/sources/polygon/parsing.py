@@ -29,7 +29,14 @@ _AGG_FIELDS: dict[str, pl.DataType] = {
     "t": pl.Int64,
 }
 _AGG_NAMES = {
-    "T": "symbol", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vw": "vwap", "n": "trades"
+    "T": "symbol",
+    "o": "open",
+    "h": "high",
+    "l": "low",
+    "c": "close",
+    "v": "volume",
+    "vw": "vwap",
+    "n": "trades",
 }
 
 
@@ -46,9 +53,7 @@ def _aggregates_frame(rows: list[dict], symbol: str | None = None) -> pl.DataFra
     if unplaceable.height:
         _log.warning("polygon dropped rows=%d reason='no ticker or timestamp'", unplaceable.height)
         frame = frame.filter(pl.col("T").is_not_null() & pl.col("t").is_not_null())
-    session = (
-        pl.from_epoch("t", "ms").dt.replace_time_zone("UTC").dt.convert_time_zone(calendar.NEW_YORK).dt.date()
-    )
+    session = pl.from_epoch("t", "ms").dt.replace_time_zone("UTC").dt.convert_time_zone(calendar.NEW_YORK).dt.date()
     return schema.conform(frame.rename(_AGG_NAMES).with_columns(session.alias("date")), schema.BARS, "polygon bars")
 
 

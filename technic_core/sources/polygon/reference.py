@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -133,9 +134,7 @@ class _ReferenceData:
             "limit": str(_PAGE_LIMIT),
         }
         rows = self._run(lambda r: r.pages("/v3/reference/tickers", params, f"common stocks listed on {session}"))
-        listing = (
-            pl.from_dicts(rows, schema={"ticker": pl.String, "name": pl.String}) if rows else pl.DataFrame()
-        )
+        listing = pl.from_dicts(rows, schema={"ticker": pl.String, "name": pl.String}) if rows else pl.DataFrame()
         if listing.is_empty():
             raise DataSourceError(f"Polygon listed no common stocks on {session}; refusing to cache an empty universe")
         frame = (

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -118,7 +119,9 @@ class _SplitRestatements:
                     restated += 1
             _log.info(
                 "polygon restated splits=%d partitions=%d symbols=%s",
-                len(restatement.splits), restated, sorted({s.symbol for s in restatement.splits})[:10],
+                len(restatement.splits),
+                restated,
+                sorted({s.symbol for s in restatement.splits})[:10],
             )
             journal.restatements.pop(0)
             journal.save()

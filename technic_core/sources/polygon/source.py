@@ -13,7 +13,8 @@ import math
 import random
 import threading
 import time
-from typing import Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -26,6 +27,7 @@ from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, SourceStats
 from technic_core.sources.polygon.client import (
     _AGGS_LIMIT,
     DEFAULT_BASE_URL,
+    DEFAULT_RETRY,
     NotEntitledError,
     RetryPolicy,
     TokenBucket,
@@ -72,7 +74,7 @@ class PolygonSource(_SplitRestatements, _ReferenceData):
         volatility_index: bool = False,
         concurrency: int = 8,
         timeout_s: float = 30.0,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
@@ -247,7 +249,9 @@ class PolygonSource(_SplitRestatements, _ReferenceData):
             if stray.height:
                 _log.warning(
                     "polygon grouped session=%s dropped=%d reason='stamped for another session' first=%s",
-                    session, stray.height, stray.get_column("date")[0],
+                    session,
+                    stray.height,
+                    stray.get_column("date")[0],
                 )
                 frame = frame.filter(pl.col("date") == session)
             if frame.is_empty():

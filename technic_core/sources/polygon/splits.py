@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import polars as pl
 
@@ -176,4 +177,3 @@ def _date_or_none(value: str | None) -> dt.date | None:
 
 def _iso_or_none(value: dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
-

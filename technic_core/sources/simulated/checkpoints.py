@@ -41,7 +41,7 @@ class _PersistedCheckpoints:
                 if isinstance(state, _State):
                     return number, state
                 raise TypeError(f"unexpected {type(state).__name__}")
-            except Exception as exc:  # a cache must never break a run: drop the file and resimulate
+            except Exception as exc:  # noqa: BLE001 - a cache must never break a run: drop the file and resimulate
                 _log.warning("ignoring unreadable simulator checkpoint %s: %s", path, exc)
                 path.unlink(missing_ok=True)
         return None

@@ -204,8 +204,21 @@ class _MarketModel:
         z_idiosyncratic, z_open, z_volume, z_event = stock_draws.standard_normal((4, n))
         u_news, u_halt, u_vwap, u_high, u_low = stock_draws.random((5, n))
         return _Draws(
-            market_draw, tracking_draw, sector_draws, index_noise, regime_draw, index_vwap_mix,
-            z_idiosyncratic, z_open, z_volume, z_event, u_news, u_halt, u_vwap, u_high, u_low,
+            market_draw,
+            tracking_draw,
+            sector_draws,
+            index_noise,
+            regime_draw,
+            index_vwap_mix,
+            z_idiosyncratic,
+            z_open,
+            z_volume,
+            z_event,
+            u_news,
+            u_halt,
+            u_vwap,
+            u_high,
+            u_low,
         )
 
     def _move_market(self, state: _State, draws: _Draws) -> _MarketMove:
@@ -326,9 +339,7 @@ class _MarketModel:
         state.halt_left[halted] -= 1
         return listed & ~halted
 
-    def _record_bars(
-        self, block: _Block, row: int, has_bar: np.ndarray, prices: _Prices, volume: np.ndarray
-    ) -> None:
+    def _record_bars(self, block: _Block, row: int, has_bar: np.ndarray, prices: _Prices, volume: np.ndarray) -> None:
         """The session's published values, prices rounded to ticks, into `block`'s `row`."""
         ticks_per_dollar = prices.ticks_per_dollar
         block.has_bar[row] = has_bar

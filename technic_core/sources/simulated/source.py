@@ -9,8 +9,8 @@ import datetime as dt
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -122,7 +122,7 @@ class SimulatedMarket:
                 return values[rows] if columns is None else values[rows][:, columns]
 
             has_bar = selected(block.has_bar)
-            session_rows, column = np.nonzero(has_bar)
+            _session_rows, column = np.nonzero(has_bar)
             return pl.DataFrame(
                 {
                     "symbol": self._tickers.gather(column if columns is None else columns[column]),

@@ -31,7 +31,7 @@ class _State:
     avg_loss: np.ndarray
     score_ring: np.ndarray  # (H, N) planted scores, slot session_index % H
 
-    def copy(self) -> "_State":
+    def copy(self) -> _State:
         return copy.deepcopy(self)
 
 

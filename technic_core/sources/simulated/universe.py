@@ -38,79 +38,146 @@ class _SectorProfile(NamedTuple):
 
 _SECTOR_PROFILES: dict[str, _SectorProfile] = {
     "Information Technology": _SectorProfile(
-        0.14, 1.15, 1.20,
-        ("Software", "Semiconductors & Semiconductor Equipment", "IT Services",
-         "Technology Hardware, Storage & Peripherals", "Electronic Equipment, Instruments & Components"),
+        0.14,
+        1.15,
+        1.20,
+        (
+            "Software",
+            "Semiconductors & Semiconductor Equipment",
+            "IT Services",
+            "Technology Hardware, Storage & Peripherals",
+            "Electronic Equipment, Instruments & Components",
+        ),
         ("Systems", "Software", "Technologies", "Micro", "Networks", "Digital", "Semiconductor"),
     ),
     "Health Care": _SectorProfile(
-        0.19, 1.35, 0.95,
-        ("Biotechnology", "Pharmaceuticals", "Health Care Equipment & Supplies",
-         "Health Care Providers & Services", "Life Sciences Tools & Services"),
+        0.19,
+        1.35,
+        0.95,
+        (
+            "Biotechnology",
+            "Pharmaceuticals",
+            "Health Care Equipment & Supplies",
+            "Health Care Providers & Services",
+            "Life Sciences Tools & Services",
+        ),
         ("Therapeutics", "Biosciences", "Pharmaceuticals", "Medical", "Health", "Genomics"),
     ),
     "Financials": _SectorProfile(
-        0.15, 0.85, 1.05,
+        0.15,
+        0.85,
+        1.05,
         ("Banks", "Capital Markets", "Insurance", "Consumer Finance", "Financial Services"),
         ("Financial", "Bancorp", "Capital", "Insurance", "Trust", "Partners"),
     ),
     "Consumer Discretionary": _SectorProfile(
-        0.11, 1.10, 1.15,
-        ("Specialty Retail", "Hotels, Restaurants & Leisure", "Automobiles", "Household Durables",
-         "Textiles, Apparel & Luxury Goods"),
+        0.11,
+        1.10,
+        1.15,
+        (
+            "Specialty Retail",
+            "Hotels, Restaurants & Leisure",
+            "Automobiles",
+            "Household Durables",
+            "Textiles, Apparel & Luxury Goods",
+        ),
         ("Brands", "Retail", "Motors", "Home", "Leisure", "Outfitters"),
     ),
     "Communication Services": _SectorProfile(
-        0.05, 1.05, 1.00,
+        0.05,
+        1.05,
+        1.00,
         ("Interactive Media & Services", "Entertainment", "Media", "Diversified Telecommunication Services"),
         ("Media", "Communications", "Entertainment", "Interactive", "Broadcasting"),
     ),
     "Industrials": _SectorProfile(
-        0.14, 0.95, 1.05,
-        ("Aerospace & Defense", "Machinery", "Building Products", "Professional Services",
-         "Ground Transportation"),
+        0.14,
+        0.95,
+        1.05,
+        ("Aerospace & Defense", "Machinery", "Building Products", "Professional Services", "Ground Transportation"),
         ("Industries", "Aerospace", "Logistics", "Machinery", "Engineering", "Controls"),
     ),
     "Consumer Staples": _SectorProfile(
-        0.04, 0.75, 0.65,
+        0.04,
+        0.75,
+        0.65,
         ("Food Products", "Beverages", "Household Products", "Consumer Staples Distribution & Retail"),
         ("Foods", "Beverage", "Consumer Products", "Farms", "Grocers"),
     ),
     "Energy": _SectorProfile(
-        0.05, 1.20, 1.10,
+        0.05,
+        1.20,
+        1.10,
         ("Oil, Gas & Consumable Fuels", "Energy Equipment & Services"),
         ("Energy", "Petroleum", "Resources", "Oilfield Services", "Midstream"),
     ),
     "Utilities": _SectorProfile(
-        0.02, 0.65, 0.55,
+        0.02,
+        0.65,
+        0.55,
         ("Electric Utilities", "Gas Utilities", "Multi-Utilities", "Water Utilities"),
         ("Power", "Electric", "Utilities", "Water"),
     ),
     "Real Estate": _SectorProfile(
-        0.06, 0.85, 0.85,
-        ("Residential REITs", "Industrial REITs", "Retail REITs", "Office REITs",
-         "Real Estate Management & Development"),
+        0.06,
+        0.85,
+        0.85,
+        (
+            "Residential REITs",
+            "Industrial REITs",
+            "Retail REITs",
+            "Office REITs",
+            "Real Estate Management & Development",
+        ),
         ("Realty", "Properties", "Residential", "Land"),
     ),
     "Materials": _SectorProfile(
-        0.05, 1.00, 1.05,
+        0.05,
+        1.00,
+        1.05,
         ("Chemicals", "Metals & Mining", "Construction Materials", "Containers & Packaging"),
         ("Materials", "Chemicals", "Mining", "Minerals", "Packaging"),
     ),
 }
 
 _NAME_HEADS = (
-    "Ar", "Bel", "Cor", "Dyn", "El", "Fen", "Gal", "Hel", "Ion", "Jun", "Kel", "Lum", "Mar", "Nov", "Or",
-    "Pax", "Quin", "Ros", "Sol", "Tal", "Ul", "Ver", "Wes", "Xen", "Zen", "Alt", "Bri", "Cal", "Del", "Ever",
+    "Ar",
+    "Bel",
+    "Cor",
+    "Dyn",
+    "El",
+    "Fen",
+    "Gal",
+    "Hel",
+    "Ion",
+    "Jun",
+    "Kel",
+    "Lum",
+    "Mar",
+    "Nov",
+    "Or",
+    "Pax",
+    "Quin",
+    "Ros",
+    "Sol",
+    "Tal",
+    "Ul",
+    "Ver",
+    "Wes",
+    "Xen",
+    "Zen",
+    "Alt",
+    "Bri",
+    "Cal",
+    "Del",
+    "Ever",
 )
 _NAME_TAILS = ("a", "ex", "ia", "on", "is", "ar", "en", "um", "o", "ix", "ant", "era", "ova", "eon", "ity")
 _LEGAL_SUFFIXES = ("Inc.", "Corp.", "Holdings", "Group", "Co.", "Ltd.", "plc")
 
 #: Ticker lengths 1–5 and their shares; letters weighted roughly like real first letters.
 _TICKER_LENGTH_SHARES = np.array([0.003, 0.05, 0.40, 0.50, 0.047])
-_LETTER_WEIGHTS = np.array(
-    [6, 5, 7, 5, 4, 4, 4, 3, 3, 2, 3, 4, 6, 4, 3, 5, 1, 4, 7, 4, 2, 3, 3, 1, 2, 1], dtype=float
-)
+_LETTER_WEIGHTS = np.array([6, 5, 7, 5, 4, 4, 4, 3, 3, 2, 3, 4, 6, 4, 3, 5, 1, 4, 7, 4, 2, 3, 3, 1, 2, 1], dtype=float)
 _CLASS_SHARE_SHARE = 0.003  # tickers like ABC.B
 _DIGIT_TICKER_SHARE = 0.002  # invalid-looking tickers like AB2C, for the screener to reject
 _RESERVED_TICKERS = {INDEX_SYMBOL, VOLATILITY_SYMBOL}
@@ -188,7 +255,7 @@ class _Universe:
         return ordered[:count]
 
     def _draw_company_names(self, rng: np.random.Generator, profiles: list[_SectorProfile]) -> np.ndarray:
-        """"<Stem> <sector word> <legal suffix>", e.g. "Novex Therapeutics Inc."."""
+        """ "<Stem> <sector word> <legal suffix>", e.g. "Novex Therapeutics Inc."."""
         n = self.size
         heads = rng.integers(0, len(_NAME_HEADS), n)
         tails = rng.integers(0, len(_NAME_TAILS), n)

@@ -1,6 +1,5 @@
 """`price_bars`: every listed US stock's daily bar per session, and the index series, from the source."""
 
-
 import datetime as dt
 import time
 
@@ -37,7 +36,11 @@ def price_bars(
     fetched = daily.write_bars(store, source, sessions)
     context.log.info("wrote %d bar partitions (%d rows)", len(sessions), fetched.height)
     previous_session = calendar.previous_session(sessions[0])
-    previous = store.read("bars", previous_session, previous_session) if store.has_partition("bars", previous_session) else None
+    previous = (
+        store.read("bars", previous_session, previous_session)
+        if store.has_partition("bars", previous_session)
+        else None
+    )
     outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
     for session in sessions:
         written = store.read("bars", session, session)

@@ -16,7 +16,6 @@ the core, writes the warehouse and returns metadata, never data.
   its baselines (a warning), the predictors beat the rolling median, outcomes are labeled.
 """
 
-
 import datetime as dt
 import time
 from collections import Counter
@@ -43,7 +42,14 @@ from technic_core.ml.scan_predictors import load_predictor_models, train_scan_pr
 from technic_core.ml.scorer import AlphaScorer
 from technic_core.ml.training import InsufficientHistoryError, TrainingReport, train_alpha_models
 from technic_core.quality import CheckOutcome, CheckRule
-from technic_pipelines.metadata import check_results, check_severity, check_specs, markdown_image, markdown_table, run_sessions
+from technic_pipelines.metadata import (
+    check_results,
+    check_severity,
+    check_specs,
+    markdown_image,
+    markdown_table,
+    run_sessions,
+)
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import WarehouseResource
 
@@ -78,7 +84,6 @@ PREDICTORS_CHAMPION_LOADS = CheckRule(
     blocking=False,
     serving=True,
 )
-
 
 
 @asset(
@@ -121,7 +126,9 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
     coverage: dict[dt.date, float] = {}
     latest = None
     for session in sessions:
-        targets = calendar.sessions_between(session, session + dt.timedelta(days=3 * LABEL_HORIZON))[: LABEL_HORIZON + 1]
+        targets = calendar.sessions_between(session, session + dt.timedelta(days=3 * LABEL_HORIZON))[
+            : LABEL_HORIZON + 1
+        ]
         bars = store.read("bars", targets[0], targets[-1])
         latest = session_outcomes(store.read("results", session, session), bars, session)
         store.write_partition("outcomes", session, latest)
@@ -130,7 +137,10 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
     worst = min(coverage, key=coverage.get)
     by_signal = (
         latest.group_by("signal")
-        .agg(pl.len().alias("symbols"), *(pl.col(label_column(h)).mean().alias(f"mean_{label_column(h)}") for h in HORIZONS))
+        .agg(
+            pl.len().alias("symbols"),
+            *(pl.col(label_column(h)).mean().alias(f"mean_{label_column(h)}") for h in HORIZONS),
+        )
         .sort("signal")
     )
     return MaterializeResult(
@@ -178,7 +188,13 @@ def scan_runs(context: AssetExecutionContext, warehouse: WarehouseResource) -> M
             "median_result_count": float(replays.get_column("result_count").median()),
             "median_duration_s": round(float(replays.get_column("duration_s").median()), 4),
             "end_reasons": MetadataValue.md(
-                markdown_table(pl.DataFrame(Counter(replays.get_column("end_reason")).most_common(), schema=["end_reason", "runs"], orient="row"))
+                markdown_table(
+                    pl.DataFrame(
+                        Counter(replays.get_column("end_reason")).most_common(),
+                        schema=["end_reason", "runs"],
+                        orient="row",
+                    )
+                )
             ),
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -295,10 +311,7 @@ def scan_predictors_champion_loads(warehouse: WarehouseResource) -> AssetCheckRe
 
 def _metrics_table(report: TrainingReport) -> str:
     """Model and baselines side by side, best rank IC first."""
-    rows = [
-        {"predictor": name, **metrics.as_dict()}
-        for name, metrics in report.evaluation.metrics.items()
-    ]
+    rows = [{"predictor": name, **metrics.as_dict()} for name, metrics in report.evaluation.metrics.items()]
     frame = pl.DataFrame(rows).sort("rank_ic", descending=True, nulls_last=True)
     return markdown_table(frame, float_digits=4)
 

@@ -5,7 +5,6 @@ All three run by default (`DefaultSensorStatus.RUNNING`), so a fresh `make up` r
 the README promises; a user who stops one in the UI keeps it stopped (the stored state wins).
 """
 
-
 import json
 
 from dagster import (

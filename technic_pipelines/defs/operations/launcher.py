@@ -58,9 +58,7 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
                 location.socket is not None or location.host in LOOPBACK_HOSTS
             )
             # Tagged before the launch, so a launcher that dies right after leaves no untagged run behind.
-            self._instance.add_run_tags(
-                context.dagster_run.run_id, host_tags() if local else {HOST_TAG: UNKNOWN_HOST}
-            )
+            self._instance.add_run_tags(context.dagster_run.run_id, host_tags() if local else {HOST_TAG: UNKNOWN_HOST})
         super().launch_run(context)
 
     @property
@@ -80,7 +78,7 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
         fate = process_fate(pid, entry.timestamp)
         if fate is ProcessFate.RUNNING:
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} on {host} is running")
-        started = dt.datetime.fromtimestamp(entry.timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        started = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
             f"process {pid} on {host}, which started this run at {started}, {fate.value}: it was killed or "

@@ -6,7 +6,6 @@ The asset scores every screened symbol (`technic_core.daily.plan_session`) and w
 that without a cycle (see `technic_core.daily` for how the scan refreshes a plan that predates them).
 """
 
-
 import time
 
 import polars as pl
@@ -21,7 +20,14 @@ from dagster import (
 )
 
 from technic_core import daily
-from technic_core.priority import ACTIVITY_SESSIONS, FACTOR_COLUMNS, HIGH_TIER_ABOVE, LOW_TIER_BELOW, TIERS, PriorityConfig
+from technic_core.priority import (
+    ACTIVITY_SESSIONS,
+    FACTOR_COLUMNS,
+    HIGH_TIER_ABOVE,
+    LOW_TIER_BELOW,
+    TIERS,
+    PriorityConfig,
+)
 from technic_pipelines.metadata import run_sessions
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
@@ -93,8 +99,10 @@ def plan_metadata(plan: pl.DataFrame) -> dict[str, object]:
         **{f"mean_{name}": round(float(plan.get_column(name).mean() or 0.0), 2) for name in FACTOR_COLUMNS},
         "score_distribution": MetadataValue.md(_score_histogram(score)),
         "fundamental_reasons": MetadataValue.md(
-            "\n".join(["| reason | symbols |", "| --- | --- |"]
-                      + [f"| {reason} | {count} |" for reason, count in reasons.iter_rows()])
+            "\n".join(
+                ["| reason | symbols |", "| --- | --- |"]
+                + [f"| {reason} | {count} |" for reason, count in reasons.iter_rows()]
+            )
         ),
     }
 

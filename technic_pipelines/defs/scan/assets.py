@@ -9,7 +9,6 @@ which come from bars; with grouped-daily sources one call returns every symbol's
 fetching would save nothing.
 """
 
-
 import datetime as dt
 import time
 
@@ -162,8 +161,10 @@ def _scan_metadata(scanned: daily.SessionScan) -> dict[str, object]:
     """What the UI shows of the run's last session: counts, top 10, charts, seconds per stage, priority."""
     results, run = scanned.results, scanned.run
     signal_counts = dict(results.get_column("signal").value_counts().iter_rows()) if results.height else {}
-    top = results.sort("tech_rating", descending=True).head(10).select(
-        "symbol", "sector", "close", "tech_rating", "signal", "rsi", "mom_21"
+    top = (
+        results.sort("tech_rating", descending=True)
+        .head(10)
+        .select("symbol", "sector", "close", "tech_rating", "signal", "rsi", "mom_21")
     )
     charts: dict[str, object] = {}
     if results.height:

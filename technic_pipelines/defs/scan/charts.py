@@ -37,7 +37,10 @@ def tech_rating_histogram(results: pl.DataFrame) -> str:
 def signals_by_sector(results: pl.DataFrame) -> str:
     """Stacked horizontal bars: how many symbols of each sector landed in each signal band."""
     counts = (
-        results.group_by("sector", "signal").len().pivot(on="signal", index="sector", values="len").fill_null(0)
+        results.group_by("sector", "signal")
+        .len()
+        .pivot(on="signal", index="sector", values="len")
+        .fill_null(0)
         .sort("sector", descending=True)
     )
     figure, axis = plt.subplots(figsize=(7, 4))

@@ -7,7 +7,6 @@ the partition, so a restarted daemon never scans a session twice. The schedule r
 who stops it in the UI keeps it stopped).
 """
 
-
 import datetime as dt
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
