@@ -6,12 +6,19 @@ share one schema and DuckDB views over their globs never see conflicting types.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import polars as pl
 
 from technic_core.errors import ConfigError
 
+#: A polars dtype as written in a schema: a class (`pl.Float64`) or an instance (`pl.List(pl.String)`).
+DType: TypeAlias = pl.DataType | type[pl.DataType]
+#: Column name → dtype, in column order.
+Columns: TypeAlias = dict[str, DType]
+
 #: One row per symbol and session. `vwap` and `trades` may be null when a source lacks them.
-BARS: dict[str, pl.DataType] = {
+BARS: Columns = {
     "symbol": pl.String,
     "date": pl.Date,
     "open": pl.Float64,
@@ -24,7 +31,7 @@ BARS: dict[str, pl.DataType] = {
 }
 
 #: Point-in-time reference data of a listed symbol (what a vendor's ticker reference gives).
-REFERENCE: dict[str, pl.DataType] = {
+REFERENCE: Columns = {
     "symbol": pl.String,
     "name": pl.String,
     "sector": pl.String,
@@ -36,7 +43,7 @@ REFERENCE: dict[str, pl.DataType] = {
 }
 
 #: Reference data plus the pre-screen verdict for one session. `reason` is null exactly when `passed`.
-UNIVERSE: dict[str, pl.DataType] = {
+UNIVERSE: Columns = {
     "date": pl.Date,
     **REFERENCE,
     "close": pl.Float64,
@@ -48,7 +55,7 @@ UNIVERSE: dict[str, pl.DataType] = {
 }
 
 #: Scheduled and reported earnings: `surprise_pct` is null until the report date has passed.
-EARNINGS: dict[str, pl.DataType] = {
+EARNINGS: Columns = {
     "symbol": pl.String,
     "date": pl.Date,
     "surprise_pct": pl.Float64,
@@ -56,7 +63,7 @@ EARNINGS: dict[str, pl.DataType] = {
 
 #: A vendor's point-in-time list of the common stocks listed on the session (`date`): the ticker snapshots a
 #: real source caches so the universe is not refetched every session.
-TICKER_LISTINGS: dict[str, pl.DataType] = {
+TICKER_LISTINGS: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "name": pl.String,
@@ -64,7 +71,7 @@ TICKER_LISTINGS: dict[str, pl.DataType] = {
 
 #: A vendor's ticker details as fetched on `date`: the slowly changing facts (industry code, share count)
 #: behind sector and market cap, cached and refetched only when older than a refresh interval.
-TICKER_DETAILS: dict[str, pl.DataType] = {
+TICKER_DETAILS: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "name": pl.String,
@@ -76,7 +83,7 @@ TICKER_DETAILS: dict[str, pl.DataType] = {
 }
 
 #: Market conditions for one session (a single row).
-CONDITIONS: dict[str, pl.DataType] = {
+CONDITIONS: Columns = {
     "date": pl.Date,
     "regime": pl.String,
     "trend": pl.String,
@@ -93,7 +100,7 @@ CONDITIONS: dict[str, pl.DataType] = {
 }
 
 #: Indicator columns `technic_core.indicators.compute_indicators` appends to a bars panel.
-INDICATORS: dict[str, pl.DataType] = {
+INDICATORS: Columns = {
     "rsi": pl.Float64,
     "macd": pl.Float64,
     "macd_signal": pl.Float64,
@@ -112,7 +119,7 @@ INDICATORS: dict[str, pl.DataType] = {
 }
 
 #: Scan results: one row per scanned symbol, written batch by batch; `seq` is the per-scan row sequence.
-RESULTS: dict[str, pl.DataType] = {
+RESULTS: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "sector": pl.String,
@@ -142,7 +149,7 @@ RESULTS: dict[str, pl.DataType] = {
 OPTIONAL_RESULT_COLUMNS = ("alpha_5d", "alpha_10d", "alpha_score", "priority_score", "priority_tier")
 
 #: Symbol priority for one session: four factor scores (0-100), the weighted score, tier and planned batch.
-PRIORITY: dict[str, pl.DataType] = {
+PRIORITY: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "historical_score": pl.Float64,
@@ -158,7 +165,7 @@ PRIORITY: dict[str, pl.DataType] = {
 }
 
 #: Realized forward returns of a session's scanned symbols, written only once t+h exists (no look-ahead).
-OUTCOMES: dict[str, pl.DataType] = {
+OUTCOMES: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "signal": pl.String,
@@ -168,14 +175,14 @@ OUTCOMES: dict[str, pl.DataType] = {
 }
 
 #: Symbols a scan looked at but could not score, with the reason (never silently dropped).
-REJECTIONS: dict[str, pl.DataType] = {
+REJECTIONS: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "reason": pl.String,
 }
 
 #: One row per scan run.
-SCAN_RUNS: dict[str, pl.DataType] = {
+SCAN_RUNS: Columns = {
     "scan_id": pl.String,
     "date": pl.Date,
     "started_at": pl.Datetime("us", "UTC"),
@@ -193,12 +200,12 @@ SCAN_RUNS: dict[str, pl.DataType] = {
 SIGNALS = ("Strong Buy", "Buy", "Neutral", "Sell", "Strong Sell")
 
 
-def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def empty(schema: Columns) -> pl.DataFrame:
     """An empty frame with exactly `schema`."""
     return pl.DataFrame(schema=schema)
 
 
-def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], name: str) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, schema: Columns, name: str) -> pl.DataFrame:
     """Select and cast `frame` to `schema` in schema order; missing columns raise, naming them.
 
     Why strict: a silently missing column would surface days later as a broken DuckDB view.

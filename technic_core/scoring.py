@@ -100,7 +100,7 @@ HIGH_VIX = 25.0
 VOLATILITY_WINDOW = 20
 
 #: Columns of `sector_statistics`, one row per sector.
-SECTOR_STATISTICS: dict[str, pl.DataType] = {
+SECTOR_STATISTICS: schema.Columns = {
     "sector": pl.String,
     "symbols": pl.Int64,
     "mean_tech_rating": pl.Float64,

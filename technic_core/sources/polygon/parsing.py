@@ -17,7 +17,7 @@ from technic_core.sources.polygon.splits import Split
 _log = logging.getLogger(__name__)
 
 #: Raw aggregate fields (grouped daily and per-ticker) and their types; `T` is only in grouped results.
-_AGG_FIELDS: dict[str, pl.DataType] = {
+_AGG_FIELDS: schema.Columns = {
     "T": pl.String,
     "o": pl.Float64,
     "h": pl.Float64,

@@ -27,7 +27,7 @@ from technic_core.sources.simulated.state import _Block, _State
 from technic_core.sources.simulated.universe import _EarningsSchedule, _Universe
 
 #: Columns of `SimulatedMarket.oracle_expected_return`.
-ORACLE_SCHEMA: dict[str, pl.DataType] = {
+ORACLE_SCHEMA: schema.Columns = {
     "symbol": pl.String,
     "date": pl.Date,
     "horizon": pl.Int64,
@@ -35,7 +35,7 @@ ORACLE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 #: Columns of `SimulatedMarket.market_regimes`.
-REGIMES_SCHEMA: dict[str, pl.DataType] = {"date": pl.Date, "regime": pl.String}
+REGIMES_SCHEMA: schema.Columns = {"date": pl.Date, "regime": pl.String}
 
 #: Generated blocks kept in memory (the least recently used is dropped first), so day-by-day requests are cheap.
 _BLOCK_CACHE_SIZE = 4
@@ -254,7 +254,7 @@ class SimulatedMarket:
         start: dt.date,
         end: dt.date,
         piece: Callable[[_Block, slice], pl.DataFrame],
-        columns: dict[str, pl.DataType],
+        columns: schema.Columns,
         name: str,
     ) -> pl.DataFrame:
         """Concatenate `piece(block, rows)` over the blocks holding sessions in [start, end], in date order.
