@@ -198,7 +198,10 @@ class TechnicSettings(BaseSettings):
             raise ConfigError(f"invalid {cls.__name__}: unknown setting(s) {', '.join(unknown)}")
         token = _GIVEN_ENVIRON.set(environ)
         try:
-            return cls(**{name: value for name, value in overrides.items() if value is not None})
+            # `model_validate` calls the settings' own `__init__` (pydantic does for a model that overrides it),
+            # which reads the sources; unlike `cls(**values)` it takes the values as one mapping, not as
+            # keyword arguments the type checker would match against BaseSettings' `_env_file`-style options.
+            return cls.model_validate({name: value for name, value in overrides.items() if value is not None})
         except ValidationError as exc:
             problems = "; ".join(cls._describe(error) for error in exc.errors())
             raise ConfigError(f"invalid {cls.__name__}: {problems}") from None

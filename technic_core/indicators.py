@@ -171,7 +171,9 @@ class _Chunk:
         self.rows = slice(int(starts[0]), int(starts[-1]))
         self.lengths = np.diff(starts)
         self.width, self.height = len(self.lengths), int(self.lengths.max())
-        self.positions = self.cells = None
+        #: Both set only when the chunk's symbols differ in length (each row then has its own cell).
+        self.positions: np.ndarray | None = None
+        self.cells: np.ndarray | None = None
         if not (self.lengths == self.height).all():
             self.positions = positions[self.rows]
             self.cells = self.positions * self.width + np.repeat(np.arange(self.width), self.lengths)
@@ -195,7 +197,7 @@ class _Chunk:
         """Set each named column's first `warmup[name]` bars of every symbol to NaN, in the chunk's rows."""
         for bars in set(warmup.values()):
             names = [name for name, name_bars in warmup.items() if name_bars == bars]
-            if self.cells is None:
+            if self.positions is None:  # so is `cells`: equal lengths, a plain transpose
                 for name in names:
                     columns[name].reshape(self.width, self.height)[:, :bars] = np.nan
             else:

@@ -18,6 +18,7 @@ import polars as pl
 from technic_core import schema
 from technic_core.config import ScanConfig
 from technic_core.indicators import compute_indicators
+from technic_core.scalars import as_int
 from technic_core.scoring import BUY_SIGNALS, score
 
 #: Why a scan ended; also the `end` event reason on streams.
@@ -207,7 +208,7 @@ def _distinct_dates(dates: pl.Series) -> pl.Series:
     dates = dates.drop_nulls()
     if dates.dtype == pl.Date and dates.len():
         days = dates.to_physical()
-        low, high = int(days.min()), int(days.max())  # type: ignore[arg-type]
+        low, high = as_int(days.min()), as_int(days.max())
         if high - low < _DENSE_DATE_SPAN:
             present = np.flatnonzero(np.bincount(days.to_numpy() - low)) + low
             return pl.Series(dates.name, present.astype(np.int32)).cast(pl.Date)

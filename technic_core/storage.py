@@ -106,49 +106,62 @@ class LocalStorage:
     # ---------------------------------------------------------------- writes
 
     @contextmanager
-    def writer(self, target: Path) -> Iterator[Path]:
+    def writer(self, target: AnyPath) -> Iterator[Path]:
         """Yield a hidden temp path beside `target`; when the body succeeds it replaces `target` atomically."""
-        with atomic_path(Path(target)) as temp:
+        with atomic_path(local_path(target)) as temp:
             yield temp
 
-    def write_bytes(self, target: Path, data: bytes) -> None:
-        with atomic_path(Path(target)) as temp:
+    def write_bytes(self, target: AnyPath, data: bytes) -> None:
+        with atomic_path(local_path(target)) as temp:
             temp.write_bytes(data)
 
-    def delete(self, target: Path) -> None:
-        Path(target).unlink(missing_ok=True)
+    def delete(self, target: AnyPath) -> None:
+        local_path(target).unlink(missing_ok=True)
 
-    def prepare_directory(self, directory: Path) -> None:
+    def prepare_directory(self, directory: AnyPath) -> None:
         """Remove dead writers' temp files before a directory is rewritten."""
-        remove_stale_temp_files(Path(directory))
+        remove_stale_temp_files(local_path(directory))
 
     # ---------------------------------------------------------------- reads
 
-    def is_file(self, target: Path) -> bool:
-        return Path(target).is_file()
+    def is_file(self, target: AnyPath) -> bool:
+        return local_path(target).is_file()
 
-    def read_bytes(self, target: Path) -> bytes:
-        return Path(target).read_bytes()
+    def read_bytes(self, target: AnyPath) -> bytes:
+        return local_path(target).read_bytes()
 
-    def subdirectories(self, directory: Path) -> list[str]:
+    def subdirectories(self, directory: AnyPath) -> list[str]:
         """Names of the directories directly in `directory` (none when it does not exist)."""
         try:
-            entries = list(os.scandir(directory))
+            entries = list(os.scandir(local_path(directory)))
         except FileNotFoundError:
             return []
         return [entry.name for entry in entries if entry.is_dir()]
 
-    def visible_files(self, directory: Path) -> list[Path]:
+    def visible_files(self, directory: AnyPath) -> list[Path]:
         """Files directly in `directory` that readers may see, in name order: never hidden (temp) files."""
+        local = local_path(directory)
         try:
-            names = os.listdir(directory)
+            names = os.listdir(local)
         except FileNotFoundError:
             return []
-        return [Path(directory) / name for name in sorted(names) if not name.startswith(".")]
+        return [local / name for name in sorted(names) if not name.startswith(".")]
 
-    def files_below(self, directory: Path, subdirectories: list[str]) -> dict[str, list[Path]]:
+    def files_below(self, directory: AnyPath, subdirectories: list[str]) -> dict[str, list[Path]]:
         """`visible_files` of each named subdirectory of `directory` (one listing per subdirectory)."""
-        return {name: self.visible_files(Path(directory) / name) for name in subdirectories}
+        return {name: self.visible_files(local_path(directory) / name) for name in subdirectories}
+
+
+def local_path(path: AnyPath) -> Path:
+    """`path` as a local `Path`; a `StoragePath` raises `TypeError`, since it names an object in a store.
+
+    Storage methods take either kind of path, because the warehouse holds its storage and the paths it
+    derives from its root without telling the type checker they are of one kind; this is where a local
+    storage insists on its own.
+    """
+    if isinstance(path, StoragePath):
+        raise TypeError(f"{path} is an object-store path, not a local one")
+    return Path(path)
 
 
 @contextmanager
@@ -285,14 +298,15 @@ class ObjectStorage:
     def _join_base(self, key: str) -> str:
         return f"{self.base}/{key}" if key else self.base
 
-    def fs_path(self, path: StoragePath) -> str:
+    def fs_path(self, path: AnyPath) -> str:
         """`path` as the filesystem (pyarrow/fsspec) names it, e.g. 'bucket/prefix/bars/...'."""
-        return path.storage._join_base(path.key)
+        stored = object_path(path)
+        return stored.storage._join_base(stored.key)
 
     # ---------------------------------------------------------------- writes
 
     @contextmanager
-    def writer(self, target: StoragePath) -> Iterator[IO[bytes]]:
+    def writer(self, target: AnyPath) -> Iterator[IO[bytes]]:
         """Yield an in-memory buffer; when the body succeeds its whole content is PUT as `target` at once.
 
         Nothing is sent before the body finishes, so a failing serializer leaves no object (and the previous
@@ -302,7 +316,7 @@ class ObjectStorage:
         yield buffer
         self.write_bytes(target, buffer.getvalue())
 
-    def write_bytes(self, target: StoragePath, data: bytes) -> None:
+    def write_bytes(self, target: AnyPath, data: bytes) -> None:
         """Write `data` as the object `target` with one call: an object appears whole or not at all."""
         path = self.fs_path(target)
         fsspec_filesystem = self.fsspec_filesystem
@@ -324,19 +338,19 @@ class ObjectStorage:
         with stream:
             stream.write(data)
 
-    def delete(self, target: StoragePath) -> None:
+    def delete(self, target: AnyPath) -> None:
         with suppress(FileNotFoundError):
             self.filesystem.delete_file(self.fs_path(target))
 
-    def prepare_directory(self, directory: StoragePath) -> None:
+    def prepare_directory(self, directory: AnyPath) -> None:
         """Nothing to clean: object-store writes leave no temp objects."""
 
     # ---------------------------------------------------------------- reads
 
-    def _info(self, path: StoragePath) -> pafs.FileInfo:
+    def _info(self, path: AnyPath) -> pafs.FileInfo:
         return self.filesystem.get_file_info(self.fs_path(path))
 
-    def is_file(self, target: StoragePath) -> bool:
+    def is_file(self, target: AnyPath) -> bool:
         return self._info(target).type == pafs.FileType.File
 
     def is_dir(self, target: StoragePath) -> bool:
@@ -352,7 +366,7 @@ class ObjectStorage:
         with self.filesystem.open_input_stream(self.fs_path(target)) as stream:
             return stream.read()
 
-    def _list(self, directory: StoragePath, *, recursive: bool) -> list[pafs.FileInfo]:
+    def _list(self, directory: AnyPath, *, recursive: bool) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(self.fs_path(directory), allow_not_found=True, recursive=recursive)
         try:
             return self.filesystem.get_file_info(selector)
@@ -396,29 +410,38 @@ class ObjectStorage:
         """Everything directly in `directory` (files and prefixes), in name order."""
         return sorted(directory / info.base_name for info in self._list(directory, recursive=False))
 
-    def subdirectories(self, directory: StoragePath) -> list[str]:
+    def subdirectories(self, directory: AnyPath) -> list[str]:
         infos = self._list(directory, recursive=False)
         return [info.base_name for info in infos if info.type == pafs.FileType.Directory]
 
-    def visible_files(self, directory: StoragePath) -> list[StoragePath]:
-        infos = self._list(directory, recursive=False)
+    def visible_files(self, directory: AnyPath) -> list[StoragePath]:
+        stored = object_path(directory)
+        infos = self._list(stored, recursive=False)
         names = (info.base_name for info in infos if info.type == pafs.FileType.File)
-        return [directory / name for name in sorted(names) if not name.startswith(".")]
+        return [stored / name for name in sorted(names) if not name.startswith(".")]
 
-    def files_below(self, directory: StoragePath, subdirectories: list[str]) -> dict[str, list[StoragePath]]:
+    def files_below(self, directory: AnyPath, subdirectories: list[str]) -> dict[str, list[StoragePath]]:
         """`visible_files` of each named subdirectory: one listing each when they are few, else a single
         recursive listing of `directory` (one request per 1,000 objects instead of one per subdirectory)."""
+        stored = object_path(directory)
         if len(subdirectories) <= _SEPARATE_LISTINGS:
-            return {name: self.visible_files(directory / name) for name in subdirectories}
+            return {name: self.visible_files(stored / name) for name in subdirectories}
         wanted = set(subdirectories)
         found: dict[str, list[str]] = {name: [] for name in subdirectories}
-        for info in self._list(directory, recursive=True):
+        for info in self._list(stored, recursive=True):
             if info.type != pafs.FileType.File:
                 continue
-            parts = self._relative(directory, info).split("/")
+            parts = self._relative(stored, info).split("/")
             if len(parts) == 2 and parts[0] in wanted and not parts[1].startswith("."):
                 found[parts[0]].append(parts[1])
-        return {name: [directory / name / file for file in sorted(files)] for name, files in found.items()}
+        return {name: [stored / name / file for file in sorted(files)] for name, files in found.items()}
+
+
+def object_path(path: AnyPath) -> StoragePath:
+    """`path` as a `StoragePath`; a local `Path` raises `TypeError` (the counterpart of `local_path`)."""
+    if not isinstance(path, StoragePath):
+        raise TypeError(f"{path} is a local path, not an object-store one")
+    return path
 
 
 class ObjectStat(NamedTuple):

@@ -45,7 +45,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import polars as pl
@@ -68,7 +68,7 @@ from technic_core.storage import (
 )
 
 #: Fixed so identical frames give identical bytes whatever polars' defaults become.
-PARQUET_COMPRESSION = "zstd"
+PARQUET_COMPRESSION: Final = "zstd"
 PARQUET_COMPRESSION_LEVEL = 3
 
 CATALOG_NAME = "technic.duckdb"
@@ -103,7 +103,7 @@ class Dataset:
     """A named warehouse dataset: its schema, the key its rows are sorted by, and its file layout."""
 
     name: str
-    schema: dict[str, pl.DataType]
+    schema: schema.Columns
     sort_key: tuple[str, ...]
     layout: Layout
 
@@ -344,14 +344,15 @@ class Warehouse:
         (READ_ONLY)` over httpfs, or download it; its views read the bucket, so they need the same DuckDB
         credentials `connect()` needs.
         """
-        if isinstance(self.storage, LocalStorage):
-            with atomic_path(self.catalog_path) as temp:
+        storage = self.storage
+        if isinstance(storage, LocalStorage):
+            with storage.writer(self.catalog_path) as temp:
                 self._build_catalog(temp)
             return self.catalog_path
         with tempfile.TemporaryDirectory(prefix="technic-catalog-") as directory:
             local = Path(directory) / CATALOG_NAME
             self._build_catalog(local)
-            self.storage.write_bytes(self.catalog_path, local.read_bytes())
+            storage.write_bytes(self.catalog_path, local.read_bytes())
         return self.catalog_path
 
     def _build_catalog(self, path: Path) -> None:
@@ -387,9 +388,10 @@ class Warehouse:
                 f"DuckDB needs its httpfs extension to read {storage.uri}: install it where extensions can be "
                 f"downloaded (`INSTALL httpfs`; the deploy image does) — {exc}"
             ) from exc
-        self._ensure_duckdb_secret(connection)
+        self._ensure_duckdb_secret(connection, storage)
 
-    def _ensure_duckdb_secret(self, connection: duckdb.DuckDBPyConnection) -> None:
+    @staticmethod
+    def _ensure_duckdb_secret(connection: duckdb.DuckDBPyConnection, storage: ObjectStorage) -> None:
         """Give DuckDB credentials for the root unless one of its secrets (e.g. a persistent one) covers it.
 
         S3: a temporary secret from the AWS credential chain (environment, profile, instance or workload
@@ -398,10 +400,9 @@ class Warehouse:
         credentials are logged, not raised: a public bucket needs none, and a private one fails its first
         query with the store's own 403.
         """
-        storage = self.storage
         secret_type = "s3" if storage.scheme == "s3" else "gcs"
-        covered = connection.execute("SELECT count(*) FROM which_secret(?, ?)", [storage.uri, secret_type])
-        if covered.fetchone()[0]:
+        covered = connection.execute("SELECT count(*) FROM which_secret(?, ?)", [storage.uri, secret_type]).fetchone()
+        if covered is not None and covered[0]:  # count(*) always gives its one row
             return
         if secret_type == "gcs":
             _log.warning("DuckDB has no gcs secret for %s; create a persistent one (deploy/README.md)", storage.uri)
@@ -529,7 +530,7 @@ class Warehouse:
                 format="parquet",
                 filesystem=self.storage.filesystem,
             )
-            frame = pl.scan_pyarrow_dataset(dataset).cast(spec.schema)
+            frame = pl.scan_pyarrow_dataset(dataset).cast(pl.Schema(spec.schema))
         if not spec.partitioned:
             if start is not None:
                 frame = frame.filter(pl.col("date") >= start)

@@ -34,6 +34,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 import polars as pl
@@ -47,6 +48,7 @@ from technic_core.errors import ConfigError
 from technic_core.ml.evaluation import Fold, Metrics, daily_rank_ic, evaluate
 from technic_core.ml.features import CONDITIONING_FEATURES, FEATURES, feature_matrix
 from technic_core.ml.labels import label_column, ranked_label
+from technic_core.scalars import as_date, as_int
 
 _log = logging.getLogger(__name__)
 
@@ -119,11 +121,20 @@ class AlphaSpec:
         }
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, object]) -> AlphaSpec:
+    def from_dict(cls, raw: object) -> AlphaSpec:
+        """The spec `as_dict` wrote, as JSON decoded it (a manifest's "spec"); a malformed one raises
+        `ValueError` (or `KeyError` for a missing field)."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"a spec is a JSON object, got {raw!r}")
+        features, params = raw["features"], raw["params"]
+        if not isinstance(features, list | tuple) or not all(isinstance(name, str) for name in features):
+            raise ValueError(f"spec features must be a list of names, got {features!r}")
+        if not isinstance(params, Mapping):
+            raise ValueError(f"spec params must be a JSON object, got {params!r}")
         return cls(
             horizon=int(raw["horizon"]),
-            features=tuple(raw["features"]),
-            params=dict(raw["params"]),
+            features=tuple(features),
+            params=dict(params),
             rounds=int(raw["rounds"]),
             structure=str(raw.get("structure", "free")),
         )
@@ -147,7 +158,7 @@ class WalkForwardResult:
         if self.predictions.height == 0:
             return None
         dates = self.predictions.get_column("date")
-        return dates.min().isoformat(), dates.max().isoformat()
+        return as_date(dates.min()).isoformat(), as_date(dates.max()).isoformat()
 
 
 #: Rows per xgboost thread: below this, OpenMP's per-round synchronization costs more than a second
@@ -183,7 +194,7 @@ def fit_alpha(train: pl.DataFrame, spec: AlphaSpec, threads: int | None = None) 
         features,
         label=target,
         base_margin=None if base is None else _linear_margin(base, features),
-        max_bin=int(params.get("max_bin", 256)),
+        max_bin=as_int(params.get("max_bin", 256)),
         feature_names=list(spec.features),
         nthread=params["nthread"],
     )
@@ -199,7 +210,18 @@ def _conditioned_groups(features: Sequence[str]) -> list[list[str]]:
     return [[name, *conditioning] for name in features if name not in CONDITIONING_FEATURES]
 
 
-def _linear_base(model: Pipeline, features: Sequence[str]) -> dict[str, object]:
+class _LinearBase(TypedDict):
+    """The linear base of a "linear_residual" model, as stored (JSON) in its booster's attribute."""
+
+    features: list[str]
+    fill: list[float]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+
+def _linear_base(model: Pipeline, features: Sequence[str]) -> _LinearBase:
     """A fitted `fit_ridge_matrix` pipeline as plain numbers: missing → `fill`, then ((x − mean) / scale) ·
     coef + intercept. Stored as floats so the prediction does not depend on scikit-learn's pickles."""
     imputer, scaler, ridge = (model.named_steps[name] for name in ("simpleimputer", "standardscaler", "ridge"))
@@ -213,7 +235,7 @@ def _linear_base(model: Pipeline, features: Sequence[str]) -> dict[str, object]:
     }
 
 
-def _linear_margin(base: Mapping[str, object], features: np.ndarray) -> np.ndarray:
+def _linear_margin(base: _LinearBase, features: np.ndarray) -> np.ndarray:
     """The linear base's prediction for a feature matrix (NaN = missing), in float64."""
     values = features.astype(np.float64)
     fill = np.asarray(base["fill"])

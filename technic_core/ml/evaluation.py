@@ -29,6 +29,7 @@ import polars as pl
 
 from technic_core import calendar
 from technic_core.errors import ConfigError
+from technic_core.scalars import as_float
 
 #: Fewest symbols with a prediction and a label for a session to count in the metrics.
 MIN_SYMBOLS_PER_SESSION = 20
@@ -52,7 +53,7 @@ class Metrics:
     decile_spread: float
     sessions: int
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
         return {
             "rank_ic": _rounded(self.rank_ic),
             "icir": _rounded(self.icir),
@@ -148,12 +149,12 @@ def evaluate(frame: pl.DataFrame, prediction: str, label: str) -> Metrics:
     """Rank IC, ICIR and decile spread of `prediction` against `label` over the sessions of `frame`."""
     ics = daily_rank_ic(frame, prediction, label).get_column("rank_ic")
     spreads = daily_decile_spread(frame, prediction, label).get_column("spread")
-    mean_ic = float(ics.mean()) if ics.len() else math.nan
-    deviation = float(ics.std()) if ics.len() > 1 else math.nan
+    mean_ic = as_float(ics.mean()) if ics.len() else math.nan
+    deviation = as_float(ics.std()) if ics.len() > 1 else math.nan
     return Metrics(
         rank_ic=mean_ic,
         icir=mean_ic / deviation if deviation and not math.isnan(deviation) else math.nan,
-        decile_spread=float(spreads.mean()) if spreads.len() else math.nan,
+        decile_spread=as_float(spreads.mean()) if spreads.len() else math.nan,
         sessions=ics.len(),
     )
 

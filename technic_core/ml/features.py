@@ -33,6 +33,7 @@ import polars as pl
 from technic_core import schema
 from technic_core.errors import ConfigError
 from technic_core.indicators import compute_indicators
+from technic_core.scalars import as_date
 from technic_core.scoring import score
 
 #: Scale-free indicator features, in model column order.
@@ -190,7 +191,7 @@ def _first_session_needed(frame: pl.DataFrame, wanted: list[dt.date]) -> dt.date
         .group_by("symbol")
         .agg(pl.col("date").sort().tail(max(TRAILING_WINDOWS) - 1).first())
     )
-    return min(lead_in.get_column("date").min() or wanted[0], wanted[0])
+    return min(as_date(lead_in.get_column("date").min() or wanted[0]), wanted[0])
 
 
 def _regime_features(conditions: pl.DataFrame | None) -> pl.DataFrame:

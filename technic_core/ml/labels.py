@@ -19,6 +19,7 @@ import polars as pl
 from technic_core import calendar, schema
 from technic_core.errors import ConfigError
 from technic_core.ml.features import centered_rank
+from technic_core.scalars import as_date
 
 #: Label horizons in sessions.
 HORIZONS: tuple[int, ...] = (5, 10)
@@ -56,7 +57,8 @@ def forward_returns(bars: pl.DataFrame, horizons: Sequence[int] = HORIZONS) -> p
         return pl.DataFrame(schema=columns)
     closes = bars.select("symbol", "date", "close")
     dates = closes.get_column("date")
-    sessions = calendar.sessions_between(dates.min(), dates.max() + dt.timedelta(days=3 * max(horizons) + 10))
+    last = as_date(dates.max()) + dt.timedelta(days=3 * max(horizons) + 10)
+    sessions = calendar.sessions_between(as_date(dates.min()), last)
     position = pl.DataFrame(
         {"date": sessions, "index": range(len(sessions))}, schema={"date": pl.Date, "index": pl.Int64}
     )

@@ -35,7 +35,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from technic_core.errors import ConfigError
 from technic_core.storage import AnyPath
@@ -87,6 +87,13 @@ class Loaded(Generic[T]):
         return f"{self.name}: no loadable version — " + "; ".join(self.problems)
 
 
+class _Pointer(NamedTuple):
+    """A champion pointer as `champion.json` holds it."""
+
+    version: str
+    previous: list[str]
+
+
 class ModelRegistry:
     """Versioned models of a warehouse (or any root holding a `models/` directory)."""
 
@@ -126,7 +133,7 @@ class ModelRegistry:
         if version not in self.versions(name):
             raise ConfigError(f"{name}: cannot promote {version!r}, not a complete version")
         pointer = self._read_pointer(name)
-        previous = [] if pointer is None else [pointer["version"], *pointer.get("previous", [])]
+        previous = [] if pointer is None else [pointer.version, *pointer.previous]
         write_json_atomic(
             self.root / name / CHAMPION,
             {
@@ -151,7 +158,7 @@ class ModelRegistry:
     def champion(self, name: str) -> str | None:
         """The champion version of `name`, or None when none was promoted (or the pointer is unreadable)."""
         pointer = self._read_pointer(name)
-        return None if pointer is None else str(pointer["version"])
+        return None if pointer is None else pointer.version
 
     def pointer_fingerprint(self, name: str) -> tuple[int, int] | None:
         """(mtime_ns, size) of the champion pointer: changes whenever the champion is switched."""
@@ -170,7 +177,10 @@ class ModelRegistry:
     def read_file(self, name: str, version: str, file_name: str) -> bytes:
         """A model file's bytes, checked against the manifest's checksum (a mismatch raises `ValueError`)."""
         data = (self.root / name / version / file_name).read_bytes()
-        expected = self.manifest(name, version)["files"].get(file_name)
+        checksums = self.manifest(name, version)["files"]
+        if not isinstance(checksums, dict):
+            raise ValueError(f"{name} {version}: the manifest's files are not a JSON object")
+        expected = checksums.get(file_name)
         if hashlib.sha256(data).hexdigest() != expected:
             raise ValueError(f"{name} {version}: {file_name} does not match its manifest checksum")
         return data
@@ -185,8 +195,8 @@ class ModelRegistry:
         pointer = self._read_pointer(name)
         problems: list[str] = []
         if pointer is not None:
-            champion: str | None = str(pointer["version"])
-            candidates = [champion, *pointer.get("previous", [])]
+            champion: str | None = pointer.version
+            candidates = [pointer.version, *pointer.previous]
         elif (self.root / name / CHAMPION).exists():
             champion = None
             problems.append(f"{name}: champion pointer is unreadable")
@@ -227,13 +237,20 @@ class ModelRegistry:
             except FileExistsError:
                 number += 1
 
-    def _read_pointer(self, name: str) -> dict[str, object] | None:
+    def _read_pointer(self, name: str) -> _Pointer | None:
         path = self.root / _checked_name(name) / CHAMPION
         try:
             pointer = json.loads(path.read_text("utf-8"))
-            if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+            if not isinstance(pointer, dict):
+                raise ValueError("not a JSON object")
+            version, previous = pointer.get("version"), pointer.get("previous", [])
+            if not isinstance(version, str):
                 raise ValueError("no version")
-            return pointer
+            if not isinstance(previous, list) or not all(isinstance(each, str) for each in previous):
+                # The champion still stands; only the fallbacks behind it are lost.
+                _log.warning("%s: champion pointer %s: ignoring 'previous', not a list of versions", name, path)
+                previous = []
+            return _Pointer(version, previous)
         except FileNotFoundError:
             return None
         except (ValueError, OSError) as exc:

@@ -26,12 +26,14 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import SupportsFloat, SupportsIndex
 
 import numpy as np
 import polars as pl
 
 from technic_core import calendar, schema
 from technic_core.config import SECTORS, ScanConfig
+from technic_core.scalars import as_float
 from technic_core.scan import ScanRun, run_scan
 from technic_core.scoring import SIGNAL_THRESHOLDS
 from technic_core.warehouse import Warehouse
@@ -251,7 +253,7 @@ def feature_row(
         "min_history_sessions": float(config.min_history_sessions),
         "timeout_s": _limit(config.timeout_s, "timeout_s"),
         **{name: _number(conditions.get(name)) for name in CONDITION_FIGURES},
-        "trend": _TREND_CODES.get(trend, math.nan),
+        "trend": math.nan if trend is None else _TREND_CODES.get(trend, math.nan),
         "high_volatility": math.nan if volatility_state is None else float(volatility_state == "high"),
     }
     if profile is None:
@@ -312,7 +314,7 @@ def recent_duration(store: Warehouse, days: int = 30) -> float:
     sessions = store.sessions("results")
     start = sessions[-1] - dt.timedelta(days=days) if sessions else None
     runs = store.read("scan_runs", start=start).sort("date", "started_at", "scan_id").tail(RECENT_RUNS)
-    return float(runs.get_column("duration_s").median()) if runs.height else math.nan
+    return as_float(runs.get_column("duration_s").median()) if runs.height else math.nan
 
 
 def _regime_parts(conditions: Mapping[str, object]) -> tuple[str | None, str | None]:
@@ -328,9 +330,10 @@ def _limit(value: float | None, name: str) -> float:
 
 
 def _number(value: object) -> float:
-    if value is None:
+    """`value` as a float; NaN when it is missing (None) or not a number."""
+    if not isinstance(value, str | SupportsFloat | SupportsIndex):
         return math.nan
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # text that is not a number, or a `__float__` that refuses
         return math.nan

@@ -33,6 +33,7 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 import joblib
 import numpy as np
@@ -59,6 +60,7 @@ from technic_core.ml.scan_history import (
     recent_duration,
 )
 from technic_core.ml.training import InsufficientHistoryError
+from technic_core.scalars import as_float
 from technic_core.warehouse import Warehouse
 
 _log = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ class PredictorModels:
     @classmethod
     def fit(cls, history: pl.DataFrame) -> PredictorModels:
         """Both models fitted on every row of `history` (`history_features` output with an emulation)."""
-        typical = float(history.get_column("duration_s").median())
+        typical = as_float(history.get_column("duration_s").median())
         x = history.select(PREDICTOR_FEATURES).to_numpy()
         count_reference, duration_reference = cls._references(x, PREDICTOR_FEATURES, typical)
         return cls(
@@ -152,6 +154,19 @@ class PredictorModels:
         return x[:, features.index("profile_results")], np.where(np.isnan(recent), typical_duration_s, recent)
 
 
+class PredictorMetrics(TypedDict):
+    """`evaluate_predictors`' findings: mean absolute errors on the test sessions, and the split."""
+
+    count_mae: float
+    count_mae_baseline: float
+    count_mae_emulation: float
+    duration_mae_s: float
+    duration_mae_baseline_s: float
+    train_runs: int
+    test_runs: int
+    test_start: str  # ISO date of the first test session
+
+
 @dataclass(frozen=True)
 class PredictorReport:
     """What a training run found and did."""
@@ -159,7 +174,7 @@ class PredictorReport:
     version: str
     promoted: bool
     reason: str
-    metrics: dict[str, float | int]
+    metrics: PredictorMetrics
 
 
 class ScanPredictors:
@@ -301,7 +316,9 @@ def _count(number: int, noun: str) -> str:
 
 
 def _median_outcome(runs: pl.DataFrame) -> Prediction:
-    return Prediction(float(runs.get_column("result_count").median()), float(runs.get_column("duration_s").median()))
+    return Prediction(
+        as_float(runs.get_column("result_count").median()), as_float(runs.get_column("duration_s").median())
+    )
 
 
 # -------------------------------------------------------------------- training
@@ -356,7 +373,7 @@ def train_scan_predictors(store: Warehouse, min_runs: int = MIN_RUNS) -> Predict
     return PredictorReport(version, beats, reason, metrics)
 
 
-def evaluate_predictors(history: pl.DataFrame, sessions: list[dt.date]) -> dict[str, float | int]:
+def evaluate_predictors(history: pl.DataFrame, sessions: list[dt.date]) -> PredictorMetrics:
     """MAE of the predictors (fitted on earlier sessions) and of the rolling median on the latest sessions.
 
     The split is by session — all runs of a session on one side, the latest sessions holding about
@@ -374,16 +391,16 @@ def evaluate_predictors(history: pl.DataFrame, sessions: list[dt.date]) -> dict[
     counts, durations = PredictorModels.fit(train).predict_rows(test.select(PREDICTOR_FEATURES).to_numpy())
     actual_counts = test.get_column("result_count").to_numpy()
     actual_durations = test.get_column("duration_s").to_numpy()
-    return {
-        "count_mae": _mae(counts, actual_counts),
-        "count_mae_baseline": _mae(test.get_column("result_count_baseline").to_numpy(), actual_counts),
-        "count_mae_emulation": _mae(test.get_column("profile_results").to_numpy(), actual_counts),
-        "duration_mae_s": _mae(durations, actual_durations),
-        "duration_mae_baseline_s": _mae(test.get_column("duration_s_baseline").to_numpy(), actual_durations),
-        "train_runs": train.height,
-        "test_runs": test.height,
-        "test_start": first_test.isoformat(),
-    }
+    return PredictorMetrics(
+        count_mae=_mae(counts, actual_counts),
+        count_mae_baseline=_mae(test.get_column("result_count_baseline").to_numpy(), actual_counts),
+        count_mae_emulation=_mae(test.get_column("profile_results").to_numpy(), actual_counts),
+        duration_mae_s=_mae(durations, actual_durations),
+        duration_mae_baseline_s=_mae(test.get_column("duration_s_baseline").to_numpy(), actual_durations),
+        train_runs=train.height,
+        test_runs=test.height,
+        test_start=first_test.isoformat(),
+    )
 
 
 def _regressor() -> Pipeline:
@@ -464,7 +481,7 @@ def load_scan_predictors(store: Warehouse) -> ScanPredictors | None:
         loaded = load_predictor_models(store)
         profile = latest_profile(store)
         predictors = None
-        if loaded.model is not None and profile is not None:
+        if loaded.model is not None and loaded.version is not None and profile is not None:  # a model has one
             predictors = ScanPredictors(profile, loaded.model, loaded.version, recent_duration_s=recent_duration(store))
         _cache[str(store.root)] = (key, predictors)
         return predictors

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from technic_core.priority.config import TIERS
+from technic_core.scalars import as_float
 from technic_core.scoring import BUY_SIGNALS
 
 
@@ -31,7 +32,7 @@ def order_metrics(positions: pl.DataFrame, scanned: int) -> OrderMetrics:
     count = hits.len()
     return OrderMetrics(
         signals=count,
-        share_signals_first_quarter=float((hits < 0.25 * scanned).mean()) if count else None,
+        share_signals_first_quarter=as_float((hits < 0.25 * scanned).mean()) if count else None,
         symbols_to_first_signal=int(hits[0]) + 1 if count >= 1 else None,
         symbols_to_fifth_signal=int(hits[4]) + 1 if count >= 5 else None,
     )

@@ -16,7 +16,7 @@ import polars as pl
 
 from technic_core.config import Settings
 from technic_core.errors import UnknownSourceError
-from technic_core.storage import open_storage
+from technic_core.storage import LocalStorage, open_storage
 
 #: Symbol of the broad-market index series in `index_bars` (an S&P 500 tracker, like SPY).
 INDEX_SYMBOL = "SPY"
@@ -37,7 +37,11 @@ class MarketDataSource(Protocol):
     """What the pipeline needs from a market-data provider. All frames follow `technic_core.schema`."""
 
     name: str
-    stats: SourceStats
+
+    @property
+    def stats(self) -> SourceStats:
+        """The source's counters (read-only here, so a source may keep a subclass that counts more)."""
+        ...
 
     def reference(self, session: dt.date) -> pl.DataFrame:
         """Symbols listed on `session` with `schema.REFERENCE` columns, sorted by symbol."""
@@ -64,7 +68,7 @@ def _simulated(settings: Settings) -> MarketDataSource:
     storage = open_storage(settings.warehouse)
     return SimulatedMarket(
         SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed),
-        state_cache_dir=storage.root / ".cache" / "simulated" if storage.local else None,
+        state_cache_dir=storage.root / ".cache" / "simulated" if isinstance(storage, LocalStorage) else None,
     )
 
 

@@ -76,6 +76,7 @@ import polars as pl
 from technic_core import calendar, schema
 from technic_core.config import SECTORS, Settings
 from technic_core.errors import ConfigError, DataSourceError
+from technic_core.scalars import as_date
 from technic_core.sources import INDEX_SYMBOL, VOLATILITY_SYMBOL, SourceStats
 
 _log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class BarsFile(NamedTuple):
 
 class _Imported(NamedTuple):
     bars: pl.DataFrame  # schema.BARS, sorted by (date, symbol)
-    index: pl.DataFrame  # schema.BARS of INDEX_SYMBOL / VOLATILITY_SYMBOL
+    index_bars: pl.DataFrame  # schema.BARS of INDEX_SYMBOL / VOLATILITY_SYMBOL (not `index`: tuple.index)
     spans: pl.DataFrame  # symbol, first, last: the sessions each symbol's bars span
     universe: pl.DataFrame | None  # symbol, name, sector, industry, market_cap, shares_outstanding
 
@@ -325,7 +326,8 @@ def load_bars_file(path: Path) -> BarsFile:
         _log.info("files %s: dropped rows=%d dated before %s", file, early.height, calendar.CALENDAR_START)
         frame = frame.filter(pl.col("date").is_null() | (pl.col("date") >= calendar.CALENDAR_START))
     dates = frame.get_column("date").drop_nulls()
-    sessions = pl.Series(calendar.sessions_between(dates.min(), dates.max()) if dates.len() else [], dtype=pl.Date)
+    span = calendar.sessions_between(as_date(dates.min()), as_date(dates.max())) if dates.len() else []
+    sessions = pl.Series(span, dtype=pl.Date)
     filled = frame.select(_forward_filled(sessions)).to_series()
     frame = frame.filter(~filled)
     problems = _problems(table, frame, _bar_checks(sessions, own_symbol is None), file)
@@ -434,7 +436,7 @@ class FilesSource:
 
     def index_bars(self, start: dt.date, end: dt.date) -> pl.DataFrame:
         """The SPY and VIX files' bars in [start, end]; empty (with a warning at import) without them."""
-        return self._data().index.filter(pl.col("date").is_between(start, end))
+        return self._data().index_bars.filter(pl.col("date").is_between(start, end))
 
     def reference(self, session: dt.date) -> pl.DataFrame:
         """Symbols whose bars span `session` (restricted to, and described by, the universe file if any)."""
@@ -476,7 +478,9 @@ class FilesSource:
         if not bar_paths:
             raise DataSourceError(f"files source: no CSV or Parquet bar files in {self.directory}")
         problems: dict[str, list[str]] = {}
-        frames, owner, forward_filled = [], {}, {}
+        frames: list[pl.DataFrame] = []
+        owner: dict[str, str] = {}
+        forward_filled: dict[str, int] = {}
         for path in bar_paths:
             self.stats.api_calls += 1
             frame, found, filled = load_bars_file(path)
@@ -484,7 +488,7 @@ class FilesSource:
                 clashes = sorted(s for s in frame.get_column("symbol").unique().to_list() if s in owner)
                 if clashes:
                     found = [f"{path.name}: symbol(s) {', '.join(clashes[:5])} also in {owner[clashes[0]]}"]
-            if found:
+            if found or frame is None:  # no frame comes with problems (`BarsFile`), so `found` is set then
                 problems[path.name] = found
                 continue
             owner.update(dict.fromkeys(frame.get_column("symbol").unique().to_list(), path.name))

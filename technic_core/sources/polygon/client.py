@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -272,7 +272,7 @@ def _message(response: httpx.Response) -> str:
     return response.text[:200]
 
 
-def _run_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
+def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run an async batch from synchronous code in its own event loop.
 
     Inside a thread that already runs a loop (a notebook, an async server) `asyncio.run` is not allowed, so

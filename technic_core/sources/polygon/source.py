@@ -302,7 +302,7 @@ class PolygonSource(_SplitRestatements, _ReferenceData):
                 by_session = {row["date"]: row for row in bars.iter_rows(named=True)}
                 for session in uncovered:
                     self._volatility[session] = by_session.get(session)
-        rows = [self._volatility[s] for s in sessions if self._volatility.get(s) is not None]
+        rows = [row for s in sessions if (row := self._volatility.get(s)) is not None]
         frame = pl.DataFrame(rows, schema=schema.BARS) if rows else schema.empty(schema.BARS)
         # an index level: no volume, vwap or trades, as in the simulated market
         return frame.with_columns(

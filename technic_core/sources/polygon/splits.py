@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -16,6 +16,7 @@ from typing import NamedTuple
 import polars as pl
 
 from technic_core.errors import DataSourceError
+from technic_core.storage import AnyPath
 from technic_core.warehouse import write_json_atomic
 
 #: Where the split journal lives under the warehouse root.
@@ -92,14 +93,14 @@ class SplitJournal:
     """Which splits stored bars include (execution dates in [covered_from, covered_through]) and any
     restatement still under way. Saved atomically as JSON; see the package docstring."""
 
-    path: Path
+    path: AnyPath  # under the warehouse root: a local file or an object
     covered_from: dt.date | None = None
     covered_through: dt.date | None = None
     splits: list[Split] = field(default_factory=list)
     restatements: list[_Restatement] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path) -> SplitJournal:
+    def load(cls, path: AnyPath) -> SplitJournal:
         if not path.exists():
             return cls(path)
         try:
@@ -166,7 +167,7 @@ def _split_to_json(split: Split) -> list[object]:
     return [split.symbol, split.execution_date.isoformat(), split.split_from, split.split_to]
 
 
-def _split_from_json(row: list[object]) -> Split:
+def _split_from_json(row: Sequence[str | float]) -> Split:
     symbol, day, split_from, split_to = row
     return Split(str(symbol), dt.date.fromisoformat(str(day)), float(split_from), float(split_to))
 
