@@ -17,7 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
 
@@ -71,7 +71,7 @@ class Subscriber:
             self._live.append(visible)
         self._wake()
 
-    async def bursts(self, heartbeat_s: float) -> AsyncIterator[list[StreamEvent]]:
+    async def bursts(self, heartbeat_s: float) -> AsyncGenerator[list[StreamEvent], None]:
         """Yield every event that is ready as one list, until `end` or `lagging` (both yielded).
 
         Why lists: a batch publishes a `result` and a `progress` event back to back, and a transport that
@@ -100,7 +100,7 @@ class Subscriber:
                 self._timer.cancel()
                 self._timer = None
 
-    async def events(self, heartbeat_s: float) -> AsyncIterator[StreamEvent]:
+    async def events(self, heartbeat_s: float) -> AsyncGenerator[StreamEvent, None]:
         """`bursts`, one event at a time (for transports that send a message per event)."""
         async with aclosing(self.bursts(heartbeat_s)) as bursts:
             async for burst in bursts:

@@ -13,7 +13,7 @@ import datetime as dt
 import gc
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import ErrorDetails
 
 from api.auth import KeyRing, StreamQuota
 from api.hub import StreamHub, Topic
@@ -52,7 +53,7 @@ ERROR_STATUS: tuple[tuple[type[TechnicError], int], ...] = (
 )
 
 
-def _validation_message(errors: list[dict]) -> str:
+def _validation_message(errors: Sequence[ErrorDetails]) -> str:
     """'body.max_symbols: Input should be ...; query.limit: ...' — each problem led by its field."""
     return "; ".join(f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors)
 
@@ -69,7 +70,9 @@ def _json_safe(value: object) -> object:
     return value
 
 
-async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, RequestValidationError):  # registered for it alone; Starlette types handlers broadly
+        raise exc
     errors = exc.errors()
     detail = _json_safe(jsonable_encoder(errors, custom_encoder={ValueError: str}))
     return JSONResponse(

@@ -8,7 +8,7 @@ one place; ad-hoc scan requests are `technic_core.config.ScanConfig` itself, bou
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -30,25 +30,32 @@ _PYTHON_TYPES: dict[type[pl.DataType], type] = {
 }
 
 
-def _row_model(name: str, columns: dict[str, pl.DataType]) -> type[Strict]:
+def _row_model(name: str, columns: schema.Columns) -> type[Strict]:
     fields: dict[str, Any] = {
         column: (_PYTHON_TYPES[dtype.base_type()] | None, None) for column, dtype in columns.items()
     }
     return create_model(name, __base__=Strict, **fields)
 
 
-#: One scan result row; every column may be null in principle (older files lack the optional ones).
-ResultRow = _row_model("ResultRow", schema.RESULTS)
-
-Signal = Literal[schema.SIGNALS]  # type: ignore[valid-type]
-Sector = Literal[SECTORS]  # type: ignore[valid-type]
-
 #: Columns results may be ordered by; a leading '-' sorts descending. Ties are broken by symbol.
 ORDER_COLUMNS = (
     "seq", "symbol", "tech_rating", "close", "volume", "rsi", "macd", "atr_pct", "volume_ratio",
     "mom_21", "mom_63", "mom_126", "alpha_score", "priority_score",
 )  # fmt: skip
-OrderBy = Literal[tuple(f"{sign}{column}" for column in ORDER_COLUMNS for sign in ("", "-"))]  # type: ignore[valid-type]
+
+if TYPE_CHECKING:
+    # Built below from runtime values, which a type checker cannot evaluate: it sees what each one is —
+    # a row model with fields it cannot list, and the strings the literals allow.
+    ResultRow: TypeAlias = Strict
+    Signal: TypeAlias = str
+    Sector: TypeAlias = str
+    OrderBy: TypeAlias = str
+else:
+    #: One scan result row; every column may be null in principle (older files lack the optional ones).
+    ResultRow = _row_model("ResultRow", schema.RESULTS)
+    Signal = Literal[schema.SIGNALS]
+    Sector = Literal[SECTORS]
+    OrderBy = Literal[tuple(f"{sign}{column}" for column in ORDER_COLUMNS for sign in ("", "-"))]
 
 
 class ResultFilters(Strict):
@@ -64,7 +71,7 @@ class ResultFilters(Strict):
 class ResultsPage(Strict):
     date: dt.date
     count: int = Field(description="rows in this page (at most `limit`)")
-    rows: list[ResultRow]  # type: ignore[valid-type]
+    rows: list[ResultRow]
 
 
 class StreamCounts(Strict):
@@ -148,7 +155,7 @@ class ScanResult(Strict):
 
     stats: ScanStats
     ordering_note: str
-    rows: list[ResultRow]  # type: ignore[valid-type]
+    rows: list[ResultRow]
 
 
 class LabeledAnswer(Strict):

@@ -36,9 +36,12 @@ class ResultQueries:
         with self._lock:
             cursor = self._database.cursor()
         try:
-            return pl.from_arrow(cursor.sql(sql, params=parameters).to_arrow_table())  # type: ignore[return-value]
+            frame = pl.from_arrow(cursor.sql(sql, params=parameters).to_arrow_table())
         finally:
             cursor.close()
+        if not isinstance(frame, pl.DataFrame):  # polars types any Arrow input's result; a table's is a frame
+            raise TypeError(f"expected a DataFrame from an Arrow table, got {type(frame).__name__}")
+        return frame
 
     def results(self, session: dt.date, filters: ResultFilters) -> pl.DataFrame:
         column = filters.order_by.lstrip("-")

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import polars as pl
 
@@ -45,6 +44,7 @@ from technic_core.ml.registry import ModelRegistry
 from technic_core.ml.scan_history import scan_run_row
 from technic_core.ml.scorer import alpha_enricher
 from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, ScanRun, run_scan
+from technic_core.storage import AnyPath
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ class ScanInputs:
 
     @property
     def regime(self) -> str | None:
-        return None if self.conditions is None else self.conditions.get("regime")  # type: ignore[return-value]
+        regime = None if self.conditions is None else self.conditions.get("regime")
+        return regime if isinstance(regime, str) else None  # a String column: text or null
 
 
 class ScanInputsCache:
@@ -218,7 +219,7 @@ class ScanInputsCache:
         return PriorityPlan(session=session, frame=plan, order=tuple(plan.get_column("symbol").to_list()))
 
 
-def _mtime(path: Path) -> int | None:
+def _mtime(path: AnyPath) -> int | None:
     try:
         return path.stat().st_mtime_ns
     except FileNotFoundError:

@@ -27,6 +27,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 import polars as pl
@@ -123,7 +124,7 @@ class PartitionTail:
                 yield None
                 await asyncio.sleep(self.poll_ms / 1000)
         for force_polling in (False, True):
-            pending: asyncio.Future[object] | None = None
+            pending: asyncio.Future[set[tuple[Change, str]]] | None = None
             try:
                 changes = awatch(
                     path,
@@ -189,16 +190,16 @@ class PartitionTail:
 
     async def _publish_end_if_complete(self) -> bool:
         try:
-            mtime = (await anyio.to_thread.run_sync(self._history_file.stat)).st_mtime_ns
+            mtime = await anyio.to_thread.run_sync(_mtime_ns, self._history_file)
         except FileNotFoundError:
             return False
         if mtime == self._history_mtime:
             return False
         self._history_mtime = mtime
         history = await anyio.to_thread.run_sync(_read_history_row, self._history_file)
-        if history is None or history["result_count"] != self.topic.last_seq:
+        if history is None or history.result_count != self.topic.last_seq:
             return False
-        self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, history["end_reason"] or "complete"))
+        self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, history.end_reason or "complete"))
         return True
 
 
@@ -245,12 +246,26 @@ def _read_batch(path: AnyPath) -> pl.DataFrame | None:
     return schema.conform(frame.with_columns(absent), schema.RESULTS, f"results batch {path}").sort("seq")
 
 
-def _read_history_row(path: AnyPath) -> dict[str, object] | None:
+class _HistoryRow(NamedTuple):
+    """What a scan's `scan_runs` row tells a tail: how many results it wrote and why it ended."""
+
+    result_count: int | None
+    end_reason: str | None
+
+
+def _read_history_row(path: AnyPath) -> _HistoryRow | None:
     try:
         frame = _read_parquet(path, columns=["result_count", "end_reason"])
     except FileNotFoundError:
         return None
-    return frame.row(0, named=True) if frame.height else None
+    if not frame.height:
+        return None
+    row = frame.row(0, named=True)  # an Int64 and a String column (schema.SCAN_RUNS): int or None, str or None
+    return _HistoryRow(row["result_count"], row["end_reason"])
+
+
+def _mtime_ns(path: AnyPath) -> int:
+    return path.stat().st_mtime_ns
 
 
 def _read_parquet(path: AnyPath, columns: list[str] | None = None) -> pl.DataFrame:

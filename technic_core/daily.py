@@ -260,7 +260,7 @@ class PrioritizedScan:
     reorder: DeferredReorder | None = None
     annotator: PlanAnnotator | None = None
 
-    def metadata(self, results: pl.DataFrame, run: ScanRun) -> dict[str, object]:
+    def metadata(self, results: pl.DataFrame, run: ScanRun) -> dict[str, bool | int | float | str]:
         """Prioritization figures of a finished scan, keys prefixed `priority_`."""
         if self.plan is None:
             return {"priority_followed": False, "priority_note": self.note}
@@ -326,7 +326,7 @@ def _plan_is_stale(store: Warehouse, session: dt.date, config: PriorityConfig) -
     return any(path.stat().st_mtime_ns > written for day in window for path in store.partition_files("results", day))
 
 
-def _rounded(value: object) -> object:
+def _rounded(value: int | float) -> int | float:
     return round(value, 4) if isinstance(value, float) else value
 
 

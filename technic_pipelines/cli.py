@@ -128,7 +128,8 @@ def _execute(job_name: str, tags: dict[str, str], settings: Settings, partition_
         )
     if not result.success:
         failures = result.get_step_failure_events()
-        message = failures[0].step_failure_data.error.message.strip() if failures else "run failed"
+        error = failures[0].step_failure_data.error if failures else None
+        message = error.message.strip() if error is not None else "run failed"
         raise RunFailed(message.splitlines()[-1] if message else "run failed")
     return result
 

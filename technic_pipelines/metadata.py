@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import io
 from collections.abc import Iterable
+from typing import TypeAlias
 
 import matplotlib
 
@@ -20,12 +21,19 @@ from dagster import (
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
+    MetadataValue,
     TimeWindowPartitionMapping,
 )
 
 from technic_core.quality import CheckOutcome, CheckRule
 from technic_core.sources import MarketDataSource
 from technic_pipelines.partitions import key_session
+
+#: A metadata value Dagster takes as it is: a `MetadataValue`, or a plain value it wraps itself (the subset of
+#: Dagster's `RawMetadataValue`, which it does not export, that Technic's assets use).
+MetadataEntry: TypeAlias = MetadataValue | str | int | float | bool | None
+#: An asset's metadata: name → value, shown in the UI.
+Metadata: TypeAlias = dict[str, MetadataEntry]
 
 
 def run_sessions(context: AssetExecutionContext) -> list[dt.date]:
@@ -83,7 +91,7 @@ def source_counters(source: MarketDataSource) -> dict[str, int]:
     return dataclasses.asdict(source.stats)
 
 
-def source_metadata(source: MarketDataSource, before: dict[str, int]) -> dict[str, object]:
+def source_metadata(source: MarketDataSource, before: dict[str, int]) -> dict[str, int | str]:
     """Each of the source's counters since `before` (`source_counters` at the step's start)."""
     return {
         **{name: value - before[name] for name, value in source_counters(source).items()},

@@ -27,7 +27,7 @@ class WarehouseResource(ConfigurableResource):
     """The Parquet warehouse root (default: `TECHNIC_WAREHOUSE`, else `warehouse/`): a local directory or an
     object-store URI such as `s3://bucket/prefix` (see `technic_core.storage`)."""
 
-    root: str | None = Field(None, description="warehouse root (unset: TECHNIC_WAREHOUSE, else warehouse/)")
+    root: str | None = Field(default=None, description="warehouse root (unset: TECHNIC_WAREHOUSE, else warehouse/)")
 
     def get(self) -> Warehouse:
         return Warehouse(Settings.from_env(warehouse=self.root).warehouse)
@@ -43,9 +43,9 @@ def _shared_source(settings: Settings) -> MarketDataSource:
 class MarketDataResource(ConfigurableResource):
     """Which market-data source assets read (default: `TECHNIC_SOURCE`, else simulated)."""
 
-    source: str | None = Field(None, description="simulated | polygon | files (unset: TECHNIC_SOURCE)")
-    sim_symbols: int | None = Field(None, description="simulated market size (unset: TECHNIC_SIM_SYMBOLS)")
-    sim_seed: int | None = Field(None, description="simulated market seed (unset: TECHNIC_SIM_SEED)")
+    source: str | None = Field(default=None, description="simulated | polygon | files (unset: TECHNIC_SOURCE)")
+    sim_symbols: int | None = Field(default=None, description="simulated market size (unset: TECHNIC_SIM_SYMBOLS)")
+    sim_seed: int | None = Field(default=None, description="simulated market seed (unset: TECHNIC_SIM_SEED)")
 
     def settings(self, warehouse: Warehouse | None = None) -> Settings:
         """Source settings; `warehouse` pins the caches (simulator checkpoints, vendor reference data) to

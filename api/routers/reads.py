@@ -93,7 +93,7 @@ def symbol_result(
     symbol: Annotated[str, Path(pattern=SYMBOL_PATTERN, description="ticker, e.g. AAPL or BRK.B")],
     store: WarehouseDep,
     queries: QueriesDep,
-) -> ResultRow:  # type: ignore[valid-type]
+) -> dict[str, object]:  # validated and documented as `response_model`
     """One symbol's result row on one session."""
     session = _results_session(store, date)
     rows = for_wire(queries.result(session, symbol)).to_dicts()

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
+from starlette.types import Message, Send
 from starlette.websockets import WebSocketDisconnect
 
 from api import auth
@@ -157,7 +158,7 @@ class _EventStream(EventSourceResponse):
     path. Slow clients are bounded by the hub's per-subscriber queue instead.
     """
 
-    async def _send_with_timeout(self, send, message) -> None:  # type: ignore[no-untyped-def]
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
         if self.send_timeout is None:
             await send(message)
         else:

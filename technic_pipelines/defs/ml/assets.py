@@ -19,6 +19,8 @@ the core, writes the warehouse and returns metadata, never data.
 import datetime as dt
 import time
 from collections import Counter
+from collections.abc import Mapping
+from typing import cast
 
 import matplotlib.pyplot as plt
 import polars as pl
@@ -42,7 +44,9 @@ from technic_core.ml.scan_predictors import load_predictor_models, train_scan_pr
 from technic_core.ml.scorer import AlphaScorer
 from technic_core.ml.training import InsufficientHistoryError, TrainingReport, train_alpha_models
 from technic_core.quality import CheckOutcome, CheckRule
+from technic_core.scalars import as_float
 from technic_pipelines.metadata import (
+    Metadata,
     check_results,
     check_severity,
     check_specs,
@@ -124,7 +128,7 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
     if unscanned:
         raise Failure(description=f"no scan results for {len(unscanned)} session(s), first {unscanned[0]}")
     coverage: dict[dt.date, float] = {}
-    latest = None
+    latest: pl.DataFrame | None = None
     for session in sessions:
         targets = calendar.sessions_between(session, session + dt.timedelta(days=3 * LABEL_HORIZON))[
             : LABEL_HORIZON + 1
@@ -134,7 +138,9 @@ def signal_outcomes(context: AssetExecutionContext, warehouse: WarehouseResource
         store.write_partition("outcomes", session, latest)
         labeled = latest.filter(pl.all_horizontal(pl.col(label_column(h)).is_not_null() for h in HORIZONS)).height
         coverage[session] = labeled / latest.height if latest.height else 1.0
-    worst = min(coverage, key=coverage.get)
+    if latest is None:  # a run covers at least one partition
+        raise Failure(description="no session to label", allow_retries=False)
+    worst = min(coverage, key=coverage.__getitem__)
     by_signal = (
         latest.group_by("signal")
         .agg(
@@ -185,8 +191,8 @@ def scan_runs(context: AssetExecutionContext, warehouse: WarehouseResource) -> M
         metadata={
             "dagster/row_count": replays.height,
             "sessions": len(rows),
-            "median_result_count": float(replays.get_column("result_count").median()),
-            "median_duration_s": round(float(replays.get_column("duration_s").median()), 4),
+            "median_result_count": as_float(replays.get_column("result_count").median()),
+            "median_duration_s": round(as_float(replays.get_column("duration_s").median()), 4),
             "end_reasons": MetadataValue.md(
                 markdown_table(
                     pl.DataFrame(
@@ -219,7 +225,7 @@ def alpha_models(context: AssetExecutionContext, warehouse: WarehouseResource) -
         reports = train_alpha_models(store)
     except InsufficientHistoryError as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
-    metadata: dict[str, object] = {}
+    metadata: Metadata = {}
     losers = []
     for report in reports:
         metrics = report.evaluation.metrics
@@ -286,7 +292,13 @@ def scan_predictors(context: AssetExecutionContext, warehouse: WarehouseResource
         raise Failure(description=str(exc), allow_retries=False) from exc
     context.log.info("scan predictors %s: %s", report.version, report.reason)
     return MaterializeResult(
-        metadata={"version": report.version, "promoted": report.promoted, "decision": report.reason, **report.metrics},
+        metadata={
+            "version": report.version,
+            "promoted": report.promoted,
+            "decision": report.reason,
+            # Every field of the `PredictorMetrics` TypedDict is a float, int or str; mypy types its values `object`.
+            **cast(Mapping[str, float | int | str], report.metrics),
+        },
         check_results=check_results(
             [CheckOutcome(PREDICTORS_BEAT_BASELINE.name, report.promoted, report.reason)], [PREDICTORS_BEAT_BASELINE]
         ),

@@ -74,7 +74,10 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
             # Not started yet: run monitoring's start timeout covers a process that dies before this point.
             return CheckRunHealthResult(WorkerStatus.RUNNING, "it has not started yet")
         entry = starts.records[0].event_log_entry
-        pid = entry.dagster_event.pid
+        pid = entry.dagster_event.pid if entry.dagster_event is not None else None
+        if pid is None:
+            # Dagster always records it; without one there is no process to look at, and no reason to fail the run.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "its start event names no process; not checked")
         fate = process_fate(pid, entry.timestamp)
         if fate is ProcessFate.RUNNING:
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} on {host} is running")

@@ -28,7 +28,8 @@ from technic_core.priority import (
     TIERS,
     PriorityConfig,
 )
-from technic_pipelines.metadata import run_sessions
+from technic_core.scalars import as_float, as_int
+from technic_pipelines.metadata import Metadata, run_sessions
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
@@ -83,7 +84,7 @@ def symbol_priority_scores(
     )
 
 
-def plan_metadata(plan: pl.DataFrame) -> dict[str, object]:
+def plan_metadata(plan: pl.DataFrame) -> Metadata:
     """UI metadata of one session's plan: tier counts, the score distribution and the factor means."""
     score = plan.get_column("priority_score")
     tiers = dict(plan.get_column("priority_tier").value_counts().iter_rows())
@@ -94,9 +95,9 @@ def plan_metadata(plan: pl.DataFrame) -> dict[str, object]:
         "session": str(plan.get_column("date")[0]) if plan.height else "",
         **{f"tier_{tier}": int(tiers.get(tier, 0)) for tier in TIERS},
         "explorers": int(plan.get_column("exploration").sum()),
-        "batches": int(plan.get_column("batch").max() or 0) + 1 if plan.height else 0,
+        "batches": as_int(plan.get_column("batch").max() or 0) + 1 if plan.height else 0,
         **quantiles,
-        **{f"mean_{name}": round(float(plan.get_column(name).mean() or 0.0), 2) for name in FACTOR_COLUMNS},
+        **{f"mean_{name}": round(as_float(plan.get_column(name).mean() or 0.0), 2) for name in FACTOR_COLUMNS},
         "score_distribution": MetadataValue.md(_score_histogram(score)),
         "fundamental_reasons": MetadataValue.md(
             "\n".join(

@@ -17,10 +17,12 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from technic_core import calendar, daily, quality, schema
 from technic_core.config import ScreeningRules
+from technic_core.scalars import as_float
 from technic_core.scoring import sector_statistics
 from technic_core.screening import PASSED_OUTCOME, screening_summary
 from technic_pipelines.defs.scan.charts import signals_by_sector, tech_rating_histogram
 from technic_pipelines.metadata import (
+    Metadata,
     bars_window,
     check_results,
     check_specs,
@@ -109,10 +111,10 @@ def market_conditions(context: AssetExecutionContext, warehouse: WarehouseResour
         metadata={
             "dagster/row_count": len(sessions),
             "regime": str(latest["regime"]),
-            "vix": float(latest["vix"]) if latest["vix"] is not None else float("nan"),
-            "pct_advancing": float(latest["pct_advancing"] or 0.0),
-            "pct_above_sma_50": float(latest["pct_above_sma_50"] or 0.0),
-            "index_close": float(latest["index_close"] or 0.0),
+            "vix": as_float(latest["vix"]) if latest["vix"] is not None else float("nan"),
+            "pct_advancing": as_float(latest["pct_advancing"] or 0.0),
+            "pct_above_sma_50": as_float(latest["pct_above_sma_50"] or 0.0),
+            "index_close": as_float(latest["index_close"] or 0.0),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -157,7 +159,7 @@ def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -
     )
 
 
-def _scan_metadata(scanned: daily.SessionScan) -> dict[str, object]:
+def _scan_metadata(scanned: daily.SessionScan) -> Metadata:
     """What the UI shows of the run's last session: counts, top 10, charts, seconds per stage, priority."""
     results, run = scanned.results, scanned.run
     signal_counts = dict(results.get_column("signal").value_counts().iter_rows()) if results.height else {}
@@ -166,7 +168,7 @@ def _scan_metadata(scanned: daily.SessionScan) -> dict[str, object]:
         .head(10)
         .select("symbol", "sector", "close", "tech_rating", "signal", "rsi", "mom_21")
     )
-    charts: dict[str, object] = {}
+    charts: Metadata = {}
     if results.height:
         charts = {
             "tech_rating_distribution": MetadataValue.md(tech_rating_histogram(results)),
