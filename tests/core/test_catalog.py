@@ -308,7 +308,10 @@ def test_chunking_does_not_change_results(panel, index, result, monkeypatch):
     assert_frame_equal(compute_catalog(panel, index), result)
 
 
-def test_last_only_is_each_symbols_latest_row(panel, index, result):
+@pytest.mark.parametrize("symbols_per_chunk", [1, 20])
+def test_last_only_is_each_symbols_latest_row(panel, index, result, monkeypatch, symbols_per_chunk):
+    # One symbol per chunk: every chunk is of one length and computes only its last two rows.
+    monkeypatch.setattr(engine, "_CHUNK_CELLS", symbols_per_chunk * SESSIONS)
     last = compute_catalog(panel, index, last_only=True)
     expected = result.sort("symbol", "date").group_by("symbol", maintain_order=True).tail(1)
     assert_frame_equal(last, expected)

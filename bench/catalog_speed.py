@@ -1,0 +1,206 @@
+"""Catalog compute speed: every catalog column with our engine against TA-Lib called symbol by symbol.
+
+Panel: the simulated market, 5,000 symbols × the 252 sessions ending BENCH_END (override with
+--symbols/--days), as a source delivers it (session-major rows), with the index (SPY) closes and the universe
+(reference data of the last session). Contenders, in the same run:
+  ours                  `compute_catalog(panel, index, universe)`: every catalog column for every bar, as a
+                        polars frame in the input's row order (`ours_s`); and with `last_only` — each symbol's
+                        latest row, what the daily scan asks for (`ours_last_only_s`);
+  TA-Lib loop           every catalog indicator TA-Lib has a function for, called per symbol over arrays split
+                        in advance (`talib_loop_presplit_s`). Only the TA-Lib calls are timed: the columns
+                        derived from them (distances, crosses, %B, consensus …) are not computed on that side,
+                        which only flatters TA-Lib.
+Each contender runs several times; medians and the ratio ours / TA-Lib (< 1 means we are faster; target ≤ 0.5)
+are printed and written to bench/results/catalog_speed.json.
+
+Memory: each of our two calls runs once more in a fresh process that loads the same panel, and reports its
+peak resident memory above what the process held before the call (Linux VmHWM, reset through
+/proc/self/clear_refs), against the panel's own size (polars' estimated size). The full-panel figure includes
+its output, the panel plus every catalog column, which is itself several times the panel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import talib
+
+from technic_core import calendar
+from technic_core.catalog import CATALOG, compute_catalog
+from technic_core.sources import INDEX_SYMBOL
+from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
+
+BENCH_END = dt.date(2026, 10, 30)
+RESULTS = Path(__file__).parent / "results" / "catalog_speed.json"
+
+
+def build(symbols: int, days: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The bars panel (session-major), the index closes and the universe, from the simulated market."""
+    sessions = calendar.sessions_back(BENCH_END, days)
+    # IPOs and delistings leave some simulated names without bars in any window: simulate a larger market
+    # and keep the first `symbols` names that trade in it, so the panel has exactly that many symbols.
+    market = SimulatedMarket(SimulationConfig(n_symbols=int(symbols * 1.15)))
+    panel = market.bars(sessions[0], sessions[-1])
+    kept = panel.get_column("symbol").unique().sort().head(symbols)
+    panel = panel.filter(pl.col("symbol").is_in(kept.implode()))
+    index = market.index_bars(sessions[0], sessions[-1]).filter(pl.col("symbol") == INDEX_SYMBOL)
+    universe = market.reference(sessions[-1]).filter(pl.col("symbol").is_in(kept.implode()))
+    return panel, index.select("date", "close"), universe
+
+
+def split(panel: pl.DataFrame, index: pl.DataFrame) -> list[dict[str, np.ndarray]]:
+    """Per-symbol numpy arrays (the index close on each of the symbol's dates too), outside the timing."""
+    joined = panel.join(index.rename({"close": "index_close"}), on="date", how="left")
+    columns = ("open", "high", "low", "close", "volume", "index_close")
+    return [
+        {name: part.get_column(name).to_numpy() for name in columns}
+        for part in joined.sort("symbol", "date").partition_by("symbol", maintain_order=True)
+    ]
+
+
+def talib_loop(series: list[dict[str, np.ndarray]]) -> int:
+    """Every catalog indicator TA-Lib has, one symbol at a time."""
+    for s in series:
+        high, low, close, volume, index = s["high"], s["low"], s["close"], s["volume"], s["index_close"]
+        for period in (10, 20, 50, 100, 200):
+            talib.SMA(close, period)
+        for period in (10, 20, 50, 200):
+            talib.EMA(close, period)
+        talib.ADX(high, low, close, 14)
+        talib.PLUS_DI(high, low, close, 14)
+        talib.MINUS_DI(high, low, close, 14)
+        talib.AROON(high, low, 25)
+        talib.RSI(close, 14)
+        talib.MACD(close, 12, 26, 9)
+        talib.STOCH(high, low, close, 14, 3, 0, 3, 0)
+        talib.WILLR(high, low, close, 14)
+        talib.CCI(high, low, close, 20)
+        talib.MFI(high, low, close, volume, 14)
+        talib.ROC(close, 10)
+        talib.BBANDS(close, 20, 2, 2, 0)
+        talib.ATR(high, low, close, 14)
+        returns = talib.ROCP(close, 1)
+        talib.STDDEV(returns, 21)
+        talib.BETA(index, close, 252)
+        talib.ROCP(index, 63)
+        talib.SMA(volume, 20)
+        talib.SMA(close * volume, 20)
+        for sessions in (5, 21, 63, 126, 252):
+            talib.ROCP(close, sessions)
+        talib.MAX(high, 252)
+        talib.MIN(low, 252)
+        talib.MAX(high, 20)
+        talib.MIN(low, 20)
+    return len(series)
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _memory_kib(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def memory_probe(directory: Path, last_only: bool) -> None:
+    """(Run in a fresh process.) Load the saved panel, then print the peak memory of one compute above it."""
+    panel, index, universe = (pl.read_parquet(directory / f"{name}.parquet") for name in ("panel", "index", "universe"))
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    before = _memory_kib("VmRSS")
+    compute_catalog(panel, index, universe, last_only=last_only)
+    print(json.dumps({"peak_bytes": (_memory_kib("VmHWM") - before) * 1024}))
+
+
+def peak_memory(panel: pl.DataFrame, index: pl.DataFrame, universe: pl.DataFrame, last_only: bool) -> int:
+    """Peak resident memory of one compute above the loaded panel, measured in a fresh process."""
+    with tempfile.TemporaryDirectory() as directory:
+        for name, frame in (("panel", panel), ("index", index), ("universe", universe)):
+            frame.write_parquet(Path(directory) / f"{name}.parquet")
+        command = [sys.executable, __file__, "--memory-probe", directory, *(["--last-only"] if last_only else [])]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return int(json.loads(output.strip().splitlines()[-1])["peak_bytes"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=5_000)
+    parser.add_argument("--days", type=int, default=252)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-probe", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--last-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.last_only)
+        return
+
+    panel, index, universe = build(args.symbols, args.days)
+    series = split(panel, index)
+    symbols = panel.get_column("symbol").n_unique()
+    print(f"panel: {symbols} symbols × {args.days} sessions, {panel.height:,} bars, {len(CATALOG)} catalog columns")
+
+    ours_s = statistics.median(timed(lambda: compute_catalog(panel, index, universe), args.repeats))
+    last_s = statistics.median(timed(lambda: compute_catalog(panel, index, universe, last_only=True), args.repeats))
+    talib_s = statistics.median(timed(lambda: talib_loop(series), args.repeats))
+    panel_bytes = panel.estimated_size()
+    full_peak = peak_memory(panel, index, universe, last_only=False)
+    last_peak = peak_memory(panel, index, universe, last_only=True)
+    output_bytes = compute_catalog(panel, index, universe).estimated_size()
+    result = {
+        "symbols": symbols,
+        "days": args.days,
+        "bars": panel.height,
+        "catalog_columns": len(CATALOG),
+        "repeats": args.repeats,
+        "ours_s": round(ours_s, 4),
+        "ours_last_only_s": round(last_s, 4),
+        "talib_loop_presplit_s": round(talib_s, 4),
+        "ratio_vs_talib_presplit": round(ours_s / talib_s, 4),
+        "ratio_last_only_vs_talib_presplit": round(last_s / talib_s, 4),
+        "panel_mb": round(panel_bytes / 1e6, 1),
+        "output_mb": round(output_bytes / 1e6, 1),
+        "peak_memory_mb": round(full_peak / 1e6, 1),
+        "peak_memory_vs_panel": round(full_peak / panel_bytes, 2),
+        "peak_memory_last_only_mb": round(last_peak / 1e6, 1),
+        "peak_memory_last_only_vs_panel": round(last_peak / panel_bytes, 2),
+    }
+    contenders = (
+        ("ours, every bar", ours_s),
+        ("ours, last_only", last_s),
+        ("TA-Lib loop, pre-split", talib_s),
+    )
+    for name, seconds in contenders:
+        print(f"{name:26s} median {seconds:8.3f} s")
+    print(
+        f"ratio vs TA-Lib  {result['ratio_vs_talib_presplit']:.3f} (last_only {result['ratio_last_only_vs_talib_presplit']:.3f}; target ≤ 0.5)"
+    )
+    print(
+        f"peak memory  {result['peak_memory_mb']} MB = {result['peak_memory_vs_panel']}× the panel "
+        f"({result['panel_mb']} MB; output {result['output_mb']} MB); last_only {result['peak_memory_last_only_mb']} MB "
+        f"= {result['peak_memory_last_only_vs_panel']}× (target ≤ 3×)"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
