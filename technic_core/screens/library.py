@@ -214,7 +214,7 @@ BUILTINS: tuple[SavedScreen, ...] = (
     _builtin(
         "pullback-sma-50",
         "Pullback to the 50-session SMA in an uptrend",
-        "Above a rising trend (close and SMA 50 over SMA 200) and within 2 % of the 50-session SMA.",
+        "In an uptrend (close and SMA 50 above SMA 200) and within 2 % of the 50-session SMA.",
         "close > sma_200 and sma_50 > sma_200 and abs(close_vs_sma_50) < 0.02",
         "tech_rating",
     ),

@@ -111,6 +111,14 @@ def test_builtins_cover_the_usual_screens_and_compile_against_the_real_columns()
         assert compiled.apply(with_previous(session, session, compiled.prev_columns)).height == 0
 
 
+def test_the_docs_list_every_builtin_as_defined():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "screens.md").read_text()
+    for screen in BUILTINS:
+        direction = "↓" if screen.descending else "↑"
+        row = f"| `{screen.name}` | {screen.title} | `{screen.expression}` | `{screen.sort_by}` {direction} |"
+        assert row in docs
+
+
 def test_builtins_select_what_their_titles_say():
     library = {screen.name: screen.compile(COLUMNS) for screen in BUILTINS}
     rows = pl.DataFrame(
