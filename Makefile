@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(CURDIR)/.dagster_home))
 INSTANCE := $(DAGSTER_HOME)/dagster.yaml
 
-.PHONY: install run test bench up clean
+.PHONY: install run test lint bench up clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ $(INSTANCE):
 run: $(STAMP)
 	$(BIN)/technic run $(ARGS)
 
-test: $(STAMP) $(INSTANCE)
+test: $(STAMP) $(INSTANCE) lint
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint, format and types at zero findings (configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 up: $(STAMP)
 	bash scripts/up.sh
