@@ -153,9 +153,8 @@ def sse_burst(events: list[StreamEvent]) -> Burst:
 
 
 #: zlib level of the shared segments. A segment is compressed once per batch but written to every subscriber,
-#: so bytes cost a thousand times what compressing costs: level 6 makes a 250-row batch 22 % smaller than
-#: level 1 (35 KB vs 46 KB) for ~2.5 ms more, once, and cut the server's system time per batch ~15 % at 1,000
-#: subscribers.
+#: so bytes cost a thousand times what compressing costs: level 6 makes a batch markedly smaller than level 1
+#: for a little more compute, once (the comparison is in bench/README.md, streaming).
 GZIP_LEVEL = 6
 _CRC_POLYNOMIAL = 0xEDB88320  # CRC-32 (gzip's), reflected
 

@@ -32,7 +32,8 @@ from api.routers import predictions, reads, scans, streams
 from api.scans import NoScanData, NotScanOwner, ScanManager, ScanQuotaExceeded, UnknownScan
 from api.settings import ApiSettings
 from api.tails import PartitionTail
-from technic_core.config import ScanConfig, Settings
+from technic_core.config import Settings
+from technic_core.daily import DEFAULT_SCAN
 from technic_core.errors import ConfigError, TechnicError, WarehouseError
 from technic_core.scan import NO_HOOKS, ScanHooks
 from technic_core.warehouse import Warehouse
@@ -151,7 +152,7 @@ def create_app(
 async def _warm_scan_inputs(manager: ScanManager) -> None:
     """Load the default scan's inputs in the background, so the first ad-hoc scan starts at full speed."""
     try:
-        await anyio.to_thread.run_sync(manager.inputs.load, ScanConfig().lookback_sessions)
+        await anyio.to_thread.run_sync(manager.inputs.load, DEFAULT_SCAN.lookback_sessions)
     except TechnicError as exc:
         logger.info("scan inputs not preloaded", extra={"reason": str(exc)})
 
@@ -163,9 +164,9 @@ def tune_garbage_collection() -> None:
 
     Why: the modules a server holds for its whole life (numerical libraries, calendars, the web stack) are
     over 100,000 tracked objects, and a thousand open streams add several hundred thousand more. A full
-    collection traverses all of them: with 1,000 streams it stalled the event loop for 60–310 ms several
-    times a minute, and every subscriber of the batch in flight waited for it. `gc.freeze` exempts the
-    objects alive at start-up; thresholds of 10,000 / 10 / 1,000 (default 700 / 10 / 10) make young
+    collection traverses all of them and stalls the event loop (bench/README.md, streaming), and every
+    subscriber of the batch in flight waits for it. `gc.freeze` exempts the objects alive at start-up;
+    thresholds of 10,000 / 10 / 1,000 (default 700 / 10 / 10) make young
     collections rarer — most of a fan-out's objects die by reference counting before one would run — and
     full ones a hundred times rarer. Reference counting still frees acyclic garbage at once; cycles wait a
     little longer.

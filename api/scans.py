@@ -58,7 +58,7 @@ QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 #: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
 PRIORITY = daily.DEFAULT_PRIORITY
 #: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a batch costs a fixed
-#: ~20 ms plus its rows, so a small first batch is what puts the first results on the stream soonest.
+#: amount plus its rows, so a small first batch is what puts the first results on the stream soonest.
 FIRST_BATCH_SIZE = 25
 #: Bars always loaded: the default scan's lookback, which is also the history the alpha features read.
 DEFAULT_LOOKBACK = daily.DEFAULT_SCAN.lookback_sessions

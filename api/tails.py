@@ -36,6 +36,7 @@ from watchfiles import Change, awatch
 from api.events import END_ERROR, StreamEvent, encode_rows, end_event, progress_event, result_event, sse_burst
 from api.hub import Topic
 from technic_core import schema
+from technic_core.daily import daily_scan_id
 from technic_core.scoring import BUY_SIGNALS
 from technic_core.storage import AnyPath
 from technic_core.warehouse import DATASETS, Warehouse
@@ -44,14 +45,9 @@ logger = logging.getLogger(__name__)
 
 _BATCH_FILE = re.compile(r"^batch=(\d{5})\.parquet$")
 #: How long watchfiles waits for quiet after a change before it reports (ms): a batch file arrives by one
-#: rename, so there is nothing to wait for; measured from rename to wake-up, 5 ms gave ~8 ms and 1 ms ~2 ms.
+#: rename, so there is nothing to wait for, and the shortest step wakes the tail soonest.
 _STEP_MS = 1
 _DEBOUNCE_MS = 50
-
-
-def pipeline_scan_id(session: dt.date) -> str:
-    """The scan-history id the Dagster `scan_results` asset gives a session's scan."""
-    return f"daily-{session.isoformat()}"
 
 
 def _is_batch_file(change: Change, path: str) -> bool:
@@ -67,7 +63,7 @@ class PartitionTail:
         self.session = session
         self.poll_ms = max(1, round(poll_interval_s * 1000))
         self.directory = store.root / DATASETS["results"].name / f"date={session.isoformat()}"
-        self._history_file = store.root / DATASETS["scan_runs"].name / f"{pipeline_scan_id(session)}.parquet"
+        self._history_file = store.root / DATASETS["scan_runs"].name / f"{daily_scan_id(session)}.parquet"
         self._history_mtime: int | None = None
         self._next_batch = 0
         self._signals = 0

@@ -44,12 +44,11 @@ import numpy as np
 import polars as pl
 
 from technic_core import calendar, schema
-from technic_core.config import ScanConfig
+from technic_core.daily import DEFAULT_PRIORITY, DEFAULT_SCAN
 from technic_core.priority import (
     ACTIVITY_SESSIONS,
     TIERS,
     PlanAnnotator,
-    PriorityConfig,
     SectorHitRateReorder,
     build_plan,
     order_metrics,
@@ -97,8 +96,8 @@ class _Recorder:
 
 
 def run(symbols: int, sessions: int, warmup: int, seed: int, end: dt.date) -> dict[str, object]:
-    scan_config = ScanConfig()
-    config = PriorityConfig()
+    scan_config = DEFAULT_SCAN
+    config = DEFAULT_PRIORITY
     without_exploration = config.model_copy(update={"exploration_share": 0.0})
     days = calendar.sessions_back(end, warmup + sessions)
     first_bar = calendar.sessions_back(days[0], scan_config.lookback_sessions + 1)[0]

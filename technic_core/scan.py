@@ -130,7 +130,7 @@ def run_scan(
     a reason, never silently dropped. `seq` numbers published result rows 1, 2, 3 … across batches with no gaps.
 
     `first_batch_size` (capped at `config.batch_size`) makes only the first batch smaller: a batch costs a
-    fixed ~20 ms of query planning plus its rows, so a stream whose reader waits for the first result gets it
+    fixed cost of query planning plus its rows, so a stream whose reader waits for the first result gets it
     after the least compute, and the later batches keep the size that amortizes the fixed cost.
     """
     if first_batch_size is not None and first_batch_size < 1:

@@ -54,13 +54,10 @@ _log = logging.getLogger(__name__)
 
 #: Shallow trees, strong leaf minimums and shrinkage: next-week returns are mostly noise (an R² of a few
 #: percent is skill), so the booster must average over many rows rather than chase them — the more so on
-#: top of the ridge, where what is left to learn is small. Measured on the simulated market (2,000 symbols,
-#: 2019–2020, the latest eight 21-session folds, 5-session horizon, all rows ≥ $5; conditioning then also on
-#: market features): eta 0.05 × 100 rounds with leaves of ≥ 500 rows, eta 0.02 × 250 rounds and depth 2 ×
-#: 150 rounds all added 0.0008 rank IC to the ridge (t ≈ 3.5), eta 0.1–0.15 or depth 4 overfit the residual
-#: (≤ +0.0003); on the benchmark's 5,000 screened symbols the same settings tie the ridge, and so do 200
-#: rounds, depth 2 or leaves of ≥ 2,000 rows (within ±0.00015). 32 bins are plenty for rank features, and a
-#: year × 5,000 symbols must train in well under a minute on two cores.
+#: top of the ridge, where what is left to learn is small: a low learning rate over many rounds with large
+#: leaves, shallow trees (deeper ones or faster rates overfit the residual; the sweep is in docs/ml.md). 32
+#: bins are plenty for rank features, and a year × 5,000 symbols must train in well under a minute on two
+#: cores.
 DEFAULT_PARAMS: dict[str, object] = {
     "objective": "reg:squarederror",
     "tree_method": "hist",

@@ -417,7 +417,7 @@ def _predict(model: Pipeline, x: np.ndarray) -> np.ndarray:
     """`model.predict(x)` without scikit-learn's per-call input validation.
 
     Why: an API call predicts one row, and validating it (dtype checks, dataframe detection, fitted-ness,
-    twice per pipeline) costs ~1 ms of the ~1.3 ms a prediction took, and far more on a loaded machine.
+    twice per pipeline) costs most of what a one-row prediction takes, and far more on a loaded machine.
     The imputer's step is a `where`; the boosted trees are summed by scikit-learn's own compiled
     `predict_stages` — the same arithmetic `GradientBoostingRegressor.predict` does after validation
     (a test checks they agree). Anything unexpected (another pipeline shape, a scikit-learn without the
