@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from technic_core import indicators
 from technic_core.catalog import consensus, kernels
@@ -126,7 +127,8 @@ class _Panel:
             occupied = np.zeros_like(seen)
             occupied[key[self.complete]] = True
             complete_rows = np.flatnonzero(self.complete)
-        counts = np.cumsum(occupied.reshape(len(self.days), width), axis=0, dtype=np.int32)
+        #: Complete bars of each symbol up to and including each panel date.
+        self.counts = counts = np.cumsum(occupied.reshape(len(self.days), width), axis=0, dtype=np.int32)
         #: Complete bars of the row's symbol up to and including the row's date.
         self.history = counts.ravel()[key]
         self.lengths = counts[-1] if len(counts) else np.zeros(width, dtype=np.int32)
@@ -153,6 +155,17 @@ class _Panel:
         row_of_key = np.empty(len(self._seen) * width, dtype=np.int64)
         row_of_key[self._key] = np.arange(self.height)
         return row_of_key[last_date * width + np.arange(width)]
+
+    def bars_before_year(self, dates: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """For cells of `symbols` (columns) on panel dates `dates`, the symbol's complete bars before 1 January
+        of the date's year — the bar index of its first bar that year."""
+        years = self.days.astype("datetime64[D]").astype("datetime64[Y]")
+        opens_year = np.append(True, years[1:] != years[:-1])
+        year_start = np.flatnonzero(opens_year)[np.cumsum(opens_year) - 1]  # each date's year's first date
+        before = year_start[dates] - 1
+        bars = self.counts[np.maximum(before, 0), symbols]
+        bars[before < 0] = 0
+        return bars
 
     def by_date(self, index: pl.DataFrame | None) -> np.ndarray | None:
         """The index close on each panel date (NaN where the index has none), or None without an index."""
@@ -222,14 +235,17 @@ class _Sink:
 
     def __init__(self, panel: _Panel, last_only: bool) -> None:
         self.panel, self.last_only = panel, last_only
-        self.columns: dict[str, np.ndarray] = {}
         if last_only:
             self.rows = panel.latest_rows()
             # A symbol whose latest row is not a complete bar has no values on it.
             self.stale = ~panel.complete[self.rows]
-            self.size = panel.symbols.len()
+            size = panel.symbols.len()
         else:
-            self.size = panel.height + 1  # the last slot absorbs the writes of cells that are not bars
+            size = panel.height + 1  # the last slot absorbs the writes of cells that are not bars
+        # One block for all columns: a single large allocation is first touched far faster than one per
+        # column (the kernel backs it with huge pages), and the result frame keeps it without copying.
+        # Every cell no chunk writes is blanked by `finish`: a row that is not a complete bar, a symbol without one.
+        self.columns = dict(zip(_COMPUTED, np.empty((len(_COMPUTED), size))))
 
     def first_row(self, chunk: _Chunk) -> int:
         """The first row the chunk must compute: 0, or for latest rows the one before its shortest symbol's last."""
@@ -237,24 +253,20 @@ class _Sink:
 
     def write(self, chunk: _Chunk, first: int, values: dict[str, np.ndarray]) -> None:
         """Store one chunk's matrices (rows `first` … × the chunk's symbols) under their column names."""
-        latest = chunk.lengths - 1 - first
-        for name, matrix in values.items():
-            out = self.columns.get(name)
-            if out is None:
-                out = self.columns[name] = np.empty(self.size)
-            if self.last_only:
-                out[chunk.symbols] = matrix[latest, np.arange(len(latest))]
-            else:
-                out[chunk.rows] = matrix
+        if self.last_only:
+            latest, symbols = chunk.lengths - 1 - first, np.arange(len(chunk.lengths))
+            for name, matrix in values.items():
+                self.columns[name][chunk.symbols] = matrix[latest, symbols]
+        else:
+            rows = chunk.rows.ravel()
+            for name, matrix in values.items():
+                self.columns[name][rows] = matrix.ravel()
 
     def finish(self) -> dict[str, np.ndarray]:
         """The output columns, NaN on rows that are not complete bars (and for symbols without any)."""
         blank = self.stale if self.last_only else ~self.panel.complete
         result = {}
-        for name in _COMPUTED:
-            out = self.columns.get(name)
-            if out is None:  # no chunk at all: an empty panel, or no complete bar anywhere
-                out = np.full(self.size, np.nan)
+        for name, out in self.columns.items():
             out = out if self.last_only else out[:-1]
             if blank.any():
                 out[blank] = np.nan
@@ -264,11 +276,15 @@ class _Sink:
 
 def _compute_chunk(chunk: _Chunk, index_by_date: np.ndarray | None, sink: _Sink) -> None:
     """Every computed column for one chunk, written to `sink`."""
-    prices = {name: chunk.load(chunk.panel.prices[name]) for name in PRICES}
-    dates = np.take(chunk.panel.date_code, chunk.rows, mode="clip")
-    index = None if index_by_date is None else chunk.blank(index_by_date[dates])
-    first = sink.first_row(chunk)
-    values = kernels.compute(prices, dates, chunk.panel.days, index, first)
+    panel, first = chunk.panel, sink.first_row(chunk)
+    prices = {name: chunk.load(panel.prices[name]) for name in PRICES}
+    index = None
+    if index_by_date is None:
+        dates = np.take(panel.date_code, chunk.rows[first:], mode="clip")
+    else:
+        every_date = np.take(panel.date_code, chunk.rows, mode="clip")
+        index, dates = chunk.blank(index_by_date[every_date]), every_date[first:]
+    values = kernels.compute(prices, panel.bars_before_year(dates, chunk.symbols), index, first)
     zero_price = not all(prices[name].all() for name in ("open", "high", "low", "close"))
     if zero_price or (index is not None and not index.all()):
         for matrix in values.values():
@@ -292,7 +308,10 @@ def _frame(bars: pl.DataFrame, panel: _Panel, sink: _Sink, universe: pl.DataFram
         descriptive = descriptive.select(pl.all().gather(panel.codes))
     series: dict[str, pl.Series] = {"history_sessions": pl.Series("history_sessions", history, dtype=pl.Int64)}
     for name, values in computed.items():
-        series[name] = pl.Series(name, values, nan_to_null=True).cast(COLUMNS[name].dtype)
+        if COLUMNS[name].dtype == pl.Float64:
+            series[name] = _float_series(name, values)
+        else:
+            series[name] = pl.Series(name, values, nan_to_null=True).cast(COLUMNS[name].dtype)
     for alias, original in _ALIASES.items():
         series[alias] = series[original].alias(alias)
     series.update({name: descriptive.get_column(name) for name in _DESCRIPTIVE})
@@ -304,6 +323,14 @@ def _frame(bars: pl.DataFrame, panel: _Panel, sink: _Sink, universe: pl.DataFram
         .with_columns(consensus.signal(pl.col("consensus_rating")).alias("consensus_signal"))
         .select(*kept, *catalog)
     )
+
+
+def _float_series(name: str, values: np.ndarray) -> pl.Series:
+    """A Float64 series over `values` without copying them (through Arrow), null where they are NaN."""
+    missing = np.isnan(values)
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if missing.any() else None
+    array = pa.Array.from_buffers(pa.float64(), len(values), [validity, pa.py_buffer(values)])
+    return pl.Series(name, pl.from_arrow(array))
 
 
 def _descriptive(symbols: pl.Series, universe: pl.DataFrame | None) -> pl.DataFrame:

@@ -48,19 +48,20 @@ _FLAT_CCI = 1e-12
 
 
 def compute(
-    prices: dict[str, np.ndarray], dates: np.ndarray, days: np.ndarray, index: np.ndarray | None, first: int
+    prices: dict[str, np.ndarray], year_bars: np.ndarray, index: np.ndarray | None, first: int
 ) -> dict[str, np.ndarray]:
     """Every computed catalog column, rows `first` … of the chunk.
 
-    `prices`: open, high, low, close and volume matrices; `dates`: each cell's position in `days`, the
-    panel's dates as day numbers (garbage past a symbol's last bar); `index`: the index close on each cell's
-    date (NaN where it has none), or None. A ratio over a zero price comes out ±inf here; the caller turns
-    infinities into NaN.
+    `prices`: open, high, low, close and volume matrices; `year_bars`: for rows `first` …, the bar index of
+    each symbol's first bar in the row's calendar year (0 when the history starts that year); `index`: the
+    index close on each cell's date (NaN where it has none), or None. Cells past a symbol's last bar may hold
+    anything in `year_bars`. A ratio over a zero price comes out ±inf here; the caller turns infinities into
+    NaN.
     """
     values: dict[str, np.ndarray] = {}
     _recursive(prices, first, values)
     _windows(prices, first, values)
-    _performance(prices, dates, days, first, values)
+    _performance(prices, year_bars, first, values)
     _volatility(prices["close"], first, values)
     _against_index(prices["close"], index, first, values)
     values.update(consensus.rate(prices["close"][first:], values))
@@ -114,12 +115,12 @@ def _windowed(values: np.ndarray, combine: np.ufunc, windows: dict[int, int]) ->
     height = len(values)
     outs, decomposed = {}, {}
     for window, first in windows.items():
+        warmup = max(0, window - 1 - first)  # rows whose window reaches before row 0
         start = max(0, first - window + 1)
-        if (height - start) * window.bit_length() < (height - first) * window:
+        if (height - start) * window.bit_length() < (height - first - warmup) * window:
             decomposed[window] = first
             continue
         out = outs[window] = np.empty((height - first, *values.shape[1:]))
-        warmup = max(0, window - 1 - first)
         out[:warmup] = np.nan
         for row in range(first + warmup, height):
             combine.reduce(values[row - window + 1 : row + 1], axis=0, out=out[row - first])
@@ -444,7 +445,7 @@ def _stochastics(close: np.ndarray, highest: np.ndarray, first: int, values: dic
 
 
 def _performance(
-    prices: dict[str, np.ndarray], dates: np.ndarray, days: np.ndarray, first: int, values: dict[str, np.ndarray]
+    prices: dict[str, np.ndarray], year_bars: np.ndarray, first: int, values: dict[str, np.ndarray]
 ) -> None:
     """Changes, momentum, rate of change, gap, year to date, distances to the SMAs and golden / death crosses."""
     close = prices["close"]
@@ -453,7 +454,11 @@ def _performance(
         values[name] = _change(close, sessions, first)
     values["roc_10"] = _change(close, ROC_SESSIONS, first)
     values["gap"] = _change(prices["open"], 1, first, base=close)
-    values["change_ytd"] = _year_to_date(close, dates, days, first)
+    # Year to date: over the close of the bar before the year's first (none when the history starts that year).
+    reference = year_bars - 1
+    ytd = values["change_ytd"] = close[first:] / np.take_along_axis(close, np.maximum(reference, 0), axis=0)
+    ytd -= 1.0
+    ytd[reference < 0] = np.nan
     for period in (20, 50, 200):
         values[f"close_vs_sma_{period}"] = close[first:] / values[f"sma_{period}"] - 1.0
     fast, slow = values[f"sma_{CROSS_FAST}"], values[f"sma_{CROSS_SLOW}"]
@@ -463,25 +468,6 @@ def _performance(
         cross[1:] = now[1:] & ~now[:-1]
         cross[: max(0, CROSS_SLOW - first)] = np.nan  # the slow SMA on the previous bar is needed
         values[name] = cross
-
-
-def _year_to_date(close: np.ndarray, dates: np.ndarray, days: np.ndarray, first: int) -> np.ndarray:
-    """Rows `first` … of close over the last close before the row's calendar year began, minus 1."""
-    change = np.full((len(close) - first, *close.shape[1:]), np.nan)
-    if len(close) < 2:
-        return change
-    years = days.astype("datetime64[D]").astype("datetime64[Y]").astype(np.int64)[dates]
-    bar = np.arange(1, len(close)).reshape(-1, 1)
-    first_of_year = np.where(years[1:] != years[:-1], bar, 0)  # the bar opening a year; 0 before any
-    np.maximum.accumulate(first_of_year, axis=0, out=first_of_year)
-    begin = max(first, 1)
-    opening = first_of_year[begin - 1 :]
-    reference = np.take_along_axis(close, np.maximum(opening - 1, 0), axis=0)
-    ytd = change[begin - first :]
-    np.divide(close[begin:], reference, out=ytd)
-    ytd -= 1.0
-    ytd[opening == 0] = np.nan
-    return change
 
 
 def _volatility(close: np.ndarray, first: int, values: dict[str, np.ndarray]) -> None:
@@ -503,6 +489,9 @@ def _against_index(close: np.ndarray, index: np.ndarray | None, first: int, valu
         values["beta_252"] = np.full_like(close[first:], np.nan)
         return
     values["rs_63"] = values[f"mom_{RS_SESSIONS}"] - _change(index, RS_SESSIONS, first)
+    if len(close) <= YEAR_SESSIONS:  # no symbol of the chunk has the YEAR_SESSIONS returns beta needs
+        values["beta_252"] = np.full_like(close[first:], np.nan)
+        return
     # TA-Lib's BETA: the regression slope of the symbol's returns on the index's over YEAR_SESSIONS returns.
     start = max(0, first - YEAR_SESSIONS + 1)
     index_returns, returns = _change(index, 1, start), _change(close, 1, start)
