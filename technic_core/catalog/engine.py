@@ -97,28 +97,32 @@ class _Panel:
         # must outlive the reading of its categories: they are dropped with it.)
         categories = pl.Categories.random()
         categorical = bars.get_column("symbol").cast(pl.Categorical(categories))
-        self.codes = categorical.to_physical().to_numpy().astype(np.int64)
+        self.codes = categorical.to_physical().to_numpy()
         self.symbols = categories.to_series()
         #: Codes in symbol order, the order of `last_only` results.
         self.symbol_order = self.symbols.arg_sort().to_numpy()
         width = self.symbols.len()
         days = bars.get_column("date").to_physical().to_numpy()
         first_day = int(days.min()) if rows else 0
-        on_day = np.zeros(int(days.max()) - first_day + 1 if rows else 0, dtype=bool)
-        on_day[days - first_day] = True
+        day_offset = days - first_day
+        on_day = np.zeros(int(day_offset.max()) + 1 if rows else 0, dtype=bool)
+        on_day[day_offset] = True
         # The panel's dates, dense: day number → position among the dates that have any bar.
-        self.first_day, self.day_position = first_day, np.cumsum(on_day) - 1
+        self.first_day, self.day_position = first_day, np.cumsum(on_day, dtype=np.int32) - 1
         self.days = np.flatnonzero(on_day) + first_day
-        self.date_code = self.day_position[days - first_day]
-        key = self.date_code * width + self.codes
+        self.date_code = self.day_position[day_offset]
+        key = np.multiply(self.date_code, width, dtype=np.int64)
+        key += self.codes
         seen = np.zeros(len(self.days) * width, dtype=bool)
         seen[key] = True
         if np.count_nonzero(seen) < rows:
             self._raise_repeated(bars, key)
 
-        self.prices = {name: bars.get_column(name).cast(pl.Float64).to_numpy() for name in PRICES}
-        # NaN and ±inf survive min and max: only a panel with one pays for the per-row test.
-        # A sum is NaN or ±inf if any term is (prices and volumes cannot overflow it): one pass per column.
+        # One column-major block: a single copy, each column contiguous.
+        block = bars.select(pl.col(PRICES).cast(pl.Float64)).to_numpy(order="fortran")
+        self.prices = {name: block[:, k] for k, name in enumerate(PRICES)}
+        # A sum is NaN or ±inf if any term is (prices and volumes cannot overflow it): one pass per column, and
+        # only a panel with an incomplete bar pays for the per-row test.
         self.complete = np.ones(rows, dtype=bool)
         occupied, complete_rows = seen, np.arange(rows)
         clean = all(np.isfinite(values.sum()) for values in self.prices.values())
@@ -127,13 +131,19 @@ class _Panel:
             occupied = np.zeros_like(seen)
             occupied[key[self.complete]] = True
             complete_rows = np.flatnonzero(self.complete)
-        #: Complete bars of each symbol up to and including each panel date.
-        self.counts = counts = np.cumsum(occupied.reshape(len(self.days), width), axis=0, dtype=np.int32)
+        #: Complete bars of each symbol up to and including each panel date. (A loop over dates adding whole
+        #: rows: np.cumsum along the first axis is several times slower.)
+        self.counts = counts = occupied.reshape(len(self.days), width).astype(np.int32)
+        for day in range(1, len(counts)):
+            np.add(counts[day], counts[day - 1], out=counts[day])
         #: Complete bars of the row's symbol up to and including the row's date.
         self.history = counts.ravel()[key]
         self.lengths = counts[-1] if len(counts) else np.zeros(width, dtype=np.int32)
         self.bars_max = int(self.lengths.max()) if width else 0
-        cells = (self.history.astype(np.int64) - 1) * width + self.codes
+        cells = self.history.astype(np.int64)
+        cells -= 1
+        cells *= width
+        cells += self.codes
         row_of_cell = np.full(self.bars_max * width, rows, dtype=np.int64)
         row_of_cell[cells if clean else cells[complete_rows]] = complete_rows
         self.row_of_cell = row_of_cell.reshape(self.bars_max, width)

@@ -18,6 +18,8 @@ Row k being bar k of every symbol, a column's warm-up is its first `lookback` ro
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from technic_core import indicators
@@ -206,24 +208,80 @@ def _change(values: np.ndarray, lag: int, first: int, base: np.ndarray | None = 
 # --- recursive averages ---------------------------------------------------------------------------------
 
 
+#: The share of the previous sum Wilder's smoothing keeps in TA-Lib's sum form s − s / 14 + x.
+_KEEP = (WILDER - 1) / WILDER
+#: Smoothing factors of EMA 10, 20, 50, 200 and of MACD's fast and slow EMAs.
+_AVERAGE_ALPHAS = np.array([2.0 / (period + 1) for period in (*EMA_PERIODS, MACD_FAST, MACD_SLOW)])
+_SIGNAL_ALPHA = 2.0 / (MACD_SIGNAL + 1)
+
+
+def _averages(close: np.ndarray) -> np.ndarray:
+    """EMA 10, 20, 50, 200 and MACD's fast and slow EMAs of `close`, bar × 6 × symbol, seeded as TA-Lib seeds
+    them: each with the mean of its first `period` closes, MACD's two both at bar MACD_SLOW − 1 (the fast one
+    with the MACD_FAST closes ending there)."""
+    start = MACD_SLOW - 1
+    seeds = [(k, period - 1, _seed_mean(close, period - 1, period)) for k, period in enumerate(EMA_PERIODS)]
+    seeds += [(4, start, _seed_mean(close, start, MACD_FAST)), (5, start, _seed_mean(close, start, MACD_SLOW))]
+    inputs = np.empty((len(close), len(_AVERAGE_ALPHAS), *close.shape[1:]))
+    for k, alpha in enumerate(_AVERAGE_ALPHAS):
+        np.multiply(close, alpha, out=inputs[:, k])
+    return _smooth(inputs, (1.0 - _AVERAGE_ALPHAS).reshape(-1, *[1] * (close.ndim - 1)), seeds)
+
+
+def _signal(macd: np.ndarray) -> np.ndarray:
+    """MACD's signal: the MACD_SIGNAL-bar EMA of `macd` (bar × symbol), seeded at bar 33 with the mean of
+    MACD's first MACD_SIGNAL values."""
+    start = MACD_SLOW + MACD_SIGNAL - 2
+    inputs = np.multiply(macd, _SIGNAL_ALPHA)[:, np.newaxis]
+    return _smooth(inputs, np.array([1.0 - _SIGNAL_ALPHA]), [(0, start, _seed_mean(macd, start, MACD_SIGNAL))])[:, 0]
+
+
+def _wilder_sums(raw: np.ndarray, seed_bars: list[int]) -> np.ndarray:
+    """In place, Wilder's smoothing of bar × series × symbol `raw` in TA-Lib's sum form s − s / 14 + x (14 ×
+    the average, so no input needs scaling); series k starts at bar `seed_bars[k]` with the sum of its bars 1
+    … `seed_bars[k]` (bar 0 has no previous close)."""
+    seeds = [(k, bar, bar * _seed_mean(raw[:, k], bar, bar)) for k, bar in enumerate(seed_bars)]
+    return _smooth(raw, np.array([_KEEP]), seeds)
+
+
+@functools.lru_cache(maxsize=16)
+def _impulse_weights(height: int, first: int) -> dict[str, np.ndarray]:
+    """Rows `first` … of the linear averages over a `height`-bar history, as weights on their input bars.
+
+    An EMA, MACD (a difference of EMAs), its signal (an EMA of MACD) and a Wilder sum are linear in their
+    input bars, seeds included, so each of their values is a weighted sum of the inputs; the weights are the
+    same functions run over unit impulses — an identity matrix whose columns stand for symbols.
+    """
+    identity = np.eye(height)
+    averages = _averages(identity)
+    macd = averages[:, 4] - averages[:, 5]
+    return {
+        "averages": np.ascontiguousarray(averages[first:]),
+        "macd": macd[first:],
+        "signal": _signal(macd)[first:],
+        "wilder": _wilder_sums(identity[:, np.newaxis].copy(), [WILDER])[first:, 0],
+    }
+
+
 def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray]) -> None:
     """EMAs, MACD, RSI, ATR, DI and ADX — exactly TA-Lib's, seeds and start bars included.
 
-    First loop, 11 series: the four EMAs and MACD's two (both started at bar MACD_SLOW − 1, the fast one
-    seeded with the MACD_FAST closes ending there), then Wilder's smoothing of gains, losses, true range,
-    +DM and −DM in TA-Lib's sum form s − s / 14 + x (14 × the average; no input needs scaling): gains,
-    losses and true range start at bar 14 with their sum over bars 1–14 (RSI's and ATR's seed), ±DM at bar
-    13 with the sum over bars 1–13, as DI starts them. DI's true-range sum follows ATR's recursion from bar 14
-    on, so the two differ by their difference at bar 14 decaying by 13/14 a bar: no series of its own.
-    Second loop: MACD's signal and ADX, seeded at bar 27 with the mean DX of bars 14–27; where DX is
-    undefined (a zero true-range sum or DI sum, TA-Lib's TA_IS_ZERO) TA-Lib neither counts it in the seed
-    nor moves ADX, hence the per-cell decay there.
+    Wilder's sums: true range, +DM and −DM, gains and losses. True range, gains and losses start at bar 14
+    with their sum over bars 1–14 (ATR's and RSI's seed), ±DM at bar 13 with the sum over bars 1–13, as DI
+    starts them. DI's true-range sum follows ATR's recursion from bar 14 on, so the two differ by their
+    difference at bar 14 decaying by 13/14 a bar: no series of its own. ADX is seeded at bar 27 with the mean
+    DX of bars 14–27; where DX is undefined (a zero true-range sum or DI sum, TA-Lib's TA_IS_ZERO) TA-Lib
+    neither counts it in the seed nor moves ADX, hence a per-cell decay.
+
+    ADX needs DX on every bar, hence true range and ±DM smoothed over the whole history. Everything else is
+    wanted from row `first` on only: when that leaves few rows and every symbol has every row, the linear
+    averages come from `_impulse_weights` (one matrix product each) instead of recursing over the history.
     """
     high, low, close = prices["high"], prices["low"], prices["close"]
     height, width = close.shape
-    inputs = np.empty((height, 11, width))
-    gains, losses, ranges, plus_dm, minus_dm = (inputs[1:, k] for k in range(6, 11))
-    inputs[0, 6:] = np.nan
+    raw = np.empty((height, 5, width))
+    ranges, plus_dm, minus_dm, gains, losses = (raw[1:, k] for k in range(5))
+    raw[0] = np.nan
     change = close[1:] - close[:-1]
     np.maximum(change, 0.0, out=gains)
     np.subtract(gains, change, out=losses)
@@ -235,29 +293,33 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
     plus_dm *= up > down
     np.maximum(down, 0.0, out=minus_dm)
     minus_dm *= down > up
+    first_ranges = (WILDER - 1) * _seed_mean(raw[:, 0], WILDER - 1, WILDER - 1)  # DI's true-range seed
 
-    start, keep = MACD_SLOW - 1, (WILDER - 1) / WILDER
-    seeds = [(k, period - 1, _seed_mean(close, period - 1, period)) for k, period in enumerate(EMA_PERIODS)]
-    seeds += [(4, start, _seed_mean(close, start, MACD_FAST)), (5, start, _seed_mean(close, start, MACD_SLOW))]
-    seeds += [(k, WILDER, WILDER * _seed_mean(inputs[:, k], WILDER, WILDER)) for k in (6, 7, 8)]
-    seeds += [(k, WILDER - 1, (WILDER - 1) * _seed_mean(inputs[:, k], WILDER - 1, WILDER - 1)) for k in (9, 10)]
-    first_ranges = (WILDER - 1) * _seed_mean(inputs[:, 8], WILDER - 1, WILDER - 1)  # DI's true-range seed
-    alphas = [2.0 / (period + 1) for period in (*EMA_PERIODS, MACD_FAST, MACD_SLOW)]
-    for k, alpha in enumerate(alphas):
-        np.multiply(close, alpha, out=inputs[:, k])
-    decay = np.array([1.0 - alpha for alpha in alphas] + [keep] * 5)[:, np.newaxis]
-    sums = _smooth(inputs, decay, seeds)
+    if first > 0 and not np.isnan(close[-1]).any():
+        weights = _impulse_weights(height, first)
+        averages = (weights["averages"].reshape(-1, height) @ close).reshape(height - first, -1, width)
+        macd, signal = weights["macd"] @ close, weights["signal"] @ close
+        wilder = weights["wilder"][:, 1:]  # bar 0 has no gain or loss
+        gain_sum, loss_sum = wilder @ gains, wilder @ losses
+        sums = _wilder_sums(raw[:, :3], [WILDER, WILDER - 1, WILDER - 1])
+    else:
+        averages = _averages(close)
+        macd = averages[:, 4] - averages[:, 5]
+        signal = _signal(macd)
+        sums = _wilder_sums(raw, [WILDER, WILDER - 1, WILDER - 1, WILDER, WILDER])
+        averages, macd, signal = averages[first:], macd[first:], signal[first:]
+        gain_sum, loss_sum = sums[first:, 3], sums[first:, 4]
 
     for k, period in enumerate(EMA_PERIODS):
-        values[f"ema_{period}"] = sums[first:, k]
-    macd = np.subtract(sums[:, 4], sums[:, 5])
-    gain_sum, loss_sum = sums[first:, 6], sums[first:, 7]
+        values[f"ema_{period}"] = averages[:, k]
+    macd[np.isnan(signal)] = np.nan  # TA-Lib reports MACD only beside its signal
+    values["macd"], values["macd_signal"], values["macd_hist"] = macd, signal, macd - signal
     total = gain_sum + loss_sum
     # Both sums are 0 only on a flat series, where TA-Lib's RSI is 0: divide by the smallest double.
     np.maximum(total, np.finfo(np.float64).tiny, out=total)
     values["rsi"] = np.multiply(gain_sum, 100.0)
     values["rsi"] /= total
-    range_sum = sums[:, 8]
+    range_sum = sums[:, 0]
     values["atr"] = range_sum[first:] / WILDER
     values["atr_pct"] = np.multiply(range_sum[first:], 100.0 / WILDER)
     values["atr_pct"] /= close[first:]
@@ -265,10 +327,10 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
     # TA-Lib's true-range sum of DI: ATR's sum but for the seed's difference, decaying.
     di_range = np.full_like(close, np.nan)
     if height > WILDER:
-        decayed = keep ** np.arange(height - WILDER)[:, np.newaxis]
+        decayed = _KEEP ** np.arange(height - WILDER)[:, np.newaxis]
         np.multiply(decayed, first_ranges / WILDER, out=di_range[WILDER:])
         np.subtract(range_sum[WILDER:], di_range[WILDER:], out=di_range[WILDER:])
-    plus_sum, minus_sum = sums[:, 9], sums[:, 10]
+    plus_sum, minus_sum = sums[:, 1], sums[:, 2]
     dm_total = plus_sum + minus_sum
     # DX = 100 |+DI − −DI| / (+DI + −DI): the true-range sum cancels. TA-Lib leaves DX undefined where the
     # true-range sum or the DI sum (100 × dm_total / true-range sum) is zero within TA_EPSILON.
@@ -285,24 +347,11 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
         np.divide(directional[first:] * 100.0, di_range[first:], out=di, where=nonzero_range[first:])
         di[np.isnan(di_range[first:])] = np.nan
 
-    second = np.empty((height, 2, width))
-    factors = np.empty_like(second)
-    signal_alpha = 2.0 / (MACD_SIGNAL + 1)
-    np.multiply(macd, signal_alpha, out=second[:, 0])
-    factors[:, 0] = 1.0 - signal_alpha
-    np.multiply(dx, 1.0 / WILDER, out=second[:, 1])
-    factors[:, 1] = np.where(defined, keep, 1.0)
-    signal_start, adx_start = start + MACD_SIGNAL - 1, 2 * WILDER - 1
-    seeds = [
-        (0, signal_start, _seed_mean(macd, signal_start, MACD_SIGNAL)),
-        (1, adx_start, _seed_mean(dx, adx_start, WILDER)),
-    ]
-    smoothed = _smooth(second, factors, seeds)
-    signal = smoothed[first:, 0]
-    macd = macd[first:]
-    macd[np.isnan(signal)] = np.nan  # TA-Lib reports MACD only beside its signal
-    values["macd"], values["macd_signal"], values["adx_14"] = macd, signal, smoothed[first:, 1]
-    values["macd_hist"] = macd - signal
+    adx_start = 2 * WILDER - 1
+    inputs = np.multiply(dx, 1.0 / WILDER)[:, np.newaxis]
+    factors = np.where(defined, _KEEP, 1.0)[:, np.newaxis]
+    adx = _smooth(inputs, factors, [(0, adx_start, _seed_mean(dx, adx_start, WILDER))])
+    values["adx_14"] = adx[first:, 0]
 
 
 # --- trailing windows -----------------------------------------------------------------------------------
