@@ -133,9 +133,11 @@ def rate(close: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[str, np.n
     return result
 
 
-def signal(rating: pl.Expr) -> pl.Expr:
-    """The `SIGNAL_BANDS` band of a consensus_rating expression; null stays null."""
-    band = pl.lit(SIGNAL_BANDS[-1][0])
-    for name, bound, included in reversed(SIGNAL_BANDS[:-1]):
-        band = pl.when(rating <= bound if included else rating < bound).then(pl.lit(name)).otherwise(band)
-    return pl.when(rating.is_not_null()).then(band)
+def signal(rating: np.ndarray) -> pl.Series:
+    """The `SIGNAL_BANDS` band of each consensus_rating; NaN gives null."""
+    band = np.zeros(rating.shape)
+    for _, bound, included in SIGNAL_BANDS[:-1]:
+        band += rating > bound if included else rating >= bound  # past an included bound only above it
+    band[np.isnan(rating)] = np.nan
+    labels = pl.Series([name for name, _, _ in SIGNAL_BANDS])
+    return labels.gather(pl.Series(band, nan_to_null=True).cast(pl.UInt32))

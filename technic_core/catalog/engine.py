@@ -5,8 +5,8 @@ in date order, and bar k of a symbol is cell (k, symbol) of a bar-index × symbo
 whatever its date, so a late listing needs no special casing and a missing session is simply absent: a
 symbol's sequence is exactly the bars TA-Lib would see on that symbol's own bars. Cells past a symbol's
 last bar are NaN. The panel is processed in chunks of whole symbols (all their bars, a few hundred symbols)
-grouped by history length, so that most chunks hold symbols of one length or nearly; `kernels` does the arithmetic
-on each chunk, every column a handful of numpy operations over whole matrices.
+grouped by history length, so that most chunks hold symbols of one length or nearly; `kernels` does the
+arithmetic on each chunk, every column a handful of numpy operations over whole matrices.
 
 Row order. The result keeps the input's rows in the input's order and appends the catalog columns (each
 chunk writes its cells straight to their input rows), so nothing is sorted. With `last_only` it is each
@@ -149,6 +149,10 @@ class _Panel:
         self.row_of_cell = row_of_cell.reshape(self.bars_max, width)
         self._seen = seen.reshape(len(self.days), width)
         self._key = key
+        years = self.days.astype("datetime64[D]").astype("datetime64[Y]")
+        opens_year = np.append(True, years[1:] != years[:-1])
+        #: Each panel date's year's first panel date.
+        self._year_start = np.flatnonzero(opens_year)[np.cumsum(opens_year) - 1]
 
     @staticmethod
     def _raise_repeated(bars: pl.DataFrame, key: np.ndarray) -> None:
@@ -169,10 +173,7 @@ class _Panel:
     def bars_before_year(self, dates: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """For cells of `symbols` (columns) on panel dates `dates`, the symbol's complete bars before 1 January
         of the date's year — the bar index of its first bar that year."""
-        years = self.days.astype("datetime64[D]").astype("datetime64[Y]")
-        opens_year = np.append(True, years[1:] != years[:-1])
-        year_start = np.flatnonzero(opens_year)[np.cumsum(opens_year) - 1]  # each date's year's first date
-        before = year_start[dates] - 1
+        before = self._year_start[dates] - 1
         bars = self.counts[np.maximum(before, 0), symbols]
         bars[before < 0] = 0
         return bars
@@ -253,8 +254,8 @@ class _Sink:
         else:
             size = panel.height + 1  # the last slot absorbs the writes of cells that are not bars
         # One block for all columns: a single large allocation is first touched far faster than one per
-        # column (the kernel backs it with huge pages), and the result frame keeps it without copying.
-        # Every cell no chunk writes is blanked by `finish`: a row that is not a complete bar, a symbol without one.
+        # column (numpy asks the kernel for huge pages), and the result frame keeps it without copying. Every
+        # cell no chunk writes is blanked by `finish`: a row that is not a complete bar, a symbol without one.
         self.columns = dict(zip(_COMPUTED, np.empty((len(_COMPUTED), size))))
 
     def first_row(self, chunk: _Chunk) -> int:
@@ -325,20 +326,15 @@ def _frame(bars: pl.DataFrame, panel: _Panel, sink: _Sink, universe: pl.DataFram
     for alias, original in _ALIASES.items():
         series[alias] = series[original].alias(alias)
     series.update({name: descriptive.get_column(name) for name in _DESCRIPTIVE})
-    catalog = [column.name for column in CATALOG]
+    series["consensus_signal"] = consensus.signal(computed["consensus_rating"]).alias("consensus_signal")
     kept = [name for name in frame.columns if name not in COLUMNS]
-    return (
-        frame.select(kept)
-        .with_columns(*(series[name] for name in catalog if name in series))
-        .with_columns(consensus.signal(pl.col("consensus_rating")).alias("consensus_signal"))
-        .select(*kept, *catalog)
-    )
+    return frame.select(kept).with_columns(series[column.name] for column in CATALOG)
 
 
 def _float_series(name: str, values: np.ndarray) -> pl.Series:
     """A Float64 series over `values` without copying them (through Arrow), null where they are NaN."""
-    missing = np.isnan(values)
-    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if missing.any() else None
+    present = values == values  # not NaN
+    validity = None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
     array = pa.Array.from_buffers(pa.float64(), len(values), [validity, pa.py_buffer(values)])
     return pl.Series(name, pl.from_arrow(array))
 

@@ -2,9 +2,10 @@
 
 Every input matrix has a row per bar index (row k is the k-th bar of every symbol of the chunk) and a
 column per symbol; cells past a symbol's last bar are NaN. `compute` returns each computed column's rows
-`first` … (all rows with `first` = 0): the recursions always run over the whole history, but windows, lags
-and everything derived are computed only for the rows asked for — a scan wanting each symbol's latest bar
-asks for the last two (the latest and the one before it, which crosses and "rising" votes compare with).
+`first` … (all rows with `first` = 0): the recursions run over the whole history, but windows, lags and
+everything derived are computed only for the rows asked for — a scan wanting each symbol's latest bar asks
+for the last two (the latest and the one before it, which crosses and "rising" votes compare with), and the
+linear averages' last values then come from impulse weights, one matrix product each (`_impulse_weights`).
 
 Kinds of computation:
 - recursive averages (EMA, Wilder's RSI / ATR / directional movement, MACD's signal, ADX) step over the
@@ -76,11 +77,12 @@ def compute(
 def _smooth(values: np.ndarray, decay: np.ndarray, seeds: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
     """In place, s[t] = values[t] + decay · s[t − 1] for each series from its seed on; NaN before it.
 
-    `values` is bar index × series × symbol and holds alpha · input, so this is the one recursion behind EMA
-    (alpha = 2 / (period + 1)) and Wilder's average (alpha = 1 / period), all series advancing together in
-    a single loop over the bar index. `decay` broadcasts against one bar's series × symbol slice (one factor
-    per series), or has `values`' shape (a factor per cell). `seeds` lists (series, bar, seed values): the
-    series starts at that bar with those values, as TA-Lib seeds its averages.
+    `values` is bar index × series × symbol and holds each series' input as it enters the recursion — alpha ·
+    input for an EMA (alpha = 2 / (period + 1), decay 1 − alpha), the input itself for Wilder's smoothing in
+    TA-Lib's sum form (decay 13 / 14) — all series advancing together in a single loop over the bar index.
+    `decay` broadcasts against one bar's series × symbol slice (one factor per series), or has `values`'
+    shape (a factor per cell). `seeds` lists (series, bar, seed values): the series starts at that bar with
+    those values, as TA-Lib seeds its averages.
     """
     height = len(values)
     for series, bar, seed in seeds:
@@ -140,7 +142,7 @@ def _rolling_variance(values: np.ndarray, mean: np.ndarray, window: int, first: 
     The matrix form of `indicators._rolling_variance` (which works on a flat column): the fast
     mean(x²) − mean(x)² cancels catastrophically when the spread is tiny next to the level, so windows below
     `indicators._VARIANCE_RECHECK` × mean² (negative ones included) are recomputed exactly from deviations to
-    their first value — exactly 0 for a flat window, as TA-Lib has it.
+    their latest value — exactly 0 for a flat window, as TA-Lib has it.
     """
     start = max(0, first - window + 1)
     squares = np.square(values[start:])
@@ -255,12 +257,15 @@ def _impulse_weights(height: int, first: int) -> dict[str, np.ndarray]:
     identity = np.eye(height)
     averages = _averages(identity)
     macd = averages[:, 4] - averages[:, 5]
-    return {
+    weights = {
         "averages": np.ascontiguousarray(averages[first:]),
         "macd": macd[first:],
         "signal": _signal(macd)[first:],
         "wilder": _wilder_sums(identity[:, np.newaxis].copy(), [WILDER])[first:, 0],
     }
+    for matrix in weights.values():
+        matrix.flags.writeable = False  # shared by every call through the cache
+    return weights
 
 
 def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray]) -> None:

@@ -70,7 +70,7 @@ def _sma(period: int) -> Column:
         "price",
         "moving averages",
         f"Simple moving average of the last {period} closes (TA-Lib SMA).",
-        period - 1,
+        lookback=period - 1,
     )
 
 
@@ -82,7 +82,7 @@ def _ema(period: int) -> Column:
         "moving averages",
         f"Exponential moving average of the closes, alpha 2 / ({period} + 1), seeded as TA-Lib seeds it: with "
         f"the SMA of the first {period} closes (TA-Lib EMA).",
-        period - 1,
+        lookback=period - 1,
     )
 
 
@@ -93,8 +93,8 @@ def _close_vs_sma(period: int) -> Column:
         "fraction",
         "moving averages",
         f"Close over sma_{period}, minus 1: how far the close is above (+) or below (−) its {period}-session average.",
-        period - 1,
-        "derived",
+        lookback=period - 1,
+        source="derived",
     )
 
 
@@ -105,7 +105,7 @@ def _change(sessions: int, alias_of: str | None = None) -> Column:
         "fraction",
         "performance",
         f"Close over the close {sessions} bars earlier, minus 1 (TA-Lib ROCP).",
-        sessions,
+        lookback=sessions,
         alias_of=alias_of,
     )
 
@@ -118,7 +118,7 @@ def _momentum(sessions: int) -> Column:
         "performance",
         f"Close over the close {sessions} bars earlier, minus 1 (TA-Lib ROC / 100); the same values as "
         f"change_{sessions}d.",
-        sessions,
+        lookback=sessions,
     )
 
 
@@ -133,8 +133,8 @@ CATALOG: tuple[Column, ...] = (
         "boolean",
         "moving averages",
         "sma_50 crossed above sma_200 on this session: sma_50 > sma_200 now and sma_50 ≤ sma_200 on the previous bar.",
-        200,
-        "derived",
+        lookback=200,
+        source="derived",
     ),
     Column(
         "death_cross",
@@ -142,8 +142,8 @@ CATALOG: tuple[Column, ...] = (
         "boolean",
         "moving averages",
         "sma_50 crossed below sma_200 on this session: sma_50 < sma_200 now and sma_50 ≥ sma_200 on the previous bar.",
-        200,
-        "derived",
+        lookback=200,
+        source="derived",
     ),
     # --- trend strength ---------------------------------------------------------------------------------
     Column(
@@ -153,7 +153,7 @@ CATALOG: tuple[Column, ...] = (
         "trend",
         "Average directional index, 0–100, Wilder-smoothed over 14 bars (TA-Lib ADX); above 20–25 a trend "
         "is under way, whatever its direction.",
-        27,
+        lookback=27,
     ),
     Column(
         "plus_di_14",
@@ -162,7 +162,7 @@ CATALOG: tuple[Column, ...] = (
         "trend",
         "Plus directional indicator, 0–100: Wilder-smoothed up-moves over the true range (TA-Lib PLUS_DI); "
         "0 while the smoothed true range is zero.",
-        14,
+        lookback=14,
     ),
     Column(
         "minus_di_14",
@@ -171,7 +171,7 @@ CATALOG: tuple[Column, ...] = (
         "trend",
         "Minus directional indicator, 0–100: Wilder-smoothed down-moves over the true range (TA-Lib "
         "MINUS_DI); 0 while the smoothed true range is zero.",
-        14,
+        lookback=14,
     ),
     Column(
         "aroon_up_25",
@@ -180,7 +180,7 @@ CATALOG: tuple[Column, ...] = (
         "trend",
         "Aroon up, 0–100: 100 × (25 − bars since the highest high of the last 26 bars) / 25, the latest "
         "bar winning ties (TA-Lib AROON).",
-        25,
+        lookback=25,
     ),
     Column(
         "aroon_down_25",
@@ -189,7 +189,7 @@ CATALOG: tuple[Column, ...] = (
         "trend",
         "Aroon down, 0–100: 100 × (25 − bars since the lowest low of the last 26 bars) / 25, the latest bar "
         "winning ties (TA-Lib AROON).",
-        25,
+        lookback=25,
     ),
     # --- oscillators ------------------------------------------------------------------------------------
     Column(
@@ -198,7 +198,7 @@ CATALOG: tuple[Column, ...] = (
         "points",
         "oscillators",
         "Relative strength index over 14 bars, 0–100 (TA-Lib RSI); 0 on a flat series, as TA-Lib reports it.",
-        14,
+        lookback=14,
     ),
     Column(
         "macd",
@@ -207,7 +207,7 @@ CATALOG: tuple[Column, ...] = (
         "oscillators",
         "MACD line: EMA(12) − EMA(26) of the closes, both started at bar 25 (TA-Lib MACD 12, 26, 9); "
         "reported from bar 33, where its signal starts.",
-        33,
+        lookback=33,
     ),
     Column(
         "macd_signal",
@@ -215,7 +215,7 @@ CATALOG: tuple[Column, ...] = (
         "price",
         "oscillators",
         "Signal line: the 9-bar EMA of the MACD line (TA-Lib MACD 12, 26, 9).",
-        33,
+        lookback=33,
     ),
     Column(
         "macd_hist",
@@ -223,8 +223,8 @@ CATALOG: tuple[Column, ...] = (
         "price",
         "oscillators",
         "MACD histogram: macd − macd_signal.",
-        33,
-        "derived",
+        lookback=33,
+        source="derived",
     ),
     Column(
         "stoch_k",
@@ -233,7 +233,7 @@ CATALOG: tuple[Column, ...] = (
         "oscillators",
         "Slow stochastic %K, 0–100: the 3-bar SMA of 100 × (close − lowest low) / (highest high − lowest "
         "low) over 14 bars (TA-Lib STOCH 14, 3 SMA, 3 SMA; a zero range counts 0).",
-        17,
+        lookback=17,
     ),
     Column(
         "stoch_d",
@@ -241,7 +241,7 @@ CATALOG: tuple[Column, ...] = (
         "points",
         "oscillators",
         "Slow stochastic %D, 0–100: the 3-bar SMA of stoch_k (TA-Lib STOCH 14, 3 SMA, 3 SMA).",
-        17,
+        lookback=17,
     ),
     Column(
         "willr_14",
@@ -250,7 +250,7 @@ CATALOG: tuple[Column, ...] = (
         "oscillators",
         "Williams %R, −100–0: −100 × (highest high − close) / (highest high − lowest low) over 14 bars "
         "(TA-Lib WILLR); 0 for a zero range, as TA-Lib reports it.",
-        13,
+        lookback=13,
     ),
     Column(
         "cci_20",
@@ -260,7 +260,7 @@ CATALOG: tuple[Column, ...] = (
         "Commodity channel index, unbounded (mostly ±300): (typical price − its 20-bar mean) / (0.015 × "
         "mean absolute deviation), typical price (high + low + close) / 3 (TA-Lib CCI); 0 on a flat "
         "window.",
-        19,
+        lookback=19,
     ),
     Column(
         "mfi_14",
@@ -269,7 +269,7 @@ CATALOG: tuple[Column, ...] = (
         "oscillators",
         "Money flow index, 0–100: 100 × positive / (positive + negative) money flow (typical price × "
         "volume) over 14 bars (TA-Lib MFI); 0 when no money flowed.",
-        14,
+        lookback=14,
     ),
     Column(
         "roc_10",
@@ -278,7 +278,7 @@ CATALOG: tuple[Column, ...] = (
         "oscillators",
         "Rate of change over 10 bars: close over the close 10 bars earlier, minus 1 (TA-Lib ROC / 100, as a "
         "fraction like every change in the catalog).",
-        10,
+        lookback=10,
     ),
     # --- volatility -------------------------------------------------------------------------------------
     Column(
@@ -288,7 +288,7 @@ CATALOG: tuple[Column, ...] = (
         "volatility",
         "Upper Bollinger band: sma_20 + 2 population standard deviations of the last 20 closes (TA-Lib "
         "BBANDS 20, 2, 2).",
-        19,
+        lookback=19,
     ),
     Column(
         "bb_lower",
@@ -297,7 +297,7 @@ CATALOG: tuple[Column, ...] = (
         "volatility",
         "Lower Bollinger band: sma_20 − 2 population standard deviations of the last 20 closes (TA-Lib "
         "BBANDS 20, 2, 2).",
-        19,
+        lookback=19,
     ),
     Column(
         "bb_pct_b",
@@ -306,7 +306,7 @@ CATALOG: tuple[Column, ...] = (
         "volatility",
         "Bollinger %B: (close − bb_lower) / (bb_upper − bb_lower); 0 on the lower band, 1 on the upper, "
         "0.5 when the bands have zero width (a flat window, where the close is the middle band).",
-        19,
+        lookback=19,
     ),
     Column(
         "bb_width",
@@ -314,7 +314,7 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "volatility",
         "Bollinger band width: (bb_upper − bb_lower) / sma_20.",
-        19,
+        lookback=19,
     ),
     Column(
         "atr",
@@ -322,7 +322,7 @@ CATALOG: tuple[Column, ...] = (
         "price",
         "volatility",
         "Average true range over 14 bars, Wilder-smoothed (TA-Lib ATR).",
-        14,
+        lookback=14,
     ),
     Column(
         "atr_pct",
@@ -331,8 +331,8 @@ CATALOG: tuple[Column, ...] = (
         "volatility",
         "ATR as a percentage of the close: 100 × atr / close — percent, unlike the rest of the catalog "
         "(kept as it was: TechRating and stored results use it).",
-        14,
-        "derived",
+        lookback=14,
+        source="derived",
     ),
     Column(
         "volatility_21",
@@ -341,7 +341,7 @@ CATALOG: tuple[Column, ...] = (
         "volatility",
         "Sample standard deviation (n − 1) of the last 21 daily returns (close over the previous bar's "
         "close, minus 1); daily, not annualized.",
-        21,
+        lookback=21,
     ),
     Column(
         "beta_252",
@@ -351,9 +351,9 @@ CATALOG: tuple[Column, ...] = (
         "Beta of the symbol's last 252 daily returns against the index's returns between the same dates: "
         "their covariance over the index's variance (TA-Lib BETA of the index and the symbol's closes); 0 "
         "when the index did not move over the window, as TA-Lib reports it.",
-        252,
-        "index",
-        _NO_INDEX,
+        lookback=252,
+        source="index",
+        null_reason=_NO_INDEX,
     ),
     Column(
         "rs_63",
@@ -361,9 +361,9 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "volatility",
         "Relative strength against the index: change_63d minus the index's change between the same two dates.",
-        63,
-        "index",
-        _NO_INDEX,
+        lookback=63,
+        source="index",
+        null_reason=_NO_INDEX,
     ),
     # --- volume -----------------------------------------------------------------------------------------
     Column(
@@ -372,7 +372,7 @@ CATALOG: tuple[Column, ...] = (
         "shares",
         "volume",
         "Mean volume of the last 20 bars, today included (TA-Lib SMA of volume).",
-        19,
+        lookback=19,
     ),
     Column(
         "avg_dollar_volume_20",
@@ -380,7 +380,7 @@ CATALOG: tuple[Column, ...] = (
         "dollars",
         "volume",
         "Mean of close × volume over the last 20 bars, today included.",
-        19,
+        lookback=19,
     ),
     Column(
         "volume_ratio",
@@ -388,7 +388,7 @@ CATALOG: tuple[Column, ...] = (
         "ratio",
         "volume",
         "Today's volume over avg_volume_20 (the 20-bar mean including today).",
-        19,
+        lookback=19,
     ),
     Column(
         "rel_volume",
@@ -396,7 +396,7 @@ CATALOG: tuple[Column, ...] = (
         "ratio",
         "volume",
         "Relative volume, the screener name of volume_ratio: volume / avg_volume_20.",
-        19,
+        lookback=19,
         alias_of="volume_ratio",
     ),
     # --- performance and range --------------------------------------------------------------------------
@@ -413,7 +413,7 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Year to date: close over the symbol's last close before 1 January of this bar's year, minus 1.",
-        1,
+        lookback=1,
         null_reason="null when the bars hold no close of the symbol before this calendar year",
     ),
     Column(
@@ -422,7 +422,7 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Opening gap: open over the previous bar's close, minus 1.",
-        1,
+        lookback=1,
     ),
     Column(
         "high_52w",
@@ -430,7 +430,7 @@ CATALOG: tuple[Column, ...] = (
         "price",
         "performance",
         "Highest high of the last 252 bars (TA-Lib MAX of the highs).",
-        251,
+        lookback=251,
     ),
     Column(
         "low_52w",
@@ -438,7 +438,7 @@ CATALOG: tuple[Column, ...] = (
         "price",
         "performance",
         "Lowest low of the last 252 bars (TA-Lib MIN of the lows).",
-        251,
+        lookback=251,
     ),
     Column(
         "high_52w_dist",
@@ -446,8 +446,8 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Close over high_52w, minus 1 (≤ 0 unless the close is above every high).",
-        251,
-        "derived",
+        lookback=251,
+        source="derived",
     ),
     Column(
         "low_52w_dist",
@@ -455,8 +455,8 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Close over low_52w, minus 1 (≥ 0 unless the close is below every low).",
-        251,
-        "derived",
+        lookback=251,
+        source="derived",
     ),
     Column(
         "new_high_52w",
@@ -465,8 +465,8 @@ CATALOG: tuple[Column, ...] = (
         "performance",
         "Today's high is the 252-bar high: high = high_52w, i.e. at or above every high of the previous "
         "251 bars (an equal earlier high counts; a flat series sets it every day).",
-        251,
-        "derived",
+        lookback=251,
+        source="derived",
     ),
     Column(
         "new_low_52w",
@@ -475,8 +475,8 @@ CATALOG: tuple[Column, ...] = (
         "performance",
         "Today's low is the 252-bar low: low = low_52w, i.e. at or below every low of the previous 251 bars "
         "(an equal earlier low counts; a flat series sets it every day).",
-        251,
-        "derived",
+        lookback=251,
+        source="derived",
     ),
     Column(
         "dist_high_20",
@@ -484,7 +484,7 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Close over the highest high of the last 20 bars, minus 1 (≤ 0 unless the close is above them).",
-        19,
+        lookback=19,
     ),
     Column(
         "dist_low_20",
@@ -492,19 +492,18 @@ CATALOG: tuple[Column, ...] = (
         "fraction",
         "performance",
         "Close over the lowest low of the last 20 bars, minus 1 (≥ 0 unless the close is below them).",
-        19,
+        lookback=19,
     ),
     # --- descriptive ------------------------------------------------------------------------------------
-    Column("name", pl.String(), "text", "descriptive", "Company name.", 0, "universe", _NO_UNIVERSE),
+    Column("name", pl.String(), "text", "descriptive", "Company name.", source="universe", null_reason=_NO_UNIVERSE),
     Column(
         "market_cap",
         pl.Float64(),
         "dollars",
         "descriptive",
         "Market capitalization as of the universe frame's session (not recomputed per bar).",
-        0,
-        "universe",
-        _NO_UNIVERSE,
+        source="universe",
+        null_reason=_NO_UNIVERSE,
     ),
     Column(
         "exchange",
@@ -512,10 +511,9 @@ CATALOG: tuple[Column, ...] = (
         "text",
         "descriptive",
         "Listing exchange (e.g. XNAS, XNYS).",
-        0,
-        "universe",
-        "null unless the universe frame has an `exchange` column: no Technic source reports the listing "
-        "exchange yet (schema.REFERENCE has none)",
+        source="universe",
+        null_reason="null unless the universe frame has an `exchange` column: no Technic source reports the "
+        "listing exchange yet (schema.REFERENCE has none)",
     ),
     Column(
         "history_sessions",
@@ -523,7 +521,6 @@ CATALOG: tuple[Column, ...] = (
         "sessions",
         "descriptive",
         "The symbol's complete bars up to and including this row — what the lookbacks count.",
-        0,
     ),
     # --- consensus rating (technic_core.catalog.consensus) ----------------------------------------------
     Column(
@@ -533,8 +530,8 @@ CATALOG: tuple[Column, ...] = (
         "consensus",
         "Moving-average side of the consensus rating, −1–1: the mean vote of close vs each SMA and EMA "
         "(see technic_core.catalog.consensus).",
-        9,
-        "derived",
+        lookback=9,
+        source="derived",
     ),
     Column(
         "consensus_oscillators",
@@ -543,8 +540,8 @@ CATALOG: tuple[Column, ...] = (
         "consensus",
         "Oscillator side of the consensus rating, −1–1: the mean vote of RSI, stochastics, CCI, ADX/DI, "
         "MACD, Williams %R and rate of change (see technic_core.catalog.consensus).",
-        11,
-        "derived",
+        lookback=11,
+        source="derived",
     ),
     Column(
         "consensus_rating",
@@ -553,8 +550,8 @@ CATALOG: tuple[Column, ...] = (
         "consensus",
         "Consensus rating, −1–1: the mean of consensus_ma and consensus_oscillators (either alone while "
         "the other has no vote yet). Beside TechRating, not replacing it.",
-        9,
-        "derived",
+        lookback=9,
+        source="derived",
     ),
     Column(
         "consensus_signal",
@@ -562,8 +559,8 @@ CATALOG: tuple[Column, ...] = (
         "text",
         "consensus",
         "Band of consensus_rating: Strong Sell ≤ −0.5 < Sell < −0.1 ≤ Neutral ≤ 0.1 < Buy < 0.5 ≤ Strong Buy.",
-        9,
-        "derived",
+        lookback=9,
+        source="derived",
     ),
 )
 
