@@ -92,6 +92,8 @@ class _Panel:
         for name in ("symbol", "date"):
             if bars.get_column(name).null_count():
                 raise ConfigError(f"compute_catalog: bars have a null {name}")
+        if bars.schema["date"] != pl.Date:
+            raise ConfigError(f"compute_catalog: bars' date is {bars.schema['date']}, not Date")
         self.height = rows = bars.height
         # Symbol codes from a categorical of its own: dense, in order of first appearance. (The categorical
         # must outlive the reading of its categories: they are dropped with it.)
@@ -185,6 +187,8 @@ class _Panel:
         missing = [name for name in ("date", "close") if name not in index.columns]
         if missing:
             raise ConfigError(f"compute_catalog: index lacks column(s) {', '.join(missing)}")
+        if index.schema["date"] != pl.Date:
+            raise ConfigError(f"compute_catalog: index's date is {index.schema['date']}, not Date")
         dates = index.get_column("date").drop_nulls()
         if dates.is_duplicated().any():
             raise ConfigError(f"compute_catalog: index repeats {dates.filter(dates.is_duplicated())[0]}")

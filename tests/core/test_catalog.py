@@ -432,6 +432,14 @@ def test_a_repeated_session_is_rejected_naming_symbol_and_date():
         compute_catalog(bars, pl.concat([_index(), _index().slice(3, 1)]))
 
 
+def test_a_date_that_is_not_a_date_is_rejected():
+    bars = _symbol_bars("DTM", 0, 30, seed=81)
+    with pytest.raises(ConfigError, match="not Date"):
+        compute_catalog(bars.with_columns(pl.col("date").cast(pl.Datetime("us"))))
+    with pytest.raises(ConfigError, match="not Date"):
+        compute_catalog(bars, _index().with_columns(pl.col("date").cast(pl.Datetime("us"))))
+
+
 @pytest.mark.parametrize("column", ["symbol", "date"])
 def test_a_null_key_is_rejected(column):
     bars = _symbol_bars("NUL", 0, 30, seed=71).with_columns(
