@@ -336,27 +336,27 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
         np.multiply(decayed, first_ranges / WILDER, out=di_range[WILDER:])
         np.subtract(range_sum[WILDER:], di_range[WILDER:], out=di_range[WILDER:])
     plus_sum, minus_sum = sums[:, 1], sums[:, 2]
-    dm_total = plus_sum + minus_sum
-    # DX = 100 |+DI − −DI| / (+DI + −DI): the true-range sum cancels. TA-Lib leaves DX undefined where the
-    # true-range sum or the DI sum (100 × dm_total / true-range sum) is zero within TA_EPSILON.
     nonzero_range = di_range >= _TA_EPSILON
-    defined = dm_total * 100.0 >= di_range * _TA_EPSILON
-    defined &= nonzero_range
-    dx = np.subtract(plus_sum, minus_sum)
-    np.abs(dx, out=dx)
-    dx *= 100.0
-    dx /= dm_total
-    dx[~defined] = 0.0
     for name, directional in (("plus_di_14", plus_sum), ("minus_di_14", minus_sum)):
         di = values[name] = np.zeros_like(close[first:])  # 0 where the true-range sum is zero
         np.divide(directional[first:] * 100.0, di_range[first:], out=di, where=nonzero_range[first:])
         di[np.isnan(di_range[first:])] = np.nan
 
+    # DX = 100 |+DI − −DI| / (+DI + −DI), the true-range sum cancelling; ADX's recursion takes DX / 14. TA-Lib
+    # leaves DX undefined where the true-range sum or the DI sum (100 × DM sum / true-range sum) is zero
+    # within TA_EPSILON.
+    dm_total = plus_sum + minus_sum
+    undefined = dm_total * (100.0 / _TA_EPSILON) < di_range
+    undefined |= ~nonzero_range
+    inputs = np.subtract(plus_sum, minus_sum)
+    np.abs(inputs, out=inputs)
+    inputs /= dm_total
+    inputs *= 100.0 / WILDER
+    inputs[undefined] = 0.0
     adx_start = 2 * WILDER - 1
-    inputs = np.multiply(dx, 1.0 / WILDER)[:, np.newaxis]
-    factors = np.where(defined, _KEEP, 1.0)[:, np.newaxis]
-    adx = _smooth(inputs, factors, [(0, adx_start, _seed_mean(dx, adx_start, WILDER))])
-    values["adx_14"] = adx[first:, 0]
+    seed = _seed_mean(inputs, adx_start, WILDER) * WILDER  # the mean DX
+    factors = np.where(undefined, 1.0, _KEEP)[:, np.newaxis]
+    values["adx_14"] = _smooth(inputs[:, np.newaxis], factors, [(0, adx_start, seed)])[first:, 0]
 
 
 # --- trailing windows -----------------------------------------------------------------------------------
@@ -548,8 +548,11 @@ def _against_index(close: np.ndarray, index: np.ndarray | None, first: int, valu
         return
     # TA-Lib's BETA: the regression slope of the symbol's returns on the index's over YEAR_SESSIONS returns.
     start = max(0, first - YEAR_SESSIONS + 1)
+    stacked = np.empty((len(close) - start, 4, close.shape[1]))
     index_returns, returns = _change(index, 1, start), _change(close, 1, start)
-    stacked = np.stack([index_returns, returns, index_returns * index_returns, index_returns * returns], axis=1)
+    stacked[:, 0], stacked[:, 1] = index_returns, returns
+    np.multiply(index_returns, index_returns, out=stacked[:, 2])
+    np.multiply(index_returns, returns, out=stacked[:, 3])
     sums = _windowed(stacked, np.add, {YEAR_SESSIONS: first - start})[YEAR_SESSIONS]
     sum_x, sum_y, sum_xx, sum_xy = (sums[:, k] for k in range(4))
     variance = YEAR_SESSIONS * sum_xx - sum_x * sum_x

@@ -356,6 +356,18 @@ def test_flat_prices_give_talibs_values_and_documented_ones():
     assert last["consensus_ma"] == 0.0 and last["consensus_signal"] == "Neutral"
 
 
+def test_a_symbol_without_a_complete_bar_keeps_its_rows_with_nulls(index):
+    broken = _symbol_bars("BRK", 0, 40, seed=52).with_columns(pl.lit(None, dtype=pl.Float64).alias("close"))
+    bars = pl.concat([_symbol_bars("AAA", 0, 40, seed=1), broken])
+    for last_only in (False, True):
+        rows = compute_catalog(bars, index, last_only=last_only).filter(pl.col("symbol") == "BRK")
+        assert rows.height == (1 if last_only else 40)
+        assert rows.get_column("history_sessions").unique().to_list() == [0]
+        for column in CATALOG:
+            if column.source != "universe" and column.name != "history_sessions":
+                assert rows.get_column(column.name).null_count() == rows.height, column.name
+
+
 def test_a_zero_price_gives_nulls_not_infinities():
     bars = _symbol_bars("ZRO", 0, 120, seed=51).with_columns(
         pl.when(pl.int_range(pl.len()) == 60).then(0.0).otherwise(pl.col(c)).alias(c) for c in ("close", "low")
