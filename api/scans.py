@@ -5,8 +5,8 @@ scan gets a topic in the hub, and the worker publishes each batch to it with `ca
 ad-hoc scan streams in exactly the format of a partition tail. The worker also records the scan in scan
 history (`Warehouse.append_scan_run`) before publishing `end`, so a client that saw `end` finds the row.
 
-Inputs (bars over the lookback, the latest session's screened universe, its regime and the latest priority
-plan) are loaded once and kept until one of their files changes, so a scan request does not re-read a year
+Inputs (bars and index closes over the lookback, the latest session's screened universe, its regime and
+the latest priority plan) are loaded once and kept until one of their files changes, so a scan request does not re-read a year
 of bars and its first batch can be on the wire within tens of milliseconds.
 """
 
@@ -57,8 +57,9 @@ SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 #: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
 PRIORITY = daily.DEFAULT_PRIORITY
-#: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a batch costs a fixed
-#: amount plus its rows, so a small first batch is what puts the first results on the stream soonest.
+#: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a large scan computes
+#: its first batch alone (`technic_core.scan.UP_FRONT_SYMBOLS`), so a small one puts the first results on the
+#: stream soonest.
 FIRST_BATCH_SIZE = 25
 #: Bars always loaded: the default scan's lookback, which is also the history the alpha features read.
 DEFAULT_LOOKBACK = daily.DEFAULT_SCAN.lookback_sessions
@@ -105,6 +106,8 @@ class ScanInputs:
     #: a scan starts on its first batch at once.
     history: ScanHistory
     bars_lookback: int
+    #: The index closes (`date`, `close`) over the same sessions as the bars: beta_252 and rs_63 read them.
+    index: pl.DataFrame
     universe: pl.DataFrame
     conditions: dict[str, object] | None
     priority: PriorityPlan | None
@@ -153,8 +156,8 @@ class ScanInputsCache:
             if cached is None or fingerprint != self._fingerprint:
                 cached = self._load(session, priority_session, lookback_sessions)
             elif cached.bars_lookback < lookback_sessions:
-                history = self._history(session, lookback_sessions)
-                cached = replace(cached, history=history, bars_lookback=lookback_sessions)
+                history, index = self._history(session, lookback_sessions)
+                cached = replace(cached, history=history, index=index, bars_lookback=lookback_sessions)
             self._cached, self._fingerprint = cached, fingerprint
             return cached
 
@@ -162,6 +165,7 @@ class ScanInputsCache:
         files = [
             *self.store.partition_files("universe", session),
             *self.store.partition_files("bars", session),
+            *self.store.partition_files("index_bars", session),
             *self.store.partition_files("conditions", session),
             *(self.store.partition_files("priority", priority_session) if priority_session else []),
         ]
@@ -174,13 +178,14 @@ class ScanInputsCache:
         if not self.store.has_partition("bars", session):
             raise NoScanData(f"the latest screened session {session} has no bars partition")
         conditions = self.store.read("conditions", session, session)
-        history, universe = self._history(session, lookback), self.store.read("universe", session, session)
+        (history, index), universe = self._history(session, lookback), self.store.read("universe", session, session)
         bars = history.bars
         regime = conditions.get_column("regime")[0] if conditions.height else None
         inputs = ScanInputs(
             session=session,
             history=history,
             bars_lookback=lookback,
+            index=index,
             universe=universe,
             conditions=conditions.row(0, named=True) if conditions.height else None,
             priority=self._priority(priority_session) if priority_session else None,
@@ -196,11 +201,13 @@ class ScanInputsCache:
         )
         return inputs
 
-    def _history(self, session: dt.date, lookback: int) -> ScanHistory:
-        # Sorted by symbol: the engine then finds each batch's rows by binary search, so a scan (of any size)
-        # does no work on the whole history before its first batch.
+    def _history(self, session: dt.date, lookback: int) -> tuple[ScanHistory, pl.DataFrame]:
+        """The bars over `lookback` sessions, prepared, and the index closes over the same sessions."""
+        # Sorted by symbol: the engine then finds the rows of a scan's symbols by binary search, so a scan (of
+        # any size) does no work on the whole history before its first batch.
         start = calendar.sessions_back(session, lookback)[0]
-        return ScanHistory.of(self.store.read("bars", start, session).sort("symbol", "date"))
+        history = ScanHistory.of(self.store.read("bars", start, session).sort("symbol", "date"))
+        return history, daily.read_index_closes(self.store, start, session)
 
     def _alpha(
         self, session: dt.date, bars: pl.DataFrame, universe: pl.DataFrame, regime: str | None
@@ -392,6 +399,7 @@ class ScanManager:
                 should_stop=scan.stop_requested.is_set,
                 hooks=self._scan_hooks(scan),
                 first_batch_size=FIRST_BATCH_SIZE,
+                index=inputs.index,
             )
             scan.total = run.total
             for batch in run:

@@ -40,7 +40,7 @@ from technic_core.priority import (
 from technic_core.scan import NO_HOOKS, ScanHooks, ScanRun, run_scan
 from technic_core.scoring import market_conditions
 from technic_core.screening import screen
-from technic_core.sources import MarketDataSource
+from technic_core.sources import INDEX_SYMBOL, MarketDataSource
 from technic_core.warehouse import Warehouse
 
 _log = logging.getLogger(__name__)
@@ -137,6 +137,17 @@ def latest_universe(store: Warehouse, session: dt.date) -> pl.DataFrame | None:
 def read_index_bars(store: Warehouse, first: dt.date, last: dt.date) -> pl.DataFrame:
     """The index bars the conditions of sessions `first`…`last` read (one read for a whole backfill)."""
     return store.read("index_bars", window_start(first, INDEX_LOOKBACK), last)
+
+
+def index_closes(index_bars: pl.DataFrame) -> pl.DataFrame:
+    """The broad-market index's closes (`INDEX_SYMBOL`, SPY) in index bars, as `date` and `close`: the series
+    the scan's catalog measures beta_252 and rs_63 against (`run_scan(index=...)`)."""
+    return index_bars.filter(pl.col("symbol") == INDEX_SYMBOL).select("date", "close")
+
+
+def read_index_closes(store: Warehouse, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """`index_closes` of the stored index bars of sessions `first`…`last`."""
+    return index_closes(store.read("index_bars", first, last))
 
 
 def session_conditions(store: Warehouse, session: dt.date, index_bars: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -348,13 +359,16 @@ class SessionScan:
 
 
 def scan_session(store: Warehouse, session: dt.date, config: ScanConfig = DEFAULT_SCAN) -> SessionScan:
-    """Scan `session` over the stored universe, conditions, plan and bars, with the champion alpha models.
+    """Scan `session` over the stored universe, conditions, plan, bars and index closes (for the catalog's
+    beta_252 and rs_63), with the champion alpha models.
 
     Writes each result batch as soon as it is computed (`results/date=…/batch=…`), then the rejections and
     the scan's `scan_runs/` row (whose arrival ends the session's live streams).
     """
     started = time.perf_counter()
-    bars = store.read("bars", window_start(session, config.lookback_sessions), session)
+    first = window_start(session, config.lookback_sessions)
+    bars = store.read("bars", first, session)
+    index = read_index_closes(store, first, session)
     screened = store.read("universe", session, session)
     conditions = store.read("conditions", session, session)
     regime = conditions.get_column("regime")[0] if conditions.height else None
@@ -362,7 +376,7 @@ def scan_session(store: Warehouse, session: dt.date, config: ScanConfig = DEFAUL
         store, session, screened, config, alpha=alpha_enricher(store, session, bars, screened, regime)
     )
     load_s = time.perf_counter() - started
-    run = run_scan(config, session, bars, screened, regime=regime, order=plan.order, hooks=plan.hooks)
+    run = run_scan(config, session, bars, screened, regime=regime, order=plan.order, hooks=plan.hooks, index=index)
     store.begin_results(session)
     rejections, written = [], 0
     for batch in run:

@@ -2,7 +2,11 @@
 
 Why batches: consumers (the warehouse writer, API streams) publish each batch as soon as it is computed, so
 the best candidates reach users first and a scan can stop early (`max_signals`, `timeout`, a stop request)
-without computing the rest. Each batch is one vectorized indicator + scoring pass over its symbols.
+without publishing the rest. The computing is not done per batch: every catalog column
+(`technic_core.catalog`) and the scores of many symbols are one vectorized pass, whose fixed cost would
+otherwise be paid again by every batch. So a scan computes all its symbols in one pass before its first
+batch — or, for a large scan, its first batch alone and then everything else — and each batch cuts its
+rows out of what was computed (`_ScoredTable`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import numpy as np
 import polars as pl
 
 from technic_core import schema
+from technic_core.catalog import compute_catalog
 from technic_core.config import ScanConfig
-from technic_core.indicators import compute_indicators
 from technic_core.scalars import as_int
 from technic_core.scoring import BUY_SIGNALS, score
 
@@ -46,8 +50,10 @@ class ScanHooks:
     """Seams for later stages, each applied per batch so early termination still saves their work.
 
     `enrich` adds columns to a batch's scored results (e.g. ML alpha) before `seq` is assigned; it must keep
-    rows. `reorder` receives the symbols not yet scanned and every result so far and returns the remaining
-    symbols in their new visiting order (dynamic prioritization); it must return the same set.
+    rows and the scan's signal (a batch's signals are counted from the scan's own). `reorder` receives the
+    symbols not yet scanned and every result so far and returns the remaining symbols in their new visiting
+    order (dynamic prioritization); it must return the same set. The results frame it gets grows in place as
+    batches follow: a hook that keeps it beyond the call keeps a `clone()`.
     """
 
     enrich: Callable[[pl.DataFrame], pl.DataFrame] | None = None
@@ -121,26 +127,30 @@ def run_scan(
     clock: Callable[[], float] = time.monotonic,
     hooks: ScanHooks = NO_HOOKS,
     first_batch_size: int | None = None,
+    index: pl.DataFrame | None = None,
 ) -> ScanRun:
     """Scan `session`: returns a `ScanRun` to iterate for `ScanBatch`es in visiting order.
 
     `bars` is the history (any sessions up to `session`, more is ignored), plain or as a `ScanHistory`
-    prepared earlier; `universe` the screened universe of the session (`schema.UNIVERSE`). Symbols with
-    fewer than `config.min_history_sessions` bars or no computable rating are reported in `rejections` with
-    a reason, never silently dropped. `seq` numbers published result rows 1, 2, 3 … across batches with no gaps.
+    prepared earlier; `universe` the screened universe of the session (`schema.UNIVERSE`), which also gives
+    the catalog's descriptive columns (name, market cap); `index` the broad-market index closes (`date`,
+    `close`: SPY, see `technic_core.daily.read_index_closes`) that beta_252 and rs_63 are measured against —
+    without it they are null. Every result row carries every catalog column (`schema.RESULTS`). Symbols
+    with fewer than `config.min_history_sessions` bars or no computable rating are reported in `rejections`
+    with a reason, never silently dropped. `seq` numbers published result rows 1, 2, 3 … across batches with
+    no gaps.
 
-    `first_batch_size` (capped at `config.batch_size`) makes only the first batch smaller: a batch costs a
-    fixed cost of query planning plus its rows, so a stream whose reader waits for the first result gets it
-    after the least compute, and the later batches keep the size that amortizes the fixed cost.
+    `first_batch_size` (capped at `config.batch_size`) makes only the first batch smaller. For a scan of
+    more than `UP_FRONT_SYMBOLS` symbols after it, the first batch is computed alone, so a stream whose
+    reader waits for the first result gets it after the least compute.
     """
     if first_batch_size is not None and first_batch_size < 1:
         raise ValueError(f"first_batch_size must be at least 1, got {first_batch_size}")
     candidates = scan_candidates(universe, config, order)
-    reference = universe.select("symbol", "sector", "industry")
     run = ScanRun(batches=iter(()), total=len(candidates))
     first_size = min(first_batch_size or config.batch_size, config.batch_size)
     run.batches = _batches(
-        run, config, session, bars, reference, candidates, regime, should_stop, clock, hooks, first_size
+        run, config, session, bars, universe, candidates, regime, should_stop, clock, hooks, first_size, index
     )
     return run
 
@@ -157,11 +167,11 @@ class ScanHistory:
     symbols); a caller that scans the same bars again and again (the API's ad-hoc scans) prepares them once
     with `ScanHistory.of` and passes this instead.
 
-    Why batches are cut per batch rather than the whole history split by symbol up front: the split costs
-    hundreds of milliseconds for 5,000 symbols — time the first results would wait for. For bars sorted by
-    symbol (what the API caches) a batch is a binary search per symbol and one gather of their rows; other
-    bars are filtered per batch. Either way a batch sees exactly the rows it would after a split, and the indicators
-    do not depend on row order.
+    Why the bars of a pass are cut from the history rather than the whole history split by symbol up front:
+    the split costs hundreds of milliseconds for 5,000 symbols — time the first results would wait for. For
+    bars sorted by symbol (what the API caches) a pass is a binary search per symbol and one gather of their
+    rows; other bars are filtered. Either way a pass sees exactly the rows it would after a split, and the
+    catalog does not depend on row order.
     """
 
     bars: pl.DataFrame
@@ -176,7 +186,7 @@ class ScanHistory:
         return cls(bars, _distinct_dates(dates), bars.get_column("symbol").is_sorted(), dates.null_count() > 0)
 
     def batches(self, session: dt.date, lookback: int) -> Callable[[list[str]], pl.DataFrame]:
-        """A function giving the bars of a batch's symbols over the last `lookback` dates up to `session`."""
+        """A function giving the bars of some symbols over the last `lookback` dates up to `session`."""
         upto = self.dates.filter(self.dates <= session)
         window = []
         if upto.len() < self.dates.len() or self.null_dates:
@@ -215,28 +225,164 @@ def _distinct_dates(dates: pl.Series) -> pl.Series:
     return dates.unique().sort()
 
 
+#: Scans of up to this many symbols after the first batch are computed in one pass before the first batch;
+#: larger ones compute the first batch alone, then everything else. A pass costs a few milliseconds of
+#: fixed cost plus its rows, so splitting pays only when the rest would delay the first batch much longer.
+UP_FRONT_SYMBOLS = 500
+
+#: Result columns as the scored table holds them: all of `schema.RESULTS` but the numbering of each batch.
+_NUMBERING = ("batch", "seq")
+_SCORED_COLUMNS: schema.Columns = {name: dtype for name, dtype in schema.RESULTS.items() if name not in _NUMBERING}
+
+
+class _ScoredTable:
+    """The scored rows of every symbol computed so far, ready to be cut into batches.
+
+    A pass computes the catalog (`compute_catalog`, last rows only) and the scores of many symbols at once,
+    judges each (result or rejection, with the reason) and appends them to two frames already in their
+    published schemas, in the pass's visiting order. A batch then only looks its symbols up and cuts their
+    rows out: a slice when they are consecutive (a batch in visiting order), a gather otherwise (after a
+    reorder) — no query is planned per batch, so a scan's cost grows with its rows, not its batches.
+    """
+
+    def __init__(
+        self,
+        config: ScanConfig,
+        session: dt.date,
+        bars_of: Callable[[list[str]], pl.DataFrame],
+        universe: pl.DataFrame,
+        regime: str | None,
+        index: pl.DataFrame | None,
+    ) -> None:
+        self._config, self._session, self._bars_of = config, session, bars_of
+        self._universe, self._regime, self._index = universe, regime, index
+        self._reference = universe.select("symbol", "sector", "industry")
+        self.results = schema.empty(_SCORED_COLUMNS)
+        self.rejections = schema.empty(schema.REJECTIONS)
+        #: Symbol → its row in `results` (≥ 0) or, bit-inverted, in `rejections` (< 0).
+        self._where: dict[str, int] = {}
+        #: Per row of `results`: whether its signal is a buy signal; per row of `rejections`: its reason.
+        self._buy: list[bool] = []
+        self._reasons: list[str] = []
+
+    def has(self, symbol: str) -> bool:
+        return symbol in self._where
+
+    def compute(self, symbols: list[str]) -> None:
+        """Score `symbols` (none computed before) in one pass and append their rows."""
+        config, session = self._config, self._session
+        panel = self._bars_of(symbols)
+        latest = compute_catalog(
+            panel if panel.height else schema.empty(schema.BARS), self._index, self._universe, last_only=True
+        )
+        requested = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String})
+        scored = requested.join(score(latest), on="symbol", how="left", maintain_order="left")
+        reason = (
+            pl.when(pl.col("date").is_null())
+            .then(pl.lit("no_bars"))
+            .when(pl.col("date") != session)
+            .then(pl.lit("no_bar_on_session"))
+            .when(pl.col("history_sessions") < config.min_history_sessions)
+            .then(pl.lit("insufficient_history"))
+            .when(pl.col("tech_rating").is_null() | pl.col("close").is_null())
+            .then(pl.lit("no_rating"))
+            .when(pl.col("tech_rating") < config.min_tech_rating)
+            .then(pl.lit("below_min_tech_rating"))
+        )
+        judged = scored.with_columns(reason.alias("reason"))
+        rejected = judged.filter(pl.col("reason").is_not_null()).select(
+            pl.lit(session).alias("date"), "symbol", "reason"
+        )
+        kept = (
+            judged.filter(pl.col("reason").is_null())
+            .drop("reason")
+            .join(self._reference, on="symbol", how="left", maintain_order="left")
+            .with_columns(
+                pl.lit(self._regime, dtype=pl.String).alias("regime"),
+                *[pl.lit(None, dtype=schema.RESULTS[c]).alias(c) for c in schema.OPTIONAL_RESULT_COLUMNS],
+            )
+        )
+        kept = schema.conform(kept, _SCORED_COLUMNS, "scan results")
+        rejected = schema.conform(rejected, schema.REJECTIONS, "scan rejections")
+        offset, rejected_offset = self.results.height, self.rejections.height
+        self._where.update(zip(kept.get_column("symbol").to_list(), range(offset, offset + kept.height)))
+        self._where.update(
+            zip(
+                rejected.get_column("symbol").to_list(),
+                range(~rejected_offset, ~(rejected_offset + rejected.height), -1),
+            )
+        )
+        self._buy.extend(kept.get_column("signal").is_in(BUY_SIGNALS).to_list())
+        self._reasons.extend(rejected.get_column("reason").to_list())
+        # Appended in place: each pass adds one chunk per column, and slices across chunks stay cheap.
+        self.results = kept if not offset else self.results.vstack(kept)
+        self.rejections = rejected if not rejected_offset else self.rejections.vstack(rejected)
+
+    def take(self, symbols: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, int, list[str]]:
+        """The rows of `symbols` (all computed), in their order: results, rejections, the results' buy
+        signals and the rejections' reasons."""
+        where, kept, rejected = self._where, [], []
+        for symbol in symbols:
+            row = where[symbol]
+            if row >= 0:
+                kept.append(row)
+            else:
+                rejected.append(~row)
+        buy, reasons = self._buy, self._reasons
+        return (
+            _rows(self.results, kept),
+            _rows(self.rejections, rejected),
+            sum(buy[row] for row in kept),
+            [reasons[row] for row in rejected],
+        )
+
+
+def _rows(frame: pl.DataFrame, rows: list[int]) -> pl.DataFrame:
+    """`frame`'s `rows` in that order: a zero-copy slice when they are consecutive and ascending."""
+    if not rows:
+        return frame.clear()
+    first, count = rows[0], len(rows)
+    if rows[-1] - first == count - 1 and (count < 3 or rows == list(range(first, first + count))):
+        return frame.slice(first, count)
+    return frame[rows]
+
+
+def _numbered(results: pl.DataFrame, batch_no: int, first_seq: int) -> pl.DataFrame:
+    """`results` with its `batch` and `seq` columns appended (replacing any a hook added)."""
+    count = results.height
+    numbering = [
+        pl.Series("batch", np.full(count, batch_no, dtype=np.int64)),
+        pl.Series("seq", np.arange(first_seq, first_seq + count, dtype=np.int64)),
+    ]
+    if any(name in results.columns for name in _NUMBERING):
+        return results.with_columns(numbering)
+    return results.hstack(numbering)
+
+
 def _batches(
     run: ScanRun,
     config: ScanConfig,
     session: dt.date,
     bars: pl.DataFrame | ScanHistory,
-    reference: pl.DataFrame,
+    universe: pl.DataFrame,
     candidates: list[str],
     regime: str | None,
     should_stop: Callable[[], bool] | None,
     clock: Callable[[], float],
     hooks: ScanHooks,
     first_size: int,
+    index: pl.DataFrame | None,
 ) -> Iterator[ScanBatch]:
     started = clock()
     next_seq = 1
     history = bars if isinstance(bars, ScanHistory) else ScanHistory.of(bars)
-    batch_bars = history.batches(session, config.lookback_sessions)
+    table = _ScoredTable(config, session, history.batches(session, config.lookback_sessions), universe, regime, index)
     run.end_reason = END_COMPLETE
-    remaining = list(candidates)
-    published: list[pl.DataFrame] = []
+    #: Visiting order; `order[:position]` are scanned. A reorder rewrites the rest.
+    order, position = list(candidates), 0
+    published: pl.DataFrame | None = None
     batch_no = 0
-    while remaining:
+    while position < len(order):
         if should_stop is not None and should_stop():
             run.end_reason = END_STOPPED
             break
@@ -244,27 +390,31 @@ def _batches(
             run.end_reason = END_TIMEOUT
             break
         size = config.batch_size if batch_no else first_size
-        symbols, remaining = remaining[:size], remaining[size:]
-        results, rejections = _score_batch(config, session, batch_bars(symbols), symbols, reference, regime)
+        symbols = order[position : position + size]
+        if not table.has(symbols[0]):
+            # The first batch alone when the rest would keep it waiting long; else everything not yet scanned.
+            alone = not batch_no and len(order) - size > UP_FRONT_SYMBOLS
+            table.compute(symbols if alone else order[position:])
+        position += len(symbols)
+        results, rejections, signals, reasons = table.take(symbols)
         if hooks.enrich is not None and results.height:
-            results = hooks.enrich(results)
-        results = results.with_columns(
-            pl.lit(batch_no, dtype=pl.Int64).alias("batch"),
-            pl.int_range(next_seq, next_seq + results.height, dtype=pl.Int64).alias("seq"),
-        )
+            results = schema.conform(
+                _numbered(hooks.enrich(results), batch_no, next_seq), schema.RESULTS, "scan results"
+            )
+        else:
+            results = _numbered(results, batch_no, next_seq)
         next_seq += results.height
-        batch_signals = int(results.get_column("signal").is_in(BUY_SIGNALS).sum())
         run.scanned += len(symbols)
         run.results += results.height
-        run.signals += batch_signals
+        run.signals += signals
         run.rejected += rejections.height
-        for reason, count in rejections.group_by("reason").len().iter_rows():
-            run.rejection_counts[reason] = run.rejection_counts.get(reason, 0) + count
+        for reason in reasons:
+            run.rejection_counts[reason] = run.rejection_counts.get(reason, 0) + 1
         run.elapsed_s = clock() - started
         yield ScanBatch(
             batch=batch_no,
-            results=schema.conform(results, schema.RESULTS, "scan results"),
-            rejections=schema.conform(rejections, schema.REJECTIONS, "scan rejections"),
+            results=results,
+            rejections=rejections,
             scanned=run.scanned,
             total=run.total,
             signals=run.signals,
@@ -274,48 +424,15 @@ def _batches(
             run.end_reason = END_MAX_SIGNALS
             break
         batch_no += 1
-        if hooks.reorder is not None and remaining:
-            published.append(results)
-            reordered = hooks.reorder(remaining, pl.concat(published))
+        if hooks.reorder is not None and position < len(order):
+            # Grown in place (one chunk per batch), so handing every result so far costs nothing per batch.
+            if published is None:
+                published = results.clone()
+            else:
+                published.vstack(results, in_place=True)
+            remaining = order[position:]
+            reordered = hooks.reorder(remaining, published)
             if len(reordered) != len(remaining) or set(reordered) != set(remaining):
                 raise ValueError("reorder hook must return exactly the symbols not yet scanned")
-            remaining = reordered
+            order[position:] = reordered
     run.elapsed_s = clock() - started
-
-
-def _score_batch(
-    config: ScanConfig,
-    session: dt.date,
-    panel: pl.DataFrame,
-    symbols: list[str],
-    reference: pl.DataFrame,
-    regime: str | None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Indicators + scores for one batch; split into publishable results and reasoned rejections."""
-    requested = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String})
-    latest = compute_indicators(panel if panel.height else schema.empty(schema.BARS), last_only=True)
-    scored = requested.join(score(latest), on="symbol", how="left", maintain_order="left")
-    reason = (
-        pl.when(pl.col("date").is_null())
-        .then(pl.lit("no_bars"))
-        .when(pl.col("date") != session)
-        .then(pl.lit("no_bar_on_session"))
-        .when(pl.col("history_sessions") < config.min_history_sessions)
-        .then(pl.lit("insufficient_history"))
-        .when(pl.col("tech_rating").is_null() | pl.col("close").is_null())
-        .then(pl.lit("no_rating"))
-        .when(pl.col("tech_rating") < config.min_tech_rating)
-        .then(pl.lit("below_min_tech_rating"))
-    )
-    judged = scored.with_columns(reason.alias("reason"))
-    rejections = judged.filter(pl.col("reason").is_not_null()).select(pl.lit(session).alias("date"), "symbol", "reason")
-    kept = (
-        judged.filter(pl.col("reason").is_null())
-        .drop("reason")
-        .join(reference, on="symbol", how="left", maintain_order="left")
-        .with_columns(
-            pl.lit(regime, dtype=pl.String).alias("regime"),
-            *[pl.lit(None, dtype=schema.RESULTS[c]).alias(c) for c in schema.OPTIONAL_RESULT_COLUMNS],
-        )
-    )
-    return kept, rejections

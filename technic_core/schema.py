@@ -10,6 +10,7 @@ from typing import TypeAlias
 
 import polars as pl
 
+from technic_core.catalog.registry import CATALOG, COLUMNS
 from technic_core.errors import ConfigError
 
 #: A polars dtype as written in a schema: a class (`pl.Float64`) or an instance (`pl.List(pl.String)`).
@@ -99,34 +100,37 @@ CONDITIONS: Columns = {
     "symbols": pl.Int64,
 }
 
-#: Indicator columns `technic_core.indicators.compute_indicators` appends to a bars panel.
+#: The catalog columns TechRating scores (`technic_core.scoring`): the scan's indicators from before the catalog.
 INDICATORS: Columns = {
-    "rsi": pl.Float64,
-    "macd": pl.Float64,
-    "macd_signal": pl.Float64,
-    "macd_hist": pl.Float64,
-    "bb_width": pl.Float64,
-    "atr": pl.Float64,
-    "atr_pct": pl.Float64,
-    "volume_ratio": pl.Float64,
-    "mom_21": pl.Float64,
-    "mom_63": pl.Float64,
-    "mom_126": pl.Float64,
-    "sma_50": pl.Float64,
-    "sma_200": pl.Float64,
-    "dist_high_20": pl.Float64,
-    "dist_low_20": pl.Float64,
+    name: COLUMNS[name].dtype
+    for name in (
+        "rsi",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "bb_width",
+        "atr",
+        "atr_pct",
+        "volume_ratio",
+        "mom_21",
+        "mom_63",
+        "mom_126",
+        "sma_50",
+        "sma_200",
+        "dist_high_20",
+        "dist_low_20",
+    )
 }
 
-#: Scan results: one row per scanned symbol, written batch by batch; `seq` is the per-scan row sequence.
-RESULTS: Columns = {
+#: Result columns before the catalog's: the scored row as it was before the catalog existed.
+_RESULT_HEAD: Columns = {
     "date": pl.Date,
     "symbol": pl.String,
     "sector": pl.String,
     "industry": pl.String,
     "close": pl.Float64,
     "volume": pl.Float64,
-    **{name: dtype for name, dtype in INDICATORS.items()},
+    **INDICATORS,
     "trend_score": pl.Float64,
     "momentum_score": pl.Float64,
     "oscillator_score": pl.Float64,
@@ -134,6 +138,10 @@ RESULTS: Columns = {
     "tech_rating": pl.Float64,
     "signal": pl.String,
     "regime": pl.String,
+}
+
+#: Result columns after the catalog's: added by later stages, then the batch and the row's place in the scan.
+_RESULT_TAIL: Columns = {
     # ML alpha from the champion models (null while no champion exists)
     "alpha_5d": pl.Float64,
     "alpha_10d": pl.Float64,
@@ -143,6 +151,19 @@ RESULTS: Columns = {
     "priority_tier": pl.String,
     "batch": pl.Int64,
     "seq": pl.Int64,
+}
+
+#: Catalog columns results carry besides those already in `_RESULT_HEAD` (the indicators), in registry order.
+CATALOG_RESULT_COLUMNS: tuple[str, ...] = tuple(column.name for column in CATALOG if column.name not in _RESULT_HEAD)
+
+#: Scan results: one row per scanned symbol, written batch by batch; `seq` is the per-scan row sequence. Every
+#: catalog column (`technic_core.catalog.registry`) is a result column: the columns of the scored row first,
+#: then the rest of the catalog in registry order, then the ML, priority, batch and seq columns. Partitions
+#: written before a column existed read it as null (`Warehouse.scan`, the DuckDB views).
+RESULTS: Columns = {
+    **_RESULT_HEAD,
+    **{name: COLUMNS[name].dtype for name in CATALOG_RESULT_COLUMNS},
+    **_RESULT_TAIL,
 }
 
 #: Result columns a scan may leave null: filled by later stages (ML alpha, priority plan) when present.
@@ -206,11 +227,17 @@ def empty(schema: Columns) -> pl.DataFrame:
 
 
 def conform(frame: pl.DataFrame, schema: Columns, name: str) -> pl.DataFrame:
-    """Select and cast `frame` to `schema` in schema order; missing columns raise, naming them.
+    """Select and cast `frame` to `schema` in schema order; missing columns raise, naming them. A frame
+    that already has exactly `schema` is returned as it is.
 
     Why strict: a silently missing column would surface days later as a broken DuckDB view.
     """
-    missing = [c for c in schema if c not in frame.columns]
+    present = frame.schema
+    missing = [c for c in schema if c not in present]
     if missing:
         raise ConfigError(f"{name}: missing column(s) {', '.join(missing)}")
-    return frame.select([pl.col(c).cast(t, strict=False) for c, t in schema.items()])
+    mistyped = [c for c, t in schema.items() if present[c] != t]
+    if not mistyped:
+        # Only selecting and ordering: no query to plan (this runs once per result batch).
+        return frame if len(present) == len(schema) and list(present) == list(schema) else frame[list(schema)]
+    return frame.select([pl.col(c).cast(t, strict=False) if c in mistyped else pl.col(c) for c, t in schema.items()])

@@ -14,26 +14,29 @@ symbol's latest row, sorted by symbol; a chunk then computes windows, lags and e
 the row before its shortest symbol's last on — the last two rows of a chunk of equal lengths (the
 recursions still run over the whole history).
 
-Null convention (as in `technic_core.indicators`): null wherever TA-Lib returns NaN (warm-up, too short a
-history); a bar missing a price or its volume is left out of its symbol's sequence like a missing session,
-and its own row's computed columns are null; a ratio over a zero price is null, never ±inf. Zero ranges
-(flat prices) give the value TA-Lib gives — 0 for RSI, stochastics, %R, CCI, DI, MFI and beta — or the one
-the registry documents (bb_pct_b 0.5).
+Null convention: null (never NaN) wherever TA-Lib returns NaN (warm-up, too short a history); a bar missing
+a price or its volume is left out of its symbol's sequence like a missing session, and its own row's
+computed columns are null; a ratio over a zero price is null, never ±inf. Zero ranges (flat prices) give
+the value TA-Lib gives — 0 for RSI, stochastics, %R, CCI, DI, MFI and beta — or the one the registry
+documents (bb_pct_b 0.5).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from technic_core import indicators
 from technic_core.catalog import consensus, kernels
 from technic_core.catalog.registry import CATALOG, COLUMNS
 from technic_core.errors import ConfigError
 
 #: The bar columns every computation reads.
 PRICES = ("open", "high", "low", "close", "volume")
+#: The columns `compute_catalog` needs in `bars`.
+REQUIRED_COLUMNS = ("symbol", "date", *PRICES)
 
 #: Cells (bar index × symbol) per chunk: wide enough that each step of the recursions over the bar index
 #: updates a few hundred symbols at once, small enough that a chunk's working set stays in the CPU caches.
@@ -61,32 +64,55 @@ def compute_catalog(
     index: pl.DataFrame | None = None,
     universe: pl.DataFrame | None = None,
     last_only: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """`bars` with every catalog column appended (see the module docstring for layout and nulls).
 
-    `bars` holds at least `indicators.REQUIRED_COLUMNS` for any number of symbols, in any row order.
+    `bars` holds at least `REQUIRED_COLUMNS` for any number of symbols, in any row order.
     `index` is the broad-market series (SPY) as `date` and `close` columns, for beta_252 and rs_63; without it
     they are null. `universe` supplies the descriptive columns by `symbol` (its latest row per symbol when
     it has a `date` column); without it they are null. With `last_only` the result is each symbol's latest
-    row, sorted by symbol — computed over the full history all the same.
+    row, sorted by symbol — computed over the full history all the same. `columns` appends only the catalog
+    columns it names (in registry order): every column is still computed chunk by chunk, but only those are
+    kept, which over every row of a long panel saves most of the output's memory and writing.
 
-    Raises `ConfigError` for a missing required column, a null symbol or date, or a repeated
-    (symbol, date) in `bars` or in `index`.
+    Raises `ConfigError` for a missing required column, a null symbol or date, a repeated (symbol, date)
+    in `bars` or in `index`, or a name in `columns` the catalog lacks.
     """
+    wanted = _wanted(columns)
     panel = _Panel(bars)
     index_by_date = panel.by_date(index)
-    sink = _Sink(panel, last_only)
+    sink = _Sink(panel, last_only, _stored(wanted))
     with np.errstate(divide="ignore", invalid="ignore"):
         for chunk in panel.chunks(_CHUNK_CELLS):
             _compute_chunk(chunk, index_by_date, sink)
-    return _frame(bars, panel, sink, universe)
+    return _frame(bars, panel, sink, universe, wanted)
+
+
+def _wanted(columns: Sequence[str] | None) -> tuple[str, ...]:
+    """The catalog columns to append, in registry order."""
+    if columns is None:
+        return tuple(COLUMNS)
+    unknown = [name for name in columns if name not in COLUMNS]
+    if unknown:
+        raise ConfigError(f"compute_catalog: no catalog column(s) {', '.join(unknown)}")
+    return tuple(name for name in COLUMNS if name in set(columns))
+
+
+def _stored(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The computed columns the sink keeps for `wanted`: themselves, the originals of aliases and the rating
+    the consensus signal is banded from."""
+    needed = {_ALIASES.get(name, name) for name in wanted}
+    if "consensus_signal" in needed:
+        needed.add("consensus_rating")
+    return tuple(name for name in _COMPUTED if name in needed)
 
 
 class _Panel:
     """Where each input row's bar sits in the bar-index × symbol matrix, and the prices to fill it."""
 
     def __init__(self, bars: pl.DataFrame) -> None:
-        missing = [name for name in indicators.REQUIRED_COLUMNS if name not in bars.columns]
+        missing = [name for name in REQUIRED_COLUMNS if name not in bars.columns]
         if missing:
             raise ConfigError(f"compute_catalog: bars lack column(s) {', '.join(missing)}")
         for name in ("symbol", "date"):
@@ -206,8 +232,14 @@ class _Panel:
         """Runs of symbols, longest histories first, each as wide as keeps its matrices (its longest history ×
         its symbols) near `cells`. A chunk also ends, once `_CHUNK_MIN_WIDTH` wide, where histories fall more
         than `_CHUNK_LENGTH_SPREAD` bars below its longest: with `last_only` a chunk computes everything but
-        the recursions from its shortest symbol's last bars on, so mixing lengths costs rows."""
-        by_length = np.argsort(-self.lengths, kind="stable")
+        the recursions from its shortest symbol's last bars on, so mixing lengths costs rows.
+
+        Equal lengths go in symbol order, so the chunks — and so every value to the last bit (matrix products
+        round by their operands' layout) — depend on the symbols and their bars, never on the input's row
+        order."""
+        alphabetical = np.empty_like(self.symbol_order)
+        alphabetical[self.symbol_order] = np.arange(len(self.symbol_order))
+        by_length = np.lexsort((alphabetical, -self.lengths))
         by_length = by_length[self.lengths[by_length] > 0]  # a symbol without a complete bar has nothing to compute
         lengths = self.lengths[by_length]
         chunks, first = [], 0
@@ -248,7 +280,7 @@ class _Chunk:
 class _Sink:
     """Receives each chunk's matrices and writes them to the output columns: every row, or latest rows."""
 
-    def __init__(self, panel: _Panel, last_only: bool) -> None:
+    def __init__(self, panel: _Panel, last_only: bool, stored: tuple[str, ...] = _COMPUTED) -> None:
         self.panel, self.last_only = panel, last_only
         if last_only:
             self.rows = panel.latest_rows()
@@ -260,7 +292,7 @@ class _Sink:
         # One block for all columns: a single large allocation is first touched far faster than one per
         # column (numpy asks the kernel for huge pages), and the result frame keeps it without copying. Every
         # cell no chunk writes is blanked by `finish`: a row that is not a complete bar, a symbol without one.
-        self.columns = dict(zip(_COMPUTED, np.empty((len(_COMPUTED), size))))
+        self.columns = dict(zip(stored, np.empty((len(stored), size))))
 
     def first_row(self, chunk: _Chunk) -> int:
         """The first row the chunk must compute: 0, or for latest rows the one before its shortest symbol's last."""
@@ -270,12 +302,12 @@ class _Sink:
         """Store one chunk's matrices (rows `first` … × the chunk's symbols) under their column names."""
         if self.last_only:
             latest, symbols = chunk.lengths - 1 - first, np.arange(len(chunk.lengths))
-            for name, matrix in values.items():
-                self.columns[name][chunk.symbols] = matrix[latest, symbols]
+            for name, out in self.columns.items():
+                out[chunk.symbols] = values[name][latest, symbols]
         else:
             rows = chunk.rows.ravel()
-            for name, matrix in values.items():
-                self.columns[name][rows] = matrix.ravel()
+            for name, out in self.columns.items():
+                out[rows] = values[name].ravel()
 
     def finish(self) -> dict[str, np.ndarray]:
         """The output columns, NaN on rows that are not complete bars (and for symbols without any)."""
@@ -310,29 +342,36 @@ def _compute_chunk(chunk: _Chunk, index_by_date: np.ndarray | None, sink: _Sink)
 # --- the result frame -----------------------------------------------------------------------------------
 
 
-def _frame(bars: pl.DataFrame, panel: _Panel, sink: _Sink, universe: pl.DataFrame | None) -> pl.DataFrame:
-    """The input rows (every one, or each symbol's latest) with the catalog columns, in registry order."""
+def _frame(
+    bars: pl.DataFrame, panel: _Panel, sink: _Sink, universe: pl.DataFrame | None, wanted: tuple[str, ...]
+) -> pl.DataFrame:
+    """The input rows (every one, or each symbol's latest) with the `wanted` catalog columns, in registry order."""
     computed = sink.finish()
-    descriptive = _descriptive(panel.symbols, universe)
+    series: dict[str, pl.Series] = {}
     if sink.last_only:
         rows = sink.rows[panel.symbol_order]
         frame, history = bars[rows], panel.history[rows]
-        descriptive = descriptive.select(pl.all().gather(panel.symbol_order))
     else:
         frame, history = bars, panel.history
-        descriptive = descriptive.select(pl.all().gather(panel.codes))
-    series: dict[str, pl.Series] = {"history_sessions": pl.Series("history_sessions", history, dtype=pl.Int64)}
+    if "history_sessions" in wanted:
+        series["history_sessions"] = pl.Series("history_sessions", history, dtype=pl.Int64)
     for name, values in computed.items():
         if COLUMNS[name].dtype == pl.Float64:
             series[name] = _float_series(name, values)
         else:
             series[name] = pl.Series(name, values, nan_to_null=True).cast(COLUMNS[name].dtype)
     for alias, original in _ALIASES.items():
-        series[alias] = series[original].alias(alias)
-    series.update({name: descriptive.get_column(name) for name in _DESCRIPTIVE})
-    series["consensus_signal"] = consensus.signal(computed["consensus_rating"]).alias("consensus_signal")
-    kept = [name for name in frame.columns if name not in COLUMNS]
-    return frame.select(kept).with_columns(series[column.name] for column in CATALOG)
+        if alias in wanted:
+            series[alias] = series[original].alias(alias)
+    if any(name in wanted for name in _DESCRIPTIVE):
+        descriptive = _descriptive(panel.symbols, universe)
+        order = panel.symbol_order if sink.last_only else panel.codes
+        descriptive = descriptive.select(pl.all().gather(order))
+        series.update({name: descriptive.get_column(name) for name in _DESCRIPTIVE})
+    if "consensus_signal" in wanted:
+        series["consensus_signal"] = consensus.signal(computed["consensus_rating"]).alias("consensus_signal")
+    kept = [name for name in frame.columns if name not in wanted]
+    return frame.select(kept).with_columns(series[name] for name in wanted)
 
 
 def _float_series(name: str, values: np.ndarray) -> pl.Series:

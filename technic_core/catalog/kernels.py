@@ -10,8 +10,8 @@ linear averages' last values then come from impulse weights, one matrix product 
 Kinds of computation:
 - recursive averages (EMA, Wilder's RSI / ATR / directional movement, MACD's signal, ADX) step over the
   bar index, each step updating every series of every symbol at once (`_smooth`);
-- trailing windows (SMA, sums, highest / lowest, Bollinger variance) either use `indicators._rolling`'s
-  binary decomposition, shared by all windows over the same values, or — for few rows, or a window nearly
+- trailing windows (SMA, sums, highest / lowest, Bollinger variance) either use `_rolling`'s binary
+  decomposition, shared by all windows over the same values, or — for few rows, or a window nearly
   as long as the history — reduce each row's window directly (`_windowed`);
 - lags (changes, gaps, crosses) divide or compare a matrix with itself shifted by whole rows.
 Row k being bar k of every symbol, a column's warm-up is its first `lookback` rows.
@@ -20,10 +20,10 @@ Row k being bar k of every symbol, a column's warm-up is its first `lookback` ro
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
-from technic_core import indicators
 from technic_core.catalog import consensus
 
 SMA_PERIODS = (10, 20, 50, 100, 200)
@@ -48,6 +48,8 @@ CROSS_FAST, CROSS_SLOW = 50, 200
 _TA_EPSILON = 1e-14
 #: A CCI deviation below this share of the typical price is rounding residue of a flat window (CCI 0).
 _FLAT_CCI = 1e-12
+#: A window variance below this fraction of its squared mean is recomputed exactly (see `_rolling_variance`).
+_VARIANCE_RECHECK = 1e-5
 
 
 def compute(
@@ -102,10 +104,16 @@ def _smooth(values: np.ndarray, decay: np.ndarray, seeds: list[tuple[int, int, n
 
 
 def _seed_mean(values: np.ndarray, last: int, count: int) -> np.ndarray:
-    """TA-Lib's seed of a recursive average: the mean of the `count` rows ending at row `last`."""
+    """TA-Lib's seed of a recursive average: the mean of the `count` rows ending at row `last`, summed row
+    after row as TA-Lib sums it. (numpy's own reduction picks its summation order by the array's shape, so a
+    symbol's seed would round differently with the width of its chunk.)"""
     if last >= len(values):
         return np.full(values.shape[1:], np.nan)
-    return values[last - count + 1 : last + 1].mean(axis=0)
+    total = values[last - count + 1].copy()
+    for row in range(last - count + 2, last + 1):
+        total += values[row]
+    total /= count
+    return total
 
 
 def _windowed(values: np.ndarray, combine: np.ufunc, windows: dict[int, int]) -> dict[int, np.ndarray]:
@@ -113,15 +121,18 @@ def _windowed(values: np.ndarray, combine: np.ufunc, windows: dict[int, int]) ->
     `first` …; NaN where the window reaches before row 0.
 
     Each window takes the cheaper way: a direct reduction per row (few rows, or a window nearly as long as
-    the history), or `indicators._rolling`'s binary decomposition — about log2(window) passes over the rows
-    from the earliest one a window reads, its blocks shared by all windows decomposed together.
+    the history), or `_rolling`'s binary decomposition — about log2(window) passes over the rows
+    from the earliest one a window reads, its blocks shared by all windows decomposed together. Every row
+    (`first` 0) is always decomposed: a decomposed sum depends only on its window's values, so a bar's value
+    is then the same to the last bit whatever else its chunk holds (the ML features rely on that: a panel cut
+    at a date gives the values the whole panel has up to that date).
     """
     height = len(values)
     outs, decomposed = {}, {}
     for window, first in windows.items():
         warmup = max(0, window - 1 - first)  # rows whose window reaches before row 0
         start = max(0, first - window + 1)
-        if (height - start) * window.bit_length() < (height - first - warmup) * window:
+        if not first or (height - start) * window.bit_length() < (height - first - warmup) * window:
             decomposed[window] = first
             continue
         out = outs[window] = np.empty((height - first, *values.shape[1:]))
@@ -131,18 +142,55 @@ def _windowed(values: np.ndarray, combine: np.ufunc, windows: dict[int, int]) ->
     if decomposed:
         start = max(0, min(first - window + 1 for window, first in decomposed.items()))
         block = values[start:]
-        full = indicators._rolling(block, combine, {window: np.empty_like(block) for window in decomposed})
+        full = _rolling(block, combine, {window: np.empty_like(block) for window in decomposed})
         outs.update({window: full[window][first - start :] for window, first in decomposed.items()})
+    return outs
+
+
+def _rolling(
+    values: np.ndarray, combine: Callable[..., np.ndarray], outs: dict[int, np.ndarray]
+) -> dict[int, np.ndarray]:
+    """For each `window: out` pair, `combine` (np.add, np.maximum, np.minimum) over each row's trailing
+    `window` rows, into `out`; NaN in its first `window − 1` rows. Returns `outs`.
+
+    Binary decomposition: blocks of 1, 2, 4 … rows are built by combining neighbouring blocks of half the
+    size, and each window is assembled from the blocks matching the set bits of its length. That is about
+    log2(window) passes instead of `window`, the blocks are shared by all windows over the same values,
+    and for sums it is pairwise summation: no cumulative-sum drift, however long the history.
+    """
+    targets = {}
+    for window, out in outs.items():
+        out[: window - 1] = np.nan
+        if window <= len(values):
+            targets[window] = out[window - 1 :]
+    covered = dict.fromkeys(targets, 0)
+    blocks, block_rows = values, 1
+    scratch = (np.empty_like(values), np.empty_like(values)) if targets else ()
+    while targets:
+        for window, target in targets.items():
+            if window & block_rows:
+                part = blocks[covered[window] : covered[window] + len(target)]
+                if covered[window]:
+                    combine(target, part, out=target)
+                else:
+                    target[...] = part
+                covered[window] += block_rows
+        targets = {window: target for window, target in targets.items() if covered[window] < window}
+        if targets:
+            doubled = scratch[block_rows.bit_length() % 2][: len(blocks) - block_rows]
+            blocks = combine(blocks[:-block_rows], blocks[block_rows:], out=doubled)
+            block_rows *= 2
     return outs
 
 
 def _rolling_variance(values: np.ndarray, mean: np.ndarray, window: int, first: int) -> np.ndarray:
     """Population variance over the trailing `window` rows of rows `first` …, given their `mean`.
 
-    The matrix form of `indicators._rolling_variance` (which works on a flat column): the fast
-    mean(x²) − mean(x)² cancels catastrophically when the spread is tiny next to the level, so windows below
-    `indicators._VARIANCE_RECHECK` × mean² (negative ones included) are recomputed exactly from deviations to
-    their latest value — exactly 0 for a flat window, as TA-Lib has it.
+    The fast mean(x²) − mean(x)² cancels catastrophically when the spread is tiny next to the level (a stock
+    pinned at a deal price), whereas TA-Lib returns exactly 0 for a constant window. So windows below
+    `_VARIANCE_RECHECK` × mean² (negative ones included) are recomputed exactly from deviations to their
+    latest value: exactly 0 for a flat window, and the cancellation left is bounded by the window length
+    instead of the price level.
     """
     start = max(0, first - window + 1)
     squares = np.square(values[start:])
@@ -150,7 +198,7 @@ def _rolling_variance(values: np.ndarray, mean: np.ndarray, window: int, first: 
     variance /= window
     mean_square = np.square(mean)
     variance -= mean_square
-    mean_square *= indicators._VARIANCE_RECHECK
+    mean_square *= _VARIANCE_RECHECK
     rows, columns = np.nonzero(variance < mean_square)
     if rows.size:
         windows = values[(rows + first)[:, np.newaxis] - np.arange(window), columns[:, np.newaxis]]
@@ -163,7 +211,7 @@ def _rolling_variance(values: np.ndarray, mean: np.ndarray, window: int, first: 
 def _bars_since_latest_max(values: np.ndarray, window: int) -> np.ndarray:
     """Rows back from each row to the latest maximum of its trailing `window` rows; NaN before a full window.
 
-    Binary decomposition like `indicators._rolling`, on (maximum, row of its latest occurrence) pairs: of two
+    Binary decomposition like `_rolling`, on (maximum, row of its latest occurrence) pairs: of two
     neighbouring blocks the later one wins ties, as in TA-Lib's AROON.
     """
     height = len(values)

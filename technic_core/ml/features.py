@@ -2,7 +2,7 @@
 
 Four kinds of feature, each for a reason:
 
-* **Indicator features** (`RAW_FEATURES`): the scan's own indicators (`technic_core.indicators`) made
+* **Indicator features** (`RAW_FEATURES`): the scan's own indicators (`technic_core.catalog`) made
   scale-free — MACD and SMA gaps relative to the close — plus log returns over 1, 5 and 10 bars, a
   signed volume surge (``max(ln volume_ratio, 0) × sign(ret_1)``: heavy volume on an up day is not the
   same evidence as on a down day, and a tree would need many splits to learn that product) and the
@@ -31,8 +31,8 @@ import numpy as np
 import polars as pl
 
 from technic_core import schema
+from technic_core.catalog import compute_catalog
 from technic_core.errors import ConfigError
-from technic_core.indicators import compute_indicators
 from technic_core.scalars import as_date
 from technic_core.scoring import score
 
@@ -107,7 +107,9 @@ def build_features(
     computed only where they are needed, which makes scoring one session cheap. `with_tech_rating` adds the
     scan's `tech_rating` (a baseline for evaluation, not a feature).
     """
-    indicators = compute_indicators(bars if bars.height else schema.empty(schema.BARS))
+    # Sorted by (symbol, date) first: the catalog keeps the input's row order, and the shifts below need it.
+    panel = (bars if bars.height else schema.empty(schema.BARS)).sort("symbol", "date")
+    indicators = compute_catalog(panel, columns=(*schema.INDICATORS, "history_sessions"))
     if with_tech_rating:
         indicators = score(indicators)
     close, bars_so_far = pl.col("close"), pl.col("history_sessions")

@@ -16,6 +16,7 @@ import uvicorn
 
 from technic_core import calendar, schema
 from technic_core.config import ScanConfig, ScreeningRules
+from technic_core.daily import index_closes
 from technic_core.scan import run_scan
 from technic_core.scoring import market_conditions
 from technic_core.screening import screen
@@ -31,6 +32,8 @@ class MarketFixture:
 
     session: dt.date
     bars: pl.DataFrame
+    #: The index bars (SPY, VIX) over the same sessions as `bars`.
+    index_bars: pl.DataFrame
     universe: pl.DataFrame
     conditions: pl.DataFrame
     #: The pipeline's scan of the session, one frame per result batch (seq 1..n across them).
@@ -44,13 +47,22 @@ class MarketFixture:
 
 
 def simulate(n_symbols: int = 150, session: dt.date = SESSION, batch_size: int = 25) -> MarketFixture:
-    """Bars over the default lookback, the screened universe, conditions and the scan of `session`."""
+    """Bars and index bars over the default lookback, the screened universe, conditions and the scan of
+    `session` (as the pipeline scans it: against the index closes)."""
     market = SimulatedMarket(SimulationConfig(n_symbols=n_symbols))
     lookback = calendar.sessions_back(session, ScanConfig().lookback_sessions)
     bars = market.bars(lookback[0], session)
+    index_bars = market.index_bars(lookback[0], session)
     universe = screen(market.reference(session), bars, session, ScreeningRules())
-    conditions = market_conditions(bars, market.index_bars(lookback[0], session), session)
-    run = run_scan(ScanConfig(batch_size=batch_size), session, bars, universe, regime=conditions["regime"][0])
+    conditions = market_conditions(bars, index_bars, session)
+    run = run_scan(
+        ScanConfig(batch_size=batch_size),
+        session,
+        bars,
+        universe,
+        regime=conditions["regime"][0],
+        index=index_closes(index_bars),
+    )
     batches = [batch.results for batch in run]
     passed = universe.filter(pl.col("passed")).get_column("symbol").sort(descending=True)
     priority = pl.DataFrame(
@@ -70,7 +82,7 @@ def simulate(n_symbols: int = 150, session: dt.date = SESSION, batch_size: int =
         }
     )
     return MarketFixture(
-        session, bars, universe, conditions, batches, schema.conform(priority, schema.PRIORITY, "priority")
+        session, bars, index_bars, universe, conditions, batches, schema.conform(priority, schema.PRIORITY, "priority")
     )
 
 
@@ -105,7 +117,10 @@ def write_session_batches(store: Warehouse, session: dt.date, batches: list[pl.D
 
 
 def build_warehouse(store: Warehouse, market: MarketFixture, *, with_priority: bool = True) -> Warehouse:
-    """Bars over the lookback, universe, conditions, the session's complete results and (optionally) priority."""
+    """Bars and index bars over the lookback, universe, conditions, the session's complete results and
+    (optionally) priority."""
+    for (day,), frame in market.index_bars.partition_by("date", as_dict=True).items():
+        store.write_partition("index_bars", day, frame)
     for (day,), frame in market.bars.partition_by("date", as_dict=True).items():
         store.write_partition("bars", day, frame)
     store.write_partition("universe", market.session, market.universe)

@@ -1,6 +1,8 @@
 """compute_catalog against TA-Lib run symbol by symbol (and, where TA-Lib has no function, plain per-symbol
 Python written here), on panels with missing sessions, late listings, incomplete bars (NaN close), flat
-prices and histories shorter than the lookbacks; plus the registry's own consistency."""
+prices, long trending histories and histories shorter than the lookbacks; plus the registry's own
+consistency. (What tests/core/test_indicators.py checked of the scan's fifteen indicators before the catalog
+replaced `compute_indicators` is checked here, on the catalog.)"""
 
 import datetime as dt
 
@@ -13,7 +15,6 @@ from polars.testing import assert_frame_equal
 from technic_core import schema
 from technic_core.catalog import CATALOG, COLUMNS, SOURCES, UNITS, compute_catalog, consensus, engine
 from technic_core.errors import ConfigError
-from technic_core.indicators import compute_indicators
 
 FIRST_DAY = np.datetime64("2021-06-01")
 #: Relative tolerance against the references after warm-up, and the absolute one near zero, where a relative
@@ -280,15 +281,35 @@ def test_aliases_carry_their_columns_values(result):
             )
 
 
-def test_the_existing_fifteen_indicators_equal_compute_indicators(panel, result):
-    complete = panel.filter(pl.all_horizontal(pl.col(engine.PRICES).is_not_null() & pl.col(engine.PRICES).is_not_nan()))
-    ours = compute_catalog(complete).sort("symbol", "date")
-    theirs = compute_indicators(complete)
-    for name in schema.INDICATORS:
-        np.testing.assert_allclose(
-            _as_float(ours.get_column(name)), _as_float(theirs.get_column(name)), rtol=1e-9, err_msg=name
-        )
-        assert (ours.get_column(name).is_null() == theirs.get_column(name).is_null()).all(), name
+def test_halted_sessions_get_no_rows_and_windows_skip_them(index):
+    halted = _symbol_bars("HLT", 0, 320, seed=21, drop=0.2)
+    every_session = _symbol_bars("HLT", 0, 320, seed=21)
+    result = compute_catalog(halted, index)
+    missing = every_session.join(halted, on="date", how="anti").get_column("date")
+    assert missing.len() > 30
+    assert not result.get_column("date").is_in(missing.implode()).any()
+    _assert_matches_references(result, halted, index)
+
+
+def test_long_trending_series_stays_within_tolerance():
+    # 3,000 bars falling then rising a hundredfold: sums over long histories must not drift.
+    falling = _symbol_bars("LNG", 0, 1_500, seed=31, drift=-0.003)
+    rising = _symbol_bars("LNG", 1_500, 1_500, seed=32, drift=0.003)
+    rising = rising.with_columns(
+        pl.col("open", "high", "low", "close", "vwap") * (falling.get_column("close")[-1] / 40.0)
+    )
+    series = pl.concat([falling, rising])
+    _assert_matches_references(compute_catalog(series), series, None)
+    last = compute_catalog(series, last_only=True)
+    assert_frame_equal(last, compute_catalog(series).tail(1), rel_tol=1e-9)
+
+
+def test_a_pinned_price_gives_zero_band_width_and_volatility():
+    bars = _pinned(_symbol_bars("PIN", 0, 80, seed=41), 40, 25.37)
+    result = compute_catalog(bars)
+    _assert_matches_references(result, bars, None)
+    last = result.row(-1, named=True)
+    assert last["bb_width"] == 0.0 and last["volatility_21"] == 0.0 and last["bb_pct_b"] == 0.5
 
 
 def test_rows_keep_the_input_order_and_get_no_invented_rows(panel, index, result):
@@ -298,8 +319,17 @@ def test_rows_keep_the_input_order_and_get_no_invented_rows(panel, index, result
 
 
 def test_row_order_does_not_change_any_value(panel, index, result):
-    shuffled = compute_catalog(panel.sample(fraction=1.0, shuffle=True, seed=7), index)
-    assert_frame_equal(shuffled.sort("symbol", "date"), result.sort("symbol", "date"))
+    # Not even in the last bit: the scan's batches, the API's symbol-sorted history and the pipeline's
+    # date-major one give the same values.
+    shuffled_panel = panel.sample(fraction=1.0, shuffle=True, seed=7)
+    shuffled = compute_catalog(shuffled_panel, index)
+    assert_frame_equal(shuffled.sort("symbol", "date"), result.sort("symbol", "date"), check_exact=True)
+    for rows in (shuffled_panel, panel.sort("symbol", "date")):
+        assert_frame_equal(
+            compute_catalog(rows, index, last_only=True),
+            compute_catalog(panel, index, last_only=True),
+            check_exact=True,
+        )
 
 
 def test_chunking_does_not_change_results(panel, index, result, monkeypatch):
@@ -319,6 +349,25 @@ def test_last_only_is_each_symbols_latest_row(panel, index, result, monkeypatch,
     # NAN's latest bar lacks its close: the row is there, its computed columns are null.
     row = last.filter(pl.col("symbol") == "NAN").row(0, named=True)
     assert row["close"] is None and row["sma_10"] is None and row["history_sessions"] == 325
+
+
+def test_a_short_history_gets_values_for_short_windows_and_nulls_for_long_ones(panel, index):
+    young = compute_catalog(panel, index, last_only=True).filter(pl.col("symbol") == "DDD").row(0, named=True)
+    assert young["history_sessions"] == 60
+    for name in (
+        "rsi",
+        "macd",
+        "macd_signal",
+        "bb_width",
+        "atr_pct",
+        "volume_ratio",
+        "mom_21",
+        "sma_50",
+        "dist_low_20",
+    ):
+        assert young[name] is not None, name
+    for name in ("mom_63", "mom_126", "sma_200", "ema_200", "high_52w", "beta_252", "rs_63"):
+        assert young[name] is None, name
 
 
 def test_short_histories_get_nulls_never_numbers(result):
