@@ -14,6 +14,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from technic_core import schema
+from technic_core.catalog import CATALOG, UNITS
 from technic_core.config import SECTORS, ScanConfig
 
 
@@ -37,10 +38,16 @@ def _row_model(name: str, columns: schema.Columns) -> type[Strict]:
     return create_model(name, __base__=Strict, **fields)
 
 
-#: Columns results may be ordered by; a leading '-' sorts descending. Ties are broken by symbol.
-ORDER_COLUMNS = (
-    "seq", "symbol", "tech_rating", "close", "volume", "rsi", "macd", "atr_pct", "volume_ratio",
-    "mom_21", "mom_63", "mom_126", "alpha_score", "priority_score",
+#: Columns results may be ordered by: the scored row's own, then every catalog column (`GET /columns`); a
+#: leading '-' sorts descending. Ties are broken by symbol; nulls (a column an older partition lacks) sort last.
+ORDER_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            "seq", "symbol", "tech_rating", "close", "volume", "rsi", "macd", "atr_pct", "volume_ratio",
+            "mom_21", "mom_63", "mom_126", "alpha_score", "priority_score",
+            *(column.name for column in CATALOG),
+        )
+    )
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -65,7 +72,34 @@ class ResultFilters(Strict):
     sector: Sector | None = Field(None, description="only rows of this GICS sector")
     min_tech_rating: float | None = Field(None, ge=0, le=100, description="only rows rated at least this")
     limit: int = Field(100, ge=1, le=1000, description="at most this many rows")
-    order_by: OrderBy = Field("-tech_rating", description="column to sort by; prefix '-' for descending")
+    order_by: OrderBy = Field(
+        "-tech_rating",
+        description="column to sort by — the scored row's own or any catalog column (GET /columns); prefix '-' "
+        "for descending",
+    )
+
+
+class ColumnInfo(Strict):
+    """One column of the catalog (`technic_core.catalog.registry`)."""
+
+    name: str
+    type: Literal["Float64", "Int64", "Boolean", "String"] = Field(description="the stored dtype")
+    unit: str = Field(description=f"one of {', '.join(UNITS)}; fractions are 0.04 for 4 %")
+    group: str = Field(description="what the column is about, e.g. moving averages, oscillators, volume")
+    description: str
+    lookback: int = Field(description="earlier bars of the symbol the first value needs: null on its first `lookback`")
+    source: Literal["bars", "index", "universe", "derived"] = Field(
+        description="the symbol's bars; its bars and the index (SPY); the universe's reference data; other columns"
+    )
+    null_reason: str | None = Field(description="why the column can be null beyond its lookback, if it can")
+    alias_of: str | None = Field(description="the column whose values this one carries under its screener name")
+
+
+class ColumnCatalog(Strict):
+    """`GET /columns`: every catalog column, in catalog order (the order result rows carry them in)."""
+
+    count: int
+    columns: list[ColumnInfo]
 
 
 class ResultsPage(Strict):

@@ -30,7 +30,7 @@ position maps the 20-session low → -1 and high → +1.
 symbols lack sma_200 and mom_126) drop out of their component's mean instead of counting as neutral, and a
 component with no input drops out of the weighting; the rating is null only when all four are missing.
 
-Input units follow `technic_core.indicators`: RSI on 0–100, momenta and distances as fractions
+Input units follow the catalog (`technic_core.catalog.registry`): RSI on 0–100, momenta and distances as fractions
 (0.05 = 5 %), MACD in price units, `bb_width` as band width over the middle band, `volume_ratio` as the
 session's volume over its recent mean.
 

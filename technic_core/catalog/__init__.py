@@ -2,6 +2,6 @@
 for a whole bars panel (`engine.compute_catalog`) and the consensus rating (`consensus`)."""
 
 from technic_core.catalog.engine import compute_catalog
-from technic_core.catalog.registry import CATALOG, COLUMNS, SOURCES, UNITS, Column, dtypes
+from technic_core.catalog.registry import CATALOG, COLUMNS, SOURCES, UNITS, Column, column_rows, dtypes
 
-__all__ = ["CATALOG", "COLUMNS", "SOURCES", "UNITS", "Column", "compute_catalog", "dtypes"]
+__all__ = ["CATALOG", "COLUMNS", "SOURCES", "UNITS", "Column", "column_rows", "compute_catalog", "dtypes"]

@@ -571,3 +571,23 @@ COLUMNS: dict[str, Column] = {column.name: column for column in CATALOG}
 def dtypes() -> dict[str, pl.DataType]:
     """Name → polars dtype of every catalog column, in catalog order."""
     return {column.name: column.dtype for column in CATALOG}
+
+
+def column_rows() -> list[dict[str, str | int | None]]:
+    """The registry as rows, one per column in catalog order — what `GET /columns` answers and `technic
+    columns` prints: name, type (the polars dtype: Float64, Int64, Boolean or String), unit, group,
+    description, lookback, source, null_reason and alias_of (None where the column has none)."""
+    return [
+        {
+            "name": column.name,
+            "type": str(column.dtype),
+            "unit": column.unit,
+            "group": column.group,
+            "description": column.description,
+            "lookback": column.lookback,
+            "source": column.source,
+            "null_reason": column.null_reason,
+            "alias_of": column.alias_of,
+        }
+        for column in CATALOG
+    ]

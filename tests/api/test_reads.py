@@ -8,9 +8,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from api.events import for_wire
 from api.models import ResultRow
+from api.tails import _read_batch
+from technic_core import calendar, schema
 from technic_core.config import SECTORS
 from technic_core.ml.registry import ModelRegistry
+from tests.core.test_results_schema import write_old_results
 
 
 def test_health_names_the_warehouse_latest_session_and_champions(client, warehouse, market):
@@ -131,3 +135,35 @@ def test_models_lists_versions_metrics_and_champion(client, warehouse):
     }
     assert client.get("/health").json()["champions"] == {"alpha_10d": second}
     assert json.loads(client.get("/openapi.json").text)["info"]["title"] == "Technic API"
+
+
+@pytest.mark.parametrize("order_by", ["-beta_252", "rs_63", "-consensus_rating", "name", "-golden_cross", "adx_14"])
+def test_results_order_by_any_catalog_column(client, market, order_by):
+    column = order_by.lstrip("-")
+    response = client.get("/results/latest", params={"order_by": order_by, "limit": 1000})
+    assert response.status_code == 200, response.text
+    rows = pl.DataFrame(response.json()["rows"])
+    expected = for_wire(market.results).sort(
+        [column, "symbol"], descending=[order_by.startswith("-"), False], nulls_last=True
+    )
+    assert rows.get_column("symbol").to_list() == expected.get_column("symbol").to_list()
+    assert rows.columns == list(schema.RESULTS)
+
+
+def test_an_older_partition_without_the_catalog_columns_reads_as_nulls(client, warehouse, market):
+    earlier = calendar.previous_session(market.session)
+    path = write_old_results(warehouse, earlier, market.results.with_columns(pl.lit(earlier).alias("date")))
+    page = client.get(f"/results/{earlier.isoformat()}", params={"order_by": "-adx_14", "limit": 1000})
+    assert page.status_code == 200, page.text
+    rows = page.json()["rows"]
+    assert len(rows) == market.results.height
+    assert {row["adx_14"] for row in rows} == {None} and all(row["tech_rating"] is not None for row in rows)
+    assert [row["symbol"] for row in rows] == sorted(row["symbol"] for row in rows)  # all null: ties by symbol
+    one = client.get(f"/results/{earlier.isoformat()}/{rows[0]['symbol']}").json()
+    assert one["consensus_signal"] is None and one["seq"] == rows[0]["seq"]
+    # The newer partition keeps its values, and the partition tail reads the old file in the current schema.
+    newer = client.get("/results/latest", params={"order_by": "-adx_14"}).json()["rows"]
+    assert newer[0]["adx_14"] is not None
+    batch = _read_batch(path)
+    assert batch is not None and batch.schema == pl.Schema(schema.RESULTS)
+    assert batch.get_column("rs_63").null_count() == batch.height

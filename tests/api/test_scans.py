@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 import api.scans as ad_hoc_scans
 from api.events import for_wire
 from api.scans import FIRST_BATCH_SIZE
+from technic_core import schema
 from technic_core.scan import ScanHooks
 from technic_core.warehouse import Warehouse
 from tests.api.conftest import AUTH, OTHER_AUTH
@@ -240,3 +241,18 @@ def test_ad_hoc_results_carry_the_champion_alpha_and_survive_a_broken_model(make
         body = client.post("/scan", json={"max_symbols": 5}, headers=AUTH).json()
     assert body["stats"]["end_reason"] == "complete"
     assert [row["alpha_score"] for row in body["rows"]] == [None] * 5
+
+
+def test_ad_hoc_rows_carry_every_catalog_column_as_the_pipeline_computes_it(client, market):
+    body = client.post("/scan", json={"batch_size": 40, "prioritize": False}, headers=AUTH).json()
+    rows = pl.DataFrame(body["rows"])
+    assert rows.columns == list(schema.RESULTS) and rows.height == market.results.height
+    rows = rows.with_columns(pl.col("date").str.to_date()).cast(schema.RESULTS)
+    # Bars and index closes from the warehouse, the universe's names: the same values as the scan the
+    # fixture ran over the same inputs, to the wire's six digits.
+    catalog = ["symbol", *schema.CATALOG_RESULT_COLUMNS]
+    expected = for_wire(market.results).select(catalog).sort("symbol")
+    assert rows.select(catalog).sort("symbol").equals(expected, null_equal=True)
+    assert rows.get_column("beta_252").null_count() < rows.height, "the index reached the ad-hoc scan"
+    assert rows.get_column("name").null_count() == 0 and rows.get_column("market_cap").null_count() == 0
+    assert rows.get_column("consensus_signal").is_in(schema.SIGNALS).all()

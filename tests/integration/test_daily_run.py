@@ -7,11 +7,15 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+import talib
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from technic_core import calendar
+from technic_core import calendar, daily, schema
+from technic_core.catalog import CATALOG, compute_catalog
 from technic_core.config import ScanConfig
 from technic_core.warehouse import Warehouse
 from technic_pipelines.cli import app
@@ -86,6 +90,65 @@ def test_partition_contents(warehouse_root):
     assert (joined.get_column("close") == joined.get_column("close_bar")).all()
     assert conditions.height == 1 and conditions.get_column("regime")[0]
     assert bars.get_column("symbol").n_unique() == bars.height
+
+
+def test_results_carry_every_catalog_column_as_compute_catalog_computes_it(warehouse_root):
+    store = Warehouse(warehouse_root)
+    results = store.read("results", DAY_2, DAY_2)
+    assert results.schema == pl.Schema(schema.RESULTS)
+    first = calendar.sessions_back(DAY_2, ScanConfig().lookback_sessions)[0]
+    bars = store.read("bars", first, DAY_2)
+    index = daily.read_index_closes(store, first, DAY_2)
+    assert index.height == bars.get_column("date").n_unique()
+    expected = compute_catalog(bars, index, store.read("universe", DAY_2, DAY_2), last_only=True)
+    columns = ["symbol", *(column.name for column in CATALOG)]
+    # The scan computed its screened symbols alone, the reference every symbol: chunks of other widths, so
+    # the matrix products of the latest rows may round differently in the last bits.
+    assert_frame_equal(
+        results.select(columns).sort("symbol"),
+        expected.filter(pl.col("symbol").is_in(results.get_column("symbol").implode())).select(columns),
+        rel_tol=1e-9,
+    )
+    for name in ("beta_252", "rs_63", "name", "market_cap", "consensus_rating", "adx_14", "high_52w"):
+        assert results.get_column(name).null_count() < results.height, name
+
+
+def test_stored_catalog_columns_match_talib_for_a_symbol(warehouse_root):
+    """An independent check of the stored values: TA-Lib over the stored bars of one long-listed symbol."""
+    store = Warehouse(warehouse_root)
+    results = store.read("results", DAY_2, DAY_2)
+    row = results.sort("history_sessions", "symbol", descending=[True, False]).row(0, named=True)
+    first = calendar.sessions_back(DAY_2, ScanConfig().lookback_sessions)[0]
+    bars = store.read("bars", first, DAY_2).filter(pl.col("symbol") == row["symbol"]).sort("date")
+    index = daily.read_index_closes(store, first, DAY_2)
+    high, low, close, volume = (bars.get_column(name).to_numpy() for name in ("high", "low", "close", "volume"))
+    index_close = bars.select("date").join(index, on="date", how="left").get_column("close").to_numpy()
+    assert row["history_sessions"] == bars.height > 253
+    stoch_k, stoch_d = talib.STOCH(high, low, close, 14, 3, 0, 3, 0)
+    aroon_down, aroon_up = talib.AROON(high, low, 25)
+    upper, _, lower = talib.BBANDS(close, 20, 2, 2, 0)
+    reference = {
+        "sma_50": talib.SMA(close, 50),
+        "ema_200": talib.EMA(close, 200),
+        "rsi": talib.RSI(close, 14),
+        "adx_14": talib.ADX(high, low, close, 14),
+        "cci_20": talib.CCI(high, low, close, 20),
+        "mfi_14": talib.MFI(high, low, close, volume, 14),
+        "willr_14": talib.WILLR(high, low, close, 14),
+        "stoch_k": stoch_k,
+        "stoch_d": stoch_d,
+        "aroon_up_25": aroon_up,
+        "aroon_down_25": aroon_down,
+        "bb_upper": upper,
+        "bb_lower": lower,
+        "high_52w": talib.MAX(high, 252),
+        "change_5d": talib.ROCP(close, 5),
+        "beta_252": talib.BETA(index_close, close, 252),
+        "rs_63": talib.ROCP(close, 63) - talib.ROCP(index_close, 63),
+    }
+    for name, values in reference.items():
+        assert row[name] == pytest.approx(float(values[-1]), rel=1e-6, abs=1e-9), name
+    assert np.isfinite([row[name] for name in reference]).all()
 
 
 def test_rerun_is_idempotent_byte_for_byte(warehouse_root):
