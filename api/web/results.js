@@ -1,0 +1,561 @@
+// Results: one session's scan results as a table (latest by default), filtered by a screen, with live batches.
+//
+// Loading: every row of the session that the screen selects, only the shown columns, in pages of PAGE rows
+// (several in flight), so 5,000 rows arrive in a few round trips; sorting and the symbol finder then work
+// in the page. Live: the session's event stream resumes after the newest seq the partition held when the
+// rows were read, so each later batch arrives once; rows are deduplicated by seq all the same. With a
+// screen, the API says which rows of a new batch the screen selects (`where=(…) and seq between …`).
+
+import { ApiError, getJSON, whereError } from './api.js';
+import { columnCatalog, resultColumnNames, resultSessions, savedScreens } from './data.js';
+import { escapeHtml, formatInteger, formatterFor, isNumeric, labelOf } from './format.js';
+import { LiveStream } from './stream.js';
+import { VirtualTable } from './table.js';
+
+export const PAGE = 1000;
+const PARALLEL_PAGES = 4;
+const COLUMNS_KEY = 'technic.columns';
+export const DEFAULT_COLUMNS = ['symbol', 'name', 'sector', 'close', 'change_1d', 'volume', 'rel_volume', 'rsi', 'tech_rating', 'signal'];
+const ALWAYS_LOADED = ['symbol', 'seq'];
+const DEFAULT_SORT = '-tech_rating';
+const NEW_SESSION_POLL_MS = 15000;
+const BUY_SIGNALS = new Set(['Buy', 'Strong Buy']);
+
+export function chosenColumns() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(COLUMNS_KEY) || 'null');
+    if (Array.isArray(stored) && stored.length && stored.every((name) => typeof name === 'string')) return stored;
+  } catch {
+    /* fall back to the defaults */
+  }
+  return DEFAULT_COLUMNS.slice();
+}
+
+function saveColumns(columns) {
+  localStorage.setItem(COLUMNS_KEY, JSON.stringify(columns));
+}
+
+/** Table column definitions for result column names. */
+export function tableColumns(names, catalog, sample = {}) {
+  return names.map((name) => {
+    const info = catalog.get(name);
+    const numeric = isNumeric(name, info, sample[name]);
+    const column = {
+      key: name,
+      label: labelOf(name),
+      title: info && info.description ? `${name}: ${info.description}` : name,
+      numeric,
+      format: formatterFor(name, info),
+      width: name === 'symbol' ? 'symbol' : name === 'name' || name === 'industry' ? 'wide' : undefined,
+    };
+    if (name === 'symbol') column.link = (row) => `#/symbol/${encodeURIComponent(row.symbol)}`;
+    if (name === 'signal' || name === 'consensus_signal') column.badge = true;
+    return column;
+  });
+}
+
+/** Every row of `session` the `where` selects, `columns` only, fetched page by page (several at once). */
+export async function fetchAllRows(session, { where, columns, signal }) {
+  const params = { where, columns: columns.join(','), order_by: 'seq', limit: PAGE };
+  const first = await getJSON(`/results/${session}`, { ...params, offset: 0 }, { signal });
+  const rows = first.rows.slice();
+  let full = first.rows.length === PAGE;
+  let offset = PAGE;
+  const total = Number.isInteger(first.total) ? first.total : null;
+  while (full && (total === null || offset < total)) {
+    const pages = total === null ? PARALLEL_PAGES : Math.ceil((total - offset) / PAGE);
+    const offsets = Array.from({ length: pages }, (_, i) => offset + i * PAGE);
+    const answers = await Promise.all(
+      offsets.map((at) => getJSON(`/results/${session}`, { ...params, offset: at }, { signal })),
+    );
+    for (const answer of answers) rows.push(...answer.rows);
+    full = answers.every((answer) => answer.rows.length === PAGE);
+    offset += pages * PAGE;
+  }
+  return { date: first.date, rows };
+}
+
+function parseSort(text) {
+  const value = text || DEFAULT_SORT;
+  return { key: value.replace(/^-/, ''), descending: value.startsWith('-') };
+}
+
+function errorContext(text, problem) {
+  let { line, column } = problem;
+  if ((line === null || column === null) && problem.position !== null) {
+    const before = text.slice(0, problem.position);
+    line = before.split('\n').length;
+    column = problem.position - before.lastIndexOf('\n');
+  }
+  if (line === null || column === null) return '';
+  const source = text.split('\n')[line - 1] ?? '';
+  return `${source}\n${' '.repeat(Math.max(0, column - 1))}^`;
+}
+
+export function render(main, route) {
+  main.innerHTML = `
+    <section class="results" aria-labelledby="results-title">
+      <div class="view-head">
+        <h1 id="results-title">Results</h1>
+        <label class="inline">Session
+          <select id="session-select"><option value="latest">Latest</option></select>
+        </label>
+      </div>
+      <form class="screen-form" id="screen-form">
+        <label for="saved-screen" class="visually-hidden">Saved screen</label>
+        <select id="saved-screen"><option value="">Saved screens…</option></select>
+        <label for="where" class="visually-hidden">Screen expression</label>
+        <textarea id="where" rows="1" spellcheck="false" autocomplete="off" autocapitalize="off"
+          placeholder="Screen, e.g. rsi < 30 and close > sma_200" aria-describedby="where-error"></textarea>
+        <div class="screen-actions">
+          <button type="submit">Apply</button>
+          <button type="button" class="secondary" id="clear-where">Clear</button>
+        </div>
+      </form>
+      <div id="where-error" class="where-error" role="alert" hidden></div>
+      <div class="table-tools">
+        <label for="find" class="visually-hidden">Find symbol</label>
+        <input type="search" id="find" placeholder="Find symbol or name" autocomplete="off" spellcheck="false">
+        <button type="button" class="secondary" id="choose-columns" aria-haspopup="dialog">Columns</button>
+        <span class="status" id="row-count" aria-live="polite"></span>
+        <span class="live" id="live-state"></span>
+        <progress id="live-progress" hidden></progress>
+      </div>
+      <div id="results-table" class="table-host"></div>
+      <dialog id="column-dialog" class="column-dialog" aria-labelledby="column-dialog-title">
+        <form method="dialog">
+          <h2 id="column-dialog-title">Columns</h2>
+          <input type="search" id="column-filter" placeholder="Filter columns" autocomplete="off">
+          <div id="column-list" class="column-list"></div>
+          <div class="actions">
+            <button type="button" class="secondary" id="columns-reset">Defaults</button>
+            <button value="cancel" class="secondary">Cancel</button>
+            <button value="apply" id="columns-apply">Apply</button>
+          </div>
+        </form>
+      </dialog>
+    </section>`;
+
+  const $ = (selector) => main.querySelector(selector);
+  const sessionSelect = $('#session-select');
+  const savedSelect = $('#saved-screen');
+  const whereInput = $('#where');
+  const errorBox = $('#where-error');
+  const find = $('#find');
+  const countLabel = $('#row-count');
+  const liveLabel = $('#live-state');
+  const progress = $('#live-progress');
+  const dialog = $('#column-dialog');
+
+  const state = {
+    session: 'latest',
+    where: '',
+    screen: '',
+    sort: parseSort(DEFAULT_SORT),
+    columns: chosenColumns(),
+    date: null,
+    rows: [],
+    seen: new Set(),
+    catalog: new Map(),
+    stream: null,
+    controller: null,
+    poll: 0,
+    loading: 0,
+  };
+
+  const table = new VirtualTable($('#results-table'), {
+    label: 'Scan results',
+    rowKey: (row) => row.seq,
+    empty: 'No results match.',
+    onOpen: (row) => {
+      location.hash = `#/symbol/${encodeURIComponent(row.symbol)}`;
+    },
+    onSort: (key, descending) => {
+      state.sort = { key, descending };
+      writeHash(true);
+    },
+  });
+
+  function hashFor() {
+    const params = new URLSearchParams();
+    if (state.where) params.set('where', state.where);
+    if (state.screen) params.set('screen', state.screen);
+    const sort = `${state.sort.descending ? '-' : ''}${state.sort.key}`;
+    if (sort !== DEFAULT_SORT) params.set('sort', sort);
+    const query = params.toString();
+    return `#/results${state.session === 'latest' ? '' : `/${state.session}`}${query ? `?${query}` : ''}`;
+  }
+
+  function writeHash(replace) {
+    const hash = hashFor();
+    if (hash === location.hash) return;
+    if (replace) history.replaceState(null, '', hash);
+    else location.hash = hash;
+  }
+
+  function matchesFind(row) {
+    const needle = find.value.trim().toLowerCase();
+    if (!needle) return true;
+    return String(row.symbol || '').toLowerCase().includes(needle) || String(row.name || '').toLowerCase().includes(needle);
+  }
+
+  function showCount() {
+    const shown = table.rows.length;
+    const total = state.rows.length;
+    countLabel.dataset.count = String(total);
+    countLabel.textContent =
+      shown === total ? `${formatInteger(total)} rows` : `${formatInteger(shown)} of ${formatInteger(total)} rows`;
+  }
+
+  function showError(problem) {
+    const text = whereInput.value;
+    whereInput.setAttribute('aria-invalid', 'true');
+    const where = problem.line !== null && problem.column !== null ? ` (line ${problem.line}, column ${problem.column})` : '';
+    const context = errorContext(text, problem);
+    const expected = problem.expected.length ? `<p>Expected ${problem.expected.map(escapeHtml).join(', ')}.</p>` : '';
+    const suggestions = problem.suggestions.length
+      ? `<p>Did you mean ${problem.suggestions
+          .map((name) => `<button type="button" class="link suggestion" data-name="${escapeHtml(name)}">${escapeHtml(name)}</button>`)
+          .join(', ')}?</p>`
+      : '';
+    errorBox.innerHTML = `<p class="message"><strong>${escapeHtml(problem.message)}</strong>${escapeHtml(where)}</p>${
+      context ? `<pre class="where-context" data-position="${problem.position ?? ''}">${escapeHtml(context)}</pre>` : ''
+    }${expected}${suggestions}`;
+    errorBox.hidden = false;
+    errorBox.dataset.position = problem.position ?? '';
+    if (problem.position !== null) {
+      const position = Math.min(problem.position, text.length);
+      whereInput.focus();
+      whereInput.setSelectionRange(position, Math.min(text.length, position + 1));
+    }
+  }
+
+  function clearError() {
+    errorBox.hidden = true;
+    errorBox.innerHTML = '';
+    whereInput.removeAttribute('aria-invalid');
+  }
+
+  errorBox.addEventListener('click', (event) => {
+    const button = event.target.closest('button.suggestion');
+    if (!button) return;
+    const position = Number(errorBox.dataset.position);
+    const text = whereInput.value;
+    if (Number.isInteger(position)) {
+      const word = /[A-Za-z0-9_]*/y;
+      word.lastIndex = position;
+      const length = (word.exec(text) || [''])[0].length;
+      whereInput.value = text.slice(0, position) + button.dataset.name + text.slice(position + length);
+    }
+    applyForm();
+  });
+
+  function setStatus(text, kind = '') {
+    liveLabel.textContent = text;
+    liveLabel.className = `live ${kind}`;
+  }
+
+  function stopLive() {
+    state.stream?.close();
+    state.stream = null;
+    progress.hidden = true;
+  }
+
+  function fetchColumns() {
+    return [...new Set([...ALWAYS_LOADED, ...state.columns, state.sort.key])].filter((name) => name);
+  }
+
+  async function load() {
+    const ticket = ++state.loading;
+    stopLive();
+    state.controller?.abort();
+    const controller = new AbortController();
+    state.controller = controller;
+    main.dataset.state = 'loading';
+    countLabel.textContent = 'Loading…';
+    clearError();
+    const columns = fetchColumns();
+    try {
+      const [catalog, loaded, newest] = await Promise.all([
+        columnCatalog(),
+        fetchAllRows(state.session, { where: state.where, columns, signal: controller.signal }),
+        getJSON(`/results/${state.session}`, { columns: 'seq', order_by: '-seq', limit: 1 }, { signal: controller.signal }),
+      ]);
+      if (ticket !== state.loading) return;
+      state.catalog = catalog;
+      state.date = loaded.date;
+      state.rows = loaded.rows;
+      state.seen = new Set(loaded.rows.map((row) => row.seq));
+      const lastSeq = newest.rows.length ? newest.rows[0].seq : 0;
+      table.setColumns(tableColumns(state.columns, catalog, loaded.rows[0] || {}));
+      table.sortBy(state.sort.key, state.sort.descending);
+      table.setRows(state.rows.filter(matchesFind));
+      showCount();
+      main.dataset.state = 'ready';
+      main.dataset.session = state.date;
+      performance.mark('technic:results-ready');
+      markSessionOption(state.date);
+      startLive(state.date, lastSeq);
+    } catch (error) {
+      if (error.name === 'AbortError' || ticket !== state.loading) return;
+      main.dataset.state = 'error';
+      table.setRows([]);
+      state.rows = [];
+      const problem = whereError(error);
+      if (problem) {
+        countLabel.textContent = 'The screen has an error.';
+        showError(problem);
+      } else {
+        countLabel.textContent = error instanceof ApiError ? error.message : `Could not load results: ${error.message}`;
+      }
+    }
+  }
+
+  function markSessionOption(date) {
+    const latest = sessionSelect.querySelector('option[value="latest"]');
+    if (latest) latest.textContent = state.session === 'latest' ? `Latest (${date})` : 'Latest';
+  }
+
+  function addLiveRows(rows) {
+    const fresh = rows.filter((row) => !state.seen.has(row.seq));
+    if (!fresh.length) return;
+    for (const row of fresh) state.seen.add(row.seq);
+    state.rows.push(...fresh);
+    table.addRows(fresh.filter(matchesFind));
+    showCount();
+    main.dataset.lastSeq = String(Math.max(...fresh.map((row) => row.seq), Number(main.dataset.lastSeq || 0)));
+  }
+
+  function startLive(date, after) {
+    const ticket = state.loading;
+    const counts = { batch: null, results: after, signals: null };
+    const describe = () => {
+      const parts = [];
+      if (counts.batch !== null) parts.push(`batch ${counts.batch + 1}`);
+      parts.push(`${formatInteger(counts.results)} results`);
+      if (counts.signals !== null) parts.push(`${formatInteger(counts.signals)} signals`);
+      return parts.join(' · ');
+    };
+    state.stream = new LiveStream(
+      `/events/results/${date}`,
+      {
+        onResult: async (data) => {
+          counts.results = Math.max(counts.results, data.last_seq);
+          if (!state.where) {
+            const keep = fetchColumns();
+            addLiveRows(data.rows.map((row) => Object.fromEntries(keep.map((name) => [name, row[name] ?? null]))));
+            return;
+          }
+          const unseen = data.rows.some((row) => !state.seen.has(row.seq));
+          if (!unseen) return;
+          try {
+            const answer = await getJSON(`/results/${date}`, {
+              where: `(${state.where}) and seq >= ${data.first_seq} and seq <= ${data.last_seq}`,
+              columns: fetchColumns().join(','),
+              order_by: 'seq',
+              limit: PAGE,
+            });
+            if (ticket === state.loading) addLiveRows(answer.rows);
+          } catch (error) {
+            setStatus(`could not screen a new batch: ${error.message}`, 'failed');
+          }
+        },
+        onProgress: (data) => {
+          counts.batch = data.batch;
+          counts.results = data.results;
+          counts.signals = data.signals;
+          if (Number.isInteger(data.total) && data.total > 0) {
+            progress.max = data.total;
+            progress.value = data.scanned ?? 0;
+          } else {
+            progress.removeAttribute('value');
+          }
+          progress.hidden = false;
+          setStatus(`Live · ${describe()}`, 'on');
+        },
+        onEnd: (data) => {
+          progress.hidden = true;
+          counts.results = data.results ?? counts.results;
+          const reason = data.reason === 'complete' ? 'complete' : `ended: ${data.reason}${data.message ? ` (${data.message})` : ''}`;
+          setStatus(`Scan ${reason} · ${formatInteger(counts.results)} results`, data.reason === 'error' ? 'failed' : 'done');
+          main.dataset.live = 'ended';
+          if (state.session === 'latest') watchForNewSession(date);
+        },
+        onState: (name, message) => {
+          main.dataset.live = name;
+          if (name === 'live') setStatus(counts.batch === null ? 'Live · waiting for the next batch' : `Live · ${describe()}`, 'on');
+          else if (name === 'reconnecting') setStatus('Reconnecting…', 'warn');
+          else if (name === 'failed') setStatus(`Live updates unavailable: ${message}`, 'failed');
+        },
+      },
+      after,
+    ).start();
+  }
+
+  /** On "latest" after its scan ended: look now and then for a newer session and switch to it. */
+  function watchForNewSession(date) {
+    clearInterval(state.poll);
+    state.poll = setInterval(async () => {
+      if (document.hidden) return;
+      try {
+        const health = await getJSON('/health');
+        if (health.latest_session && health.latest_session > date && state.session === 'latest') {
+          clearInterval(state.poll);
+          setStatus(`New session ${health.latest_session}`, 'on');
+          load();
+        }
+      } catch {
+        /* try again at the next tick */
+      }
+    }, NEW_SESSION_POLL_MS);
+  }
+
+  function applyForm() {
+    const text = whereInput.value.trim();
+    const saved = savedSelect.selectedOptions[0];
+    state.screen = saved && saved.value && saved.dataset.expression === text ? saved.value : '';
+    state.where = text;
+    if (!state.screen) savedSelect.value = '';
+    writeHash(false);
+  }
+
+  $('#screen-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    applyForm();
+  });
+  whereInput.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey) {
+      event.preventDefault();
+      applyForm();
+    }
+  });
+  whereInput.addEventListener('input', () => {
+    whereInput.style.height = 'auto';
+    whereInput.style.height = `${Math.min(160, whereInput.scrollHeight + 2)}px`;
+  });
+  $('#clear-where').addEventListener('click', () => {
+    whereInput.value = '';
+    savedSelect.value = '';
+    applyForm();
+  });
+  savedSelect.addEventListener('change', () => {
+    const option = savedSelect.selectedOptions[0];
+    if (!option || !option.value) return;
+    whereInput.value = option.dataset.expression;
+    applyForm();
+  });
+  sessionSelect.addEventListener('change', () => {
+    state.session = sessionSelect.value;
+    writeHash(false);
+  });
+  find.addEventListener('input', () => {
+    table.setRows(state.rows.filter(matchesFind));
+    showCount();
+  });
+
+  // ---------------------------------------------------------------- column chooser
+  $('#choose-columns').addEventListener('click', async () => {
+    const names = await resultColumnNames();
+    const chosen = new Set(state.columns);
+    const groups = new Map();
+    for (const name of names) {
+      const info = state.catalog.get(name);
+      const group = (info && info.group) || 'scan';
+      if (!groups.has(group)) groups.set(group, []);
+      groups.get(group).push(name);
+    }
+    $('#column-list').innerHTML = [...groups]
+      .map(
+        ([group, members]) =>
+          `<fieldset><legend>${escapeHtml(group)}</legend>${members
+            .map((name) => {
+              const info = state.catalog.get(name);
+              const description = info && info.description ? info.description : '';
+              return `<label class="check" title="${escapeHtml(description)}" data-name="${escapeHtml(name)}"><input type="checkbox" value="${escapeHtml(name)}"${chosen.has(name) ? ' checked' : ''}> ${escapeHtml(name)}${info && info.unit ? ` <small>${escapeHtml(info.unit)}</small>` : ''}</label>`;
+            })
+            .join('')}</fieldset>`,
+      )
+      .join('');
+    $('#column-filter').value = '';
+    dialog.showModal();
+  });
+  $('#column-filter').addEventListener('input', (event) => {
+    const needle = event.target.value.trim().toLowerCase();
+    for (const label of dialog.querySelectorAll('label[data-name]')) {
+      label.hidden = Boolean(needle) && !label.dataset.name.includes(needle) && !label.title.toLowerCase().includes(needle);
+    }
+  });
+  $('#columns-reset').addEventListener('click', () => {
+    for (const box of dialog.querySelectorAll('input[type=checkbox]')) box.checked = DEFAULT_COLUMNS.includes(box.value);
+  });
+  dialog.addEventListener('close', () => {
+    if (dialog.returnValue !== 'apply') return;
+    const picked = [...dialog.querySelectorAll('input[type=checkbox]:checked')].map((box) => box.value);
+    // Keep the order the user had, new picks appended; the symbol stays first.
+    const ordered = [...state.columns.filter((name) => picked.includes(name)), ...picked.filter((name) => !state.columns.includes(name))];
+    state.columns = ['symbol', ...ordered.filter((name) => name !== 'symbol')];
+    saveColumns(state.columns);
+    load();
+  });
+
+  // ---------------------------------------------------------------- choices from the API
+  resultSessions()
+    .then((sessions) => {
+      for (const date of sessions) sessionSelect.add(new Option(date, date));
+      sessionSelect.value = state.session;
+      if (state.date) markSessionOption(state.date);
+    })
+    .catch(() => {});
+  savedScreens()
+    .then((screens) => {
+      for (const screen of screens) {
+        const option = new Option(screen.title || screen.name, screen.name);
+        option.dataset.expression = screen.expression;
+        option.title = screen.description || screen.expression;
+        savedSelect.add(option);
+      }
+      if (state.screen) savedSelect.value = state.screen;
+    })
+    .catch(() => {});
+
+  function update(next) {
+    const params = next.params;
+    const session = next.segments[1] || 'latest';
+    const screen = params.get('screen') || '';
+    let where = params.get('where') || '';
+    const option = screen ? [...savedSelect.options].find((o) => o.value === screen) : null;
+    if (!where && option) where = option.dataset.expression;
+    const sort = parseSort(params.get('sort'));
+    const changed = session !== state.session || where !== state.where || state.date === null;
+    state.session = session;
+    state.where = where;
+    state.screen = screen;
+    sessionSelect.value = [...sessionSelect.options].some((o) => o.value === session) ? session : 'latest';
+    savedSelect.value = option ? screen : '';
+    whereInput.value = where;
+    if (sort.key !== state.sort.key || sort.descending !== state.sort.descending) {
+      state.sort = sort;
+      if (!changed) table.sortBy(sort.key, sort.descending);
+    }
+    if (changed) load();
+  }
+
+  // A screen named without an expression (#/results?screen=golden-cross) needs the list before loading.
+  if (route.params.get('screen') && !route.params.get('where')) {
+    savedScreens()
+      .then(() => update(route))
+      .catch(() => update(route));
+  } else {
+    update(route);
+  }
+
+  return {
+    update,
+    dispose() {
+      state.loading++;
+      state.controller?.abort();
+      stopLive();
+      clearInterval(state.poll);
+    },
+  };
+}
