@@ -202,6 +202,41 @@ REJECTIONS: Columns = {
     "reason": pl.String,
 }
 
+#: Hits of every saved screen on one session, in each screen's own order (`rank` 1 = first), with the
+#: version of the screen that produced them (old hits keep theirs when a screen changes).
+SCREEN_HITS: Columns = {
+    "date": pl.Date,
+    "screen": pl.String,
+    "screen_version": pl.Int64,
+    "screen_fingerprint": pl.String,
+    "rank": pl.Int64,
+    "symbol": pl.String,
+}
+
+#: Realized forward returns of one labeled session's screen hits and signal bands, next to the screened
+#: universe's mean on the same session: `kind` is "screen", "signal" or "consensus_signal", `name` the screen
+#: or band. `excess_*` = the hit's forward return minus that session's universe mean.
+SCREEN_OUTCOMES: Columns = {
+    "date": pl.Date,
+    "kind": pl.String,
+    "name": pl.String,
+    "screen_version": pl.Int64,
+    "symbol": pl.String,
+    "fwd_ret_5d": pl.Float64,
+    "fwd_ret_10d": pl.Float64,
+    "excess_5d": pl.Float64,
+    "excess_10d": pl.Float64,
+}
+
+#: Daily cross-sectional rank IC of each numeric rating against the forward returns of the same session.
+RATING_IC: Columns = {
+    "date": pl.Date,
+    "rating": pl.String,
+    "symbols": pl.Int64,
+    "rank_ic_5d": pl.Float64,
+    "rank_ic_10d": pl.Float64,
+}
+
 #: One row per scan run.
 SCAN_RUNS: Columns = {
     "scan_id": pl.String,

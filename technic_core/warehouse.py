@@ -131,6 +131,9 @@ DATASETS: dict[str, Dataset] = {
         Dataset("scan_runs", schema.SCAN_RUNS, ("scan_id",), Layout.PER_SCAN),
         Dataset("priority", schema.PRIORITY, ("rank",), Layout.SESSION),
         Dataset("outcomes", schema.OUTCOMES, ("symbol",), Layout.SESSION),
+        Dataset("screens", schema.SCREEN_HITS, ("screen", "rank"), Layout.SESSION),
+        Dataset("screen_outcomes", schema.SCREEN_OUTCOMES, ("kind", "name", "symbol"), Layout.SESSION),
+        Dataset("rating_ic", schema.RATING_IC, ("rating",), Layout.SESSION),
         Dataset("ticker_listings", schema.TICKER_LISTINGS, ("symbol",), Layout.SESSION),
         Dataset("ticker_details", schema.TICKER_DETAILS, ("symbol",), Layout.SESSION),
     )

@@ -275,6 +275,124 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_config=log_config())
 
 
+#: Columns a screen's table shows besides those it reads: enough to judge a hit, few enough for 80 columns.
+SCREEN_COLUMNS = ("symbol", "close", "change_1d", "tech_rating", "signal")
+#: Columns of the screen's own shown in the table at most, so the table stays readable in a terminal.
+MAX_SCREEN_READ_COLUMNS = 3
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _session_option(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form", param_hint=option) from None
+    try:
+        calendar.require_session(day)
+    except NotASessionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    return day
+
+
+def _screen_range(store, date: str | None, start: str | None, end: str | None) -> tuple[dt.date, dt.date]:
+    """The sessions to screen: --date, or --from/--to, else the newest session with results."""
+    if date is not None and (start is not None or end is not None):
+        raise typer.BadParameter("give either --date or --from/--to, not both", param_hint="--date")
+    day = _session_option(date, "--date")
+    if day is not None:
+        return day, day
+    first, last = _session_option(start, "--from"), _session_option(end, "--to")
+    stored = store.sessions("results")
+    if not stored:
+        raise RunFailed(f"no scan results in {store.root}; run `technic run` first")
+    first, last = first or (last or stored[-1]), last or stored[-1]
+    if first > last:
+        raise typer.BadParameter(f"--from {first} is after --to {last}", param_hint="--from")
+    return first, last
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def screen(
+    name_or_expression: str = typer.Argument(
+        ..., help="A saved screen's name, or an expression such as 'rsi < 30 and close > sma_200'."
+    ),
+    date: str | None = typer.Option(None, "--date", help="Session to screen (default: the newest with results)."),
+    start: str | None = typer.Option(None, "--from", help="First session of a range."),
+    end: str | None = typer.Option(None, "--to", help="Last session of a range (default: the newest with results)."),
+    columns: str | None = typer.Option(
+        None, "--columns", help="Comma-separated columns to show (`technic columns` lists them)."
+    ),
+    output: str = typer.Option(
+        "table", "--format", help="table, csv, json or parquet (parquet and csv/json go to stdout)."
+    ),
+    show_performance: bool = typer.Option(
+        False, "--performance", help="Show whether the saved screen's hits paid, instead of its hits."
+    ),
+    warehouse: str | None = typer.Option(
+        None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."
+    ),
+) -> None:
+    """Screen stored results with a saved screen or an expression; or show a saved screen's performance."""
+    import sys
+
+    from technic_core.screens import ScreenError, ScreenLibrary
+    from technic_core.screens.evaluation import evidence_between, hits_between, performance, resolve, result_columns
+    from technic_core.warehouse import Warehouse
+
+    if output not in FORMATS:
+        raise typer.BadParameter(f"{output!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    store = Warehouse.from_settings(_settings(None, None, warehouse))
+    try:
+        resolved = resolve(ScreenLibrary(store), name_or_expression)
+    except ScreenError as exc:
+        err_console.print(f"[red]error:[/red] screen: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        if show_performance:
+            if resolved.saved is None:
+                raise typer.BadParameter("--performance needs a saved screen's name", param_hint="NAME_OR_EXPRESSION")
+            frame = performance(evidence_between(store, names={resolved.saved.name: "screen"}))
+            if frame.is_empty():
+                raise RunFailed(f"no labeled sessions with hits of {resolved.saved.name!r} yet")
+        else:
+            known = result_columns()
+            chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else []
+            unknown = [c for c in chosen if c not in known]
+            if unknown:
+                raise typer.BadParameter(f"unknown column(s): {', '.join(unknown)}", param_hint="--columns")
+            first, last = _screen_range(store, date, start, end)
+            reads = sorted(resolved.screen.columns - set(SCREEN_COLUMNS))[:MAX_SCREEN_READ_COLUMNS]
+            shown = chosen or [c for c in (*SCREEN_COLUMNS, *reads) if c in known and c != "symbol"]
+            frame = hits_between(store, resolved.screen, first, last, columns=shown, sort=resolved.sort).collect()
+            if first == last:
+                frame = frame.drop("date")
+    except TechnicError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if output == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif output == "json":
+        sys.stdout.write(frame.write_json())
+    elif output == "parquet":
+        frame.write_parquet(sys.stdout.buffer)
+    else:
+        table = Table(title=f"{name_or_expression} — {frame.height} rows", title_justify="left")
+        for column in frame.columns:
+            numeric = frame.schema[column].is_numeric()
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=column in ("symbol", "date"))
+        for row in frame.iter_rows():
+            table.add_row(*(_cell(v) for v in row))
+        console.print(table)
+
+
 @app.callback()
 def _main() -> None:
     """Technic: daily US-stock technical scan (Dagster + Parquet/DuckDB)."""

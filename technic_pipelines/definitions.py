@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from technic_pipelines.defs import market_data, ml, priority, scan
+from technic_pipelines.defs import market_data, ml, priority, scan, screens
 from technic_pipelines.defs.market_data import BARS_BACKFILL_JOB
 from technic_pipelines.defs.scan import DAILY_SCAN_JOB
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
@@ -18,6 +18,7 @@ defs = Definitions.merge(
     priority.defs,
     scan.defs,
     ml.defs,
+    screens.defs,
     Definitions(resources={"warehouse": WarehouseResource(), "market_data": MarketDataResource()}),
 )
 

@@ -9,6 +9,7 @@ import json
 
 from dagster import (
     AssetKey,
+    AssetSelection,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -32,12 +33,13 @@ DEFAULT_MIN_NEW_RUNS = 50
 
 
 @sensor(
-    target=[signal_outcomes],
+    # screen_performance measures the same sessions as soon as their labels exist, in the same run
+    target=AssetSelection.assets(signal_outcomes) | AssetSelection.assets("screen_performance"),
     minimum_interval_seconds=3600,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        "Requests signal_outcomes for scanned sessions whose t+10 bars have arrived: one run over the first "
-        "consecutive range of them per tick."
+        "Requests signal_outcomes (and screen_performance, which measures the same sessions) for scanned "
+        "sessions whose t+10 bars have arrived: one run over the first consecutive range of them per tick."
     ),
 )
 def label_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource):

@@ -4,7 +4,14 @@ from dagster import AssetSelection, define_asset_job
 
 DAILY_SCAN_JOB = "daily_scan_job"
 #: The session-partitioned assets of the daily pipeline, in dependency order, across the domains.
-SESSION_ASSETS = ("price_bars", "universe", "market_conditions", "symbol_priority_scores", "scan_results")
+SESSION_ASSETS = (
+    "price_bars",
+    "universe",
+    "market_conditions",
+    "symbol_priority_scores",
+    "scan_results",
+    "screen_hits",
+)
 
 daily_scan_job = define_asset_job(
     DAILY_SCAN_JOB,
