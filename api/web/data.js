@@ -32,14 +32,18 @@ export function columnCatalog() {
   });
 }
 
-/** Every results column name: the catalog's, else the keys of one result row. */
+/** Every results column name, in the order result rows carry them (the catalog's alone if none exists). */
 export function resultColumnNames() {
   return remembered('column-names', Infinity, async () => {
     const catalog = await columnCatalog();
-    if (catalog.size) return [...catalog.keys()];
-    const body = await getJSON('/results/latest', { limit: 1 });
-    const row = listOf(body, 'rows')[0];
-    return row ? Object.keys(row) : [];
+    let keys = [];
+    try {
+      const row = listOf(await getJSON('/results/latest', { limit: 1 }), 'rows')[0];
+      keys = row ? Object.keys(row) : [];
+    } catch {
+      keys = [];
+    }
+    return [...new Set([...keys, ...catalog.keys()])];
   });
 }
 

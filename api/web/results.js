@@ -176,18 +176,21 @@ export function render(main, route) {
     },
   });
 
-  function hashFor() {
+  function hashFor(changes) {
+    const { session, where, screen, sort } = { ...state, ...changes };
     const params = new URLSearchParams();
-    if (state.where) params.set('where', state.where);
-    if (state.screen) params.set('screen', state.screen);
-    const sort = `${state.sort.descending ? '-' : ''}${state.sort.key}`;
-    if (sort !== DEFAULT_SORT) params.set('sort', sort);
+    if (where) params.set('where', where);
+    if (screen) params.set('screen', screen);
+    const order = `${sort.descending ? '-' : ''}${sort.key}`;
+    if (order !== DEFAULT_SORT) params.set('sort', order);
     const query = params.toString();
-    return `#/results${state.session === 'latest' ? '' : `/${state.session}`}${query ? `?${query}` : ''}`;
+    return `#/results${session === 'latest' ? '' : `/${session}`}${query ? `?${query}` : ''}`;
   }
 
-  function writeHash(replace) {
-    const hash = hashFor();
+  /** Record a change in the URL: replaced for what needs no reload (the sort), pushed otherwise (the
+   * route handler then loads what it names). */
+  function writeHash(replace, changes = {}) {
+    const hash = hashFor(changes);
     if (hash === location.hash) return;
     if (replace) history.replaceState(null, '', hash);
     else location.hash = hash;
@@ -413,10 +416,10 @@ export function render(main, route) {
   function applyForm() {
     const text = whereInput.value.trim();
     const saved = savedSelect.selectedOptions[0];
-    state.screen = saved && saved.value && saved.dataset.expression === text ? saved.value : '';
-    state.where = text;
-    if (!state.screen) savedSelect.value = '';
-    writeHash(false);
+    const screen = saved && saved.value && saved.dataset.expression === text ? saved.value : '';
+    if (!screen) savedSelect.value = '';
+    if (text === state.where && screen === state.screen) load();
+    else writeHash(false, { where: text, screen });
   }
 
   $('#screen-form').addEventListener('submit', (event) => {
@@ -444,10 +447,7 @@ export function render(main, route) {
     whereInput.value = option.dataset.expression;
     applyForm();
   });
-  sessionSelect.addEventListener('change', () => {
-    state.session = sessionSelect.value;
-    writeHash(false);
-  });
+  sessionSelect.addEventListener('change', () => writeHash(false, { session: sessionSelect.value }));
   find.addEventListener('input', () => {
     table.setRows(state.rows.filter(matchesFind));
     showCount();

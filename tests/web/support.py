@@ -174,41 +174,68 @@ def serve_command(port: int, root: Path) -> list[str]:
     return [sys.executable, "-m", "tests.web.serve", "--port", str(port), "--warehouse", str(root)]
 
 
-@contextmanager
-def technic_serve(root: Path, log: Path, *, env: dict[str, str] | None = None) -> Iterator[str]:
-    """A `technic serve` subprocess over `root` on a free loopback port; yields its base URL.
+class ServeProcess:
+    """A `technic serve` subprocess over `root` on a loopback port, which a test may stop and start again on
+    the same port (a dropped connection for every client). Output goes to `log`."""
 
-    Its output goes to `log`. A port taken between choosing and binding it (another process won the race)
-    is retried on a new port.
-    """
-    environment = {
-        **os.environ,
-        "TECHNIC_API_KEYS": API_KEY,
-        "TECHNIC_API_HEARTBEAT_S": "5",
-        "TECHNIC_API_POLL_INTERVAL_S": "0.2",
-        **(env or {}),
-    }
-    environment.pop("TECHNIC_WAREHOUSE", None)
-    repository = Path(__file__).resolve().parents[2]
-    for _ in range(3):
-        port = _free_port()
-        with log.open("ab") as output:
-            process = subprocess.Popen(
-                serve_command(port, root), cwd=repository, env=environment, stdout=output, stderr=subprocess.STDOUT
-            )
-        base_url = f"http://127.0.0.1:{port}"
+    def __init__(self, root: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.log = log
+        self.env = {
+            **os.environ,
+            "TECHNIC_API_KEYS": API_KEY,
+            "TECHNIC_API_HEARTBEAT_S": "5",
+            "TECHNIC_API_POLL_INTERVAL_S": "0.2",
+            **(env or {}),
+        }
+        self.env.pop("TECHNIC_WAREHOUSE", None)
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        """Start on the current port (a free one the first time; a port taken meanwhile is retried on another)."""
+        repository = Path(__file__).resolve().parents[2]
+        for attempt in range(3):
+            if not self.port or attempt:
+                self.port = _free_port()
+            with self.log.open("ab") as output:
+                self.process = subprocess.Popen(
+                    serve_command(self.port, self.root),
+                    cwd=repository,
+                    env=self.env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+            if _wait_until_up(self.base_url, self.process):
+                return self.base_url
+            self.stop()
+        raise RuntimeError(f"technic serve did not start; its output is in {self.log}:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
         try:
-            if _wait_until_up(base_url, process):
-                yield base_url
-                return
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    raise RuntimeError(f"technic serve did not start; its output is in {log}:\n{log.read_text()[-3000:]}")
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def technic_serve(root: Path, log: Path, *, env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
+    """A running `ServeProcess` over `root`, stopped on exit."""
+    server = ServeProcess(root, log, env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _wait_until_up(base_url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> bool:
