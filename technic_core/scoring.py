@@ -43,6 +43,7 @@ rank: after a broad rally the share of buys rises, and the regime (`classify_reg
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date
 
@@ -118,6 +119,15 @@ def score(frame: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in ("close", *schema.INDICATORS) if c not in frame.columns]
     if missing:
         raise ConfigError(f"score: missing column(s) {', '.join(missing)}")
+    components, rating, signal = _score_expressions()
+    # One query, its expressions built once: a scan scores a pass of symbols at a time, and for a few hundred
+    # rows building and planning the expressions costs more than evaluating them.
+    return frame.lazy().with_columns(components).with_columns(rating).with_columns(signal).collect()
+
+
+@functools.cache
+def _score_expressions() -> tuple[list[pl.Expr], pl.Expr, pl.Expr]:
+    """The expressions of `score`: the four component scores, then `tech_rating`, then `signal`."""
     components = {
         "trend_score": _trend_votes(),
         "momentum_score": _momentum_votes(),
@@ -126,12 +136,12 @@ def score(frame: pl.DataFrame) -> pl.DataFrame:
     }
     rating = _available_weighted_mean([(pl.col(name), weight) for name, weight in COMPONENT_WEIGHTS.items()])
     return (
-        frame.with_columns(
+        [
             (50.0 + 50.0 * _available_weighted_mean([(vote, 1.0) for vote in votes])).alias(name)
             for name, votes in components.items()
-        )
-        .with_columns(rating.alias("tech_rating"))
-        .with_columns(signal_from_rating(pl.col("tech_rating")).alias("signal"))
+        ],
+        rating.alias("tech_rating"),
+        signal_from_rating(pl.col("tech_rating")).alias("signal"),
     )
 
 
