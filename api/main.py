@@ -28,7 +28,7 @@ from api.hub import StreamHub, Topic
 from api.predictions import PredictionService
 from api.queries import ResultQueries
 from api.redaction import redact_api_keys
-from api.routers import predictions, reads, scans, streams
+from api.routers import columns, predictions, reads, scans, screens, streams, symbols, web
 from api.scans import NoScanData, NotScanOwner, ScanManager, ScanQuotaExceeded, UnknownScan
 from api.settings import ApiSettings
 from api.tails import PartitionTail
@@ -36,6 +36,15 @@ from technic_core.config import Settings
 from technic_core.daily import DEFAULT_SCAN
 from technic_core.errors import ConfigError, TechnicError, WarehouseError
 from technic_core.scan import NO_HOOKS, ScanHooks
+from technic_core.screens import (
+    BuiltinScreenError,
+    InvalidScreenError,
+    ScreenConflictError,
+    ScreenError,
+    ScreenFileError,
+    ScreenLibrary,
+    ScreenNotFoundError,
+)
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,12 @@ ERROR_STATUS: tuple[tuple[type[TechnicError], int], ...] = (
     (NotScanOwner, status.HTTP_403_FORBIDDEN),
     (ScanQuotaExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
     (NoScanData, status.HTTP_409_CONFLICT),
+    (ScreenNotFoundError, status.HTTP_404_NOT_FOUND),
+    (BuiltinScreenError, status.HTTP_403_FORBIDDEN),
+    (ScreenConflictError, status.HTTP_409_CONFLICT),
+    (ScreenFileError, status.HTTP_409_CONFLICT),
+    (InvalidScreenError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (ScreenError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (ConfigError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (WarehouseError, status.HTTP_503_SERVICE_UNAVAILABLE),
     # Anything else raised on purpose (e.g. the ML stage's "no scan history yet") is about the warehouse's
@@ -71,11 +86,30 @@ def _json_safe(value: object) -> object:
     return value
 
 
+#: The fields a refused screen adds to its `detail` item (`technic_core.screens.ScreenError.to_dict`).
+SCREEN_FIELDS = ("error", "message", "position", "line", "column", "expected", "suggestions")
+
+
+def _with_screen_fields(error: ErrorDetails) -> dict[str, object]:
+    """A request-model error as its `detail` item; a screen refused inside a model (an ad-hoc scan's `where`)
+    has its place lifted from pydantic's `ctx` beside `loc`, as the query parameters' screens have it, with
+    `field` naming the field."""
+    item: dict[str, object] = dict(error)
+    context = error.get("ctx")
+    if error["type"] == "screen" and isinstance(context, dict):
+        item.pop("ctx")
+        item.update({name: context[name] for name in SCREEN_FIELDS if name in context})
+        item["field"] = ".".join(str(part) for part in error["loc"])
+        item["input"] = str(error.get("input"))[:200]
+    return item
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):  # registered for it alone; Starlette types handlers broadly
         raise exc
     errors = exc.errors()
-    detail = _json_safe(jsonable_encoder(errors, custom_encoder={ValueError: str}))
+    items = [_with_screen_fields(error) for error in errors]
+    detail = _json_safe(jsonable_encoder(items, custom_encoder={ValueError: str}))
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         content={"detail": detail, "message": _validation_message(errors)},
@@ -86,6 +120,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     code = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
     if code >= 500:
         logger.error("warehouse error", extra={"path": request.url.path, "error": str(exc)})
+    if isinstance(exc, ScreenError):  # reached only when a router did not name the field: keep the place
+        return JSONResponse(status_code=code, content={"detail": exc.to_dict(), "message": str(exc)})
     return JSONResponse(status_code=code, content={"detail": str(exc)})
 
 
@@ -141,10 +177,11 @@ def create_app(
     app.state.keyring = KeyRing(api_keys, api_settings.reads_require_key)
     app.state.stream_quota = StreamQuota(api_settings.max_streams_per_key)
     app.state.predictions = PredictionService(store, api_settings.predictor_ttl_s)
+    app.state.screens = screens.CachedLibrary(ScreenLibrary(store))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _domain_error)
-    for module in (reads, streams, scans, predictions):
+    for module in (reads, columns, screens, symbols, streams, scans, predictions, web):
         app.include_router(module.router)
     return app
 

@@ -65,13 +65,44 @@ else:
     OrderBy = Literal[tuple(f"{sign}{column}" for column in ORDER_COLUMNS for sign in ("", "-"))]
 
 
-class ResultFilters(Strict):
+#: What a page of rows comes as: JSON, or a download (Content-Disposition: attachment) of CSV or Parquet.
+Format = Literal["json", "csv", "parquet"]
+
+_COLUMNS_DESCRIPTION = (
+    "comma-separated result columns to return, in this order (default: every column); GET /columns lists the catalog's"
+)
+_FORMAT_DESCRIPTION = (
+    "json (default), or csv / parquet as a download; a download holds every row from `offset` on unless "
+    "`limit` is given"
+)
+
+
+class Paging(Strict):
+    """Query parameters shared by every paged endpoint."""
+
+    columns: str | None = Field(None, max_length=4_000, description=_COLUMNS_DESCRIPTION)
+    limit: int = Field(
+        100, ge=1, le=1000, description="at most this many rows (JSON pages; downloads: only when given)"
+    )
+    offset: int = Field(0, ge=0, le=10_000_000, description="skip this many rows first (the previous `next_offset`)")
+    format: Format = Field("json", description=_FORMAT_DESCRIPTION)
+
+    def row_limit(self) -> int | None:
+        """`limit` for a JSON page; for a download, `limit` only when the client gave one (else every row)."""
+        return self.limit if self.format == "json" or "limit" in self.model_fields_set else None
+
+
+class ResultFilters(Paging):
     """Query parameters of the results endpoints."""
 
     signal: Signal | None = Field(None, description="only rows with this Signal")
     sector: Sector | None = Field(None, description="only rows of this GICS sector")
     min_tech_rating: float | None = Field(None, ge=0, le=100, description="only rows rated at least this")
-    limit: int = Field(100, ge=1, le=1000, description="at most this many rows")
+    where: str | None = Field(
+        None,
+        description="a screen (docs/screens.md), e.g. `rsi < 30 and close > sma_200` or `close > prev(close)`: only "
+        "the rows it selects",
+    )
     order_by: OrderBy = Field(
         "-tech_rating",
         description="column to sort by — the scored row's own or any catalog column (GET /columns); prefix '-' "
@@ -105,7 +136,10 @@ class ColumnCatalog(Strict):
 class ResultsPage(Strict):
     date: dt.date
     count: int = Field(description="rows in this page (at most `limit`)")
-    rows: list[ResultRow]
+    total: int = Field(description="rows that match the filters and the screen, over every page")
+    offset: int = Field(description="rows skipped before this page")
+    next_offset: int | None = Field(description="`offset` of the next page; null on the last page")
+    rows: list[ResultRow] = Field(description="result rows; with `columns`, only those columns")
 
 
 class StreamCounts(Strict):
@@ -147,6 +181,15 @@ class Prediction(Strict):
     duration_s: float = Field(description="predicted scan duration in seconds")
 
 
+class Watchlist(Strict):
+    """What became of an ad-hoc scan's `symbols`."""
+
+    requested: int
+    scanned: int = Field(description="symbols of the list the scan visits (listed and past the pre-screen)")
+    unknown: list[str] = Field(description="not listed on the scanned session")
+    not_screened: list[str] = Field(description="listed, but refused by the pre-screen (price, liquidity, history)")
+
+
 class ScanStarted(Strict):
     scan_id: str
     session: dt.date
@@ -159,6 +202,7 @@ class ScanStarted(Strict):
     stats_url: str
     stop_url: str
     predicted: Prediction | None = Field(description="present when a trained scan predictor exists")
+    watchlist: Watchlist | None = Field(None, description="with `symbols`: which of them the scan visits")
 
 
 class ScanStats(Strict):
@@ -189,6 +233,7 @@ class ScanResult(Strict):
 
     stats: ScanStats
     ordering_note: str
+    watchlist: Watchlist | None = Field(None, description="with `symbols`: which of them the scan visited")
     rows: list[ResultRow]
 
 
@@ -219,3 +264,121 @@ class SuggestResponse(LabeledAnswer):
     predicted: Prediction | None
     warnings: list[str]
     hot_sectors: list[str]
+
+
+# ---------------------------------------------------------------------------------------------- screens
+
+
+class ScreenVersionInfo(Strict):
+    version: int
+    fingerprint: str = Field(description="12 hex digits of the SHA-256 of the normalized expression")
+    expression: str
+    saved_at: dt.datetime | None = Field(description="null for built-ins and for a hand edit not saved since")
+
+
+class ScreenInfo(Strict):
+    """A saved screen (docs/screens.md) and its hits on the newest session with stored screen hits."""
+
+    name: str
+    title: str
+    description: str
+    expression: str
+    version: int
+    fingerprint: str
+    builtin: bool
+    sort_by: str | None = Field(description="the column its hits are ordered by (null: tech_rating)")
+    descending: bool
+    hits: int | None = Field(
+        description="hits recorded on `hits_date` by this version; null when none are recorded (a screen saved "
+        "after that session's hits were stored, or changed since)"
+    )
+    hits_date: dt.date | None = Field(description="newest session with stored screen hits (the `screens` dataset)")
+
+
+class ScreenDetail(ScreenInfo):
+    versions: list[ScreenVersionInfo] = Field(description="every version, oldest first; the last is the current one")
+
+
+class ScreenFileProblem(Strict):
+    name: str | None
+    line: int | None
+    message: str
+
+
+class ScreenList(Strict):
+    """`GET /screens`: built-ins first, then the users' screens by name."""
+
+    etag: str | None = Field(description="version of screens.yaml, for `If-Match` (also the ETag header)")
+    hits_date: dt.date | None
+    count: int
+    screens: list[ScreenInfo]
+    problems: list[ScreenFileProblem] = Field(description="entries of screens.yaml left out at load, and why")
+
+
+class ScreenBody(Strict):
+    """`PUT /screens/{name}`: the whole screen; a field left out is reset to its default."""
+
+    expression: str = Field(description='the screen, e.g. `rsi < 30 and sector == "Energy"` (docs/screens.md)')
+    title: str | None = Field(None, description="1–120 characters (default: the name)")
+    description: str = Field("", description="at most 2,000 characters")
+    sort_by: str | None = Field(None, description="a result column its hits are ordered by (default: tech_rating)")
+    descending: bool = Field(True, description="order hits by `sort_by` descending")
+
+
+class HitsPage(Strict):
+    """`GET /screens/{name}/hits/{date}` (documentation: the body is encoded by polars, not by this model)."""
+
+    name: str
+    version: int = Field(description="the version whose hits these are")
+    fingerprint: str
+    date: dt.date
+    source: Literal["stored", "evaluated"] = Field(
+        description="stored: the hits the pipeline recorded (`screens` dataset); evaluated: computed now over the "
+        "stored results, because none were recorded for this version yet"
+    )
+    note: str = Field(description="why the source is what it is")
+    count: int = Field(description="hits in this page")
+    total: int = Field(description="hits on the session")
+    offset: int
+    next_offset: int | None
+    rows: list[dict[str, Any]] = Field(description="`rank`, `symbol`, then the chosen columns, in rank order")
+
+
+class SessionHits(Strict):
+    date: dt.date
+    hits: int
+
+
+class HistoryPage(Strict):
+    """`GET /screens/{name}/history` (documentation: the body is encoded by polars, not by this model)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    version: int
+    fingerprint: str
+    first: dt.date = Field(alias="from")
+    last: dt.date = Field(alias="to")
+    sessions: list[SessionHits] = Field(description="hits per session of the range that has results, oldest first")
+    count: int
+    total: int = Field(description="hits over the range")
+    offset: int
+    next_offset: int | None
+    rows: list[dict[str, Any]] = Field(description="`date`, `rank`, `symbol`, then the chosen columns")
+
+
+class PerformancePage(Strict):
+    """`GET /screens/{name}/performance`: whether the hits paid, beside the signal bands."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    first: dt.date | None = Field(alias="from")
+    last: dt.date | None = Field(alias="to")
+    reason: str | None = Field(description="why `rows` is empty (nothing labeled yet); null otherwise")
+    versions: list[int] = Field(description="versions of the screen whose hits the evidence holds")
+    rows: list[dict[str, Any]] = Field(
+        description="the screen's row of `technic_core.screens.evaluation.performance`: sessions, hits, and per "
+        "horizon (5d, 10d) mean, median, excess over the universe, share positive and t-statistic of the excess"
+    )
+    bands: list[dict[str, Any]] = Field(description="the same for each band of `signal` and `consensus_signal`")

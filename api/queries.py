@@ -1,34 +1,284 @@
-"""Read-only warehouse queries of the API: DuckDB views over the Parquet files, and the model registry.
+"""Read-only warehouse queries of the API: result pages (filters, screens, columns, paging), screen hits, and
+the model registry.
 
-One in-memory DuckDB database (`Warehouse.connect()`, never the catalog file, so a Dagster write is never
-blocked) is opened per process; each query runs on its own cursor, DuckDB's per-thread handle, because the
-endpoints run in a thread pool. The views re-expand their globs on every query, so new partitions show up
-without reconnecting. Values are always bound parameters; the only interpolated SQL is the ORDER BY column,
-which comes from a closed list.
+Result pages are answered from each session's rows held in memory (`SessionFrames`): read once, kept while
+the partition's files are unchanged, re-read one new batch file at a time while a scan is writing. A screen
+(`?where=`, a saved screen) is compiled by `technic_core.screens` into a polars expression whose literals
+are bound values, so nothing a client sends is ever run as SQL or Python; `order_by` and `columns` are
+checked against closed lists. One in-memory DuckDB database (`Warehouse.connect()`, never the catalog file,
+so a Dagster write is never blocked) serves single rows; each query runs on its own cursor, DuckDB's
+per-thread handle, because the endpoints run in a thread pool.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import io
+import json
 import logging
 import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+from fastapi import Response
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import URL
 
-from api.models import ORDER_COLUMNS, ModelInfo, ModelVersion, ResultFilters
-from technic_core.errors import ConfigError
+from api.events import for_wire
+from api.models import ModelInfo, ModelVersion
+from technic_core import calendar, schema
+from technic_core.errors import ConfigError, CorruptFileError
 from technic_core.ml.registry import ModelRegistry
+from technic_core.screens import SavedScreen, Screen, ScreenError, compile, with_previous
+from technic_core.screens.evaluation import (
+    BANDS,
+    DEFAULT_SORT,
+    SCREEN,
+    hits_between,
+    performance,
+    result_columns,
+)
+from technic_core.storage import AnyPath
 from technic_core.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
 
+#: Rows of a JSON page unless `limit` says otherwise, and the most one page may hold.
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1_000
+#: Largest `offset`: far beyond a session's rows (a scan has one per symbol) or a year of a screen's hits.
+MAX_OFFSET = 10_000_000
+#: Sessions whose rows `SessionFrames` keeps (a session of 5,000 symbols is ~8 MB in memory).
+CACHED_SESSIONS = 4
+#: Characters of a client's input echoed back in an error.
+ECHOED_INPUT = 200
+
+#: What a screen over stored results may read, by kind (`technic_core.screens.evaluation.result_columns`).
+RESULT_KINDS = result_columns()
+
+
+# ---------------------------------------------------------------------------------------------- request parsing
+
+
+def problem(location: Sequence[str], message: str, value: object = None, **extra: object) -> dict[str, Any]:
+    """One item of a 422's `detail`, in FastAPI's shape (`type`, `loc`, `msg`, `input`) plus `field` and `extra`."""
+    shown = value[:ECHOED_INPUT] if isinstance(value, str) else value
+    return {"type": "value_error", "loc": tuple(location), "msg": message, "input": shown, **extra}
+
+
+def invalid(location: Sequence[str], message: str, value: object = None, **extra: object) -> RequestValidationError:
+    return RequestValidationError([problem(location, message, value, field=".".join(location), **extra)])
+
+
+def screen_problem(error: ScreenError, location: Sequence[str], text: str) -> RequestValidationError:
+    """A screen the language refused, as a 422 naming the field, with the error's place and what was expected
+    (`ScreenError.to_dict`: `error`, `message`, `position`, `line`, `column`, `expected`, `suggestions`)."""
+    item = {**problem(location, str(error), text), **error.to_dict(), "type": "screen", "field": ".".join(location)}
+    return RequestValidationError([item])
+
+
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> Screen:
+    # Screens are immutable and compiling one parses it (a millisecond): many clients send the same text.
+    return compile(text, RESULT_KINDS)
+
+
+def where_screen(text: str | None, location: Sequence[str] = ("query", "where")) -> Screen | None:
+    """The screen of a `where` parameter (None when absent or blank); a refusal is a 422 with its position."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return _compiled(text)
+    except ScreenError as error:
+        raise screen_problem(error, location, text) from None
+
+
+def saved_screen(saved: SavedScreen) -> Screen:
+    """A saved screen compiled against the result columns (the library compiled it already at load)."""
+    return _compiled(saved.expression)
+
+
+def closest_columns(name: str, count: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, schema.RESULTS, n=count, cutoff=0.6)
+
+
+def chosen_columns(text: str | None, location: Sequence[str] = ("query", "columns")) -> tuple[str, ...] | None:
+    """The result columns a comma-separated `columns` parameter names, in its order (None: every column); an
+    unknown name is a 422 naming it and the closest known names."""
+    if text is None or not text.strip():
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in dict.fromkeys(names) if name not in schema.RESULTS]
+    if unknown:
+        suggestions = {name: closest_columns(name) for name in unknown[:10]}
+        described = ", ".join(
+            f"{name[:40]!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+            for name, close in suggestions.items()
+        )
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise invalid(
+            location,
+            f"unknown column(s) {described}{more}; GET /columns lists the catalog columns",
+            text,
+            unknown=unknown[:10],
+            suggestions=suggestions,
+        )
+    return tuple(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------- session rows
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """A session's rows and the files they were read from: (name, mtime, size) each, and each file's rows."""
+
+    stamps: tuple[tuple[str, int, int], ...]
+    files: dict[tuple[str, int, int], pl.DataFrame]
+    frame: pl.DataFrame
+
+
+class SessionFrames:
+    """Every result row of a session as one DataFrame in the results schema, kept while its files are unchanged.
+
+    Checking costs a listing of the partition directory and a stat per file. A batch file that appears (a scan
+    still writing) is read alone and appended; a file that changed is read again. At most `capacity` sessions
+    are kept, the least recently used dropped first. Thread-safe: concurrent readers of one session wait for
+    one load.
+    """
+
+    def __init__(self, store: Warehouse, capacity: int = CACHED_SESSIONS) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._session_locks: dict[dt.date, threading.Lock] = {}
+        self._loaded: OrderedDict[dt.date, _Loaded] = OrderedDict()
+
+    def get(self, session: dt.date) -> pl.DataFrame:
+        """The session's rows in seq order (an empty frame when the partition does not exist)."""
+        with self._lock:
+            lock = self._session_locks.setdefault(session, threading.Lock())
+        with lock:
+            for _ in range(3):  # a file replaced between listing and reading: list again
+                try:
+                    return self._current(session)
+                except FileNotFoundError:
+                    continue
+            return self._current(session)
+
+    def previous(self, session: dt.date) -> pl.DataFrame:
+        """The rows of the NYSE session before `session` (what `prev()` reads), empty when it has none."""
+        return self.get(calendar.previous_session(session))
+
+    def _current(self, session: dt.date) -> pl.DataFrame:
+        files = self.store.partition_files("results", session)
+        stamps = tuple(_stamp(file) for file in files)
+        with self._lock:
+            loaded = self._loaded.get(session)
+            if loaded is not None:
+                self._loaded.move_to_end(session)
+        if loaded is not None and loaded.stamps == stamps:
+            return loaded.frame
+        known = loaded.files if loaded is not None else {}
+        parts = {stamp: known[stamp] if stamp in known else _read_results(file) for stamp, file in zip(stamps, files)}
+        frames = list(parts.values())
+        frame = pl.concat(frames, rechunk=True) if frames else schema.empty(schema.RESULTS)
+        with self._lock:
+            self._loaded[session] = _Loaded(stamps, parts, frame)
+            self._loaded.move_to_end(session)
+            while len(self._loaded) > self.capacity:
+                self._loaded.popitem(last=False)
+        return frame
+
+
+def _stamp(file: AnyPath) -> tuple[str, int, int]:
+    stat = file.stat()
+    return file.name, stat.st_mtime_ns, stat.st_size
+
+
+def _read_results(file: AnyPath) -> pl.DataFrame:
+    """One results file in the results schema: columns an older file lacks are null, as warehouse reads make them."""
+    try:
+        frame = pl.read_parquet(file if isinstance(file, Path) else io.BytesIO(file.read_bytes()))
+    except FileNotFoundError:
+        raise
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        raise CorruptFileError(f"corrupt Parquet file {file}: {exc}") from exc
+    absent = [
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in schema.RESULTS.items() if name not in frame.columns
+    ]
+    return schema.conform(frame.with_columns(absent) if absent else frame, schema.RESULTS, f"results file {file}")
+
+
+def screened(frame: pl.DataFrame, previous: pl.DataFrame | None, screen: Screen) -> pl.DataFrame:
+    """The rows of one session's `frame` that `screen` selects; `previous` holds the session before (for prev())."""
+    if not screen.prev_columns:
+        return screen.apply(frame)
+    prior = previous if previous is not None else schema.empty(schema.RESULTS)
+    # One row per symbol and session in stored results; a duplicate would make a symbol's hit count twice.
+    prior = prior.unique("symbol", keep="first", maintain_order=True)
+    joined = with_previous(frame, prior, screen.prev_columns)
+    return screen.apply(joined).drop(list(set(joined.columns) - set(frame.columns)))
+
+
+def ordered(frame: pl.DataFrame, sort: tuple[str, bool] | None) -> pl.DataFrame:
+    """`frame` in a screen's display order: its sort column (nulls last), then symbol — as
+    `technic_core.screens.evaluation.hits_between` orders each session."""
+    column, descending = sort or DEFAULT_SORT
+    return frame.sort([column, "symbol"], descending=[descending, False], nulls_last=True)
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+
+@dataclass(frozen=True)
+class RowRequest:
+    """What a results request asks for (see `api.models.ResultFilters`), checked."""
+
+    signal: str | None = None
+    sector: str | None = None
+    min_tech_rating: float | None = None
+    where: Screen | None = None
+    order_by: str = "-tech_rating"
+    columns: tuple[str, ...] | None = None
+    offset: int = 0
+    #: None: every row from `offset` on (downloads).
+    limit: int | None = DEFAULT_LIMIT
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows: `frame` (the chosen columns), the rows matched in all (`total`) and where it starts."""
+
+    frame: pl.DataFrame
+    total: int
+    offset: int
+
+    @property
+    def next_offset(self) -> int | None:
+        """Where the next page starts, or None when this one reaches the last row."""
+        end = self.offset + self.frame.height
+        return end if end < self.total else None
+
+
+def paged(frame: pl.DataFrame, offset: int, limit: int | None, columns: Sequence[str] | None) -> Page:
+    rows = frame.slice(offset, limit)
+    return Page(rows.select(columns) if columns is not None else rows, frame.height, offset)
+
 
 class ResultQueries:
-    """Result reads through one shared in-memory DuckDB database."""
+    """Result reads: pages from the cached session rows, single rows through one shared in-memory DuckDB."""
 
     def __init__(self, store: Warehouse) -> None:
         self.store = store
+        self.frames = SessionFrames(store)
         self._database = store.connect()
         self._lock = threading.Lock()
 
@@ -43,28 +293,26 @@ class ResultQueries:
             raise TypeError(f"expected a DataFrame from an Arrow table, got {type(frame).__name__}")
         return frame
 
-    def results(self, session: dt.date, filters: ResultFilters) -> pl.DataFrame:
-        column = filters.order_by.lstrip("-")
-        if column not in ORDER_COLUMNS:
-            raise ValueError(f"order_by column {column!r} is not orderable")
-        direction = "DESC" if filters.order_by.startswith("-") else "ASC"
-        sql = (
-            "SELECT * FROM results WHERE date = $date"
-            " AND ($signal IS NULL OR signal = $signal)"
-            " AND ($sector IS NULL OR sector = $sector)"
-            " AND ($min_rating IS NULL OR tech_rating >= $min_rating)"
-            f' ORDER BY "{column}" {direction} NULLS LAST, symbol LIMIT $limit'
-        )
-        return self._query(
-            sql,
-            {
-                "date": session,
-                "signal": filters.signal,
-                "sector": filters.sector,
-                "min_rating": filters.min_tech_rating,
-                "limit": filters.limit,
-            },
-        )
+    def page(self, session: dt.date, request: RowRequest) -> Page:
+        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged."""
+        frame = self.frames.get(session)
+        if request.where is not None:
+            previous = self.frames.previous(session) if request.where.prev_columns else None
+            frame = screened(frame, previous, request.where)
+        conditions = []
+        if request.signal is not None:
+            conditions.append(pl.col("signal") == request.signal)
+        if request.sector is not None:
+            conditions.append(pl.col("sector") == request.sector)
+        if request.min_tech_rating is not None:
+            conditions.append(pl.col("tech_rating") >= request.min_tech_rating)
+        if conditions:
+            frame = frame.filter(*conditions)
+        column = request.order_by.lstrip("-")
+        if column not in schema.RESULTS:
+            raise ValueError(f"order_by column {column!r} is not a result column")
+        frame = frame.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
+        return paged(frame, request.offset, request.limit, request.columns)
 
     def result(self, session: dt.date, symbol: str) -> pl.DataFrame:
         sql = "SELECT * FROM results WHERE date = $date AND symbol = $symbol"
@@ -72,6 +320,205 @@ class ResultQueries:
 
     def close(self) -> None:
         self._database.close()
+
+
+# ---------------------------------------------------------------------------------------------- saved screens
+
+#: Columns a hit row shows after `rank` and `symbol` unless `columns` says otherwise, then the screen's own.
+DEFAULT_HIT_COLUMNS = ("name", "sector", "close", "change_1d", "tech_rating", "signal")
+STORED, EVALUATED = "stored", "evaluated"
+
+
+def sort_of(saved: SavedScreen) -> tuple[str, bool] | None:
+    return (saved.sort_by, saved.descending) if saved.sort_by else None
+
+
+def hit_columns(saved: SavedScreen, chosen: Sequence[str] | None) -> list[str]:
+    """The columns a hit row carries after `rank` and `symbol`: the chosen ones, or the defaults plus every
+    column the screen reads and its sort column."""
+    if chosen is not None:
+        return [name for name in chosen if name != "symbol"]
+    screen = saved_screen(saved)
+    own = sorted(screen.columns | screen.prev_columns)
+    sort = (sort_of(saved) or DEFAULT_SORT)[0]
+    return [name for name in dict.fromkeys((*DEFAULT_HIT_COLUMNS, *own, sort)) if name != "symbol"]
+
+
+@dataclass(frozen=True)
+class Hits:
+    """A saved screen's hits: `frame` holds `rank`, `symbol` and the chosen columns (`date` first over a range)."""
+
+    frame: pl.DataFrame
+    version: int
+    fingerprint: str
+    source: str
+    note: str
+
+
+@dataclass(frozen=True)
+class StoredHits:
+    """One session's partition of the `screens` dataset (every saved screen's recorded hits) and when its
+    newest file was written (POSIX seconds)."""
+
+    session: dt.date
+    frame: pl.DataFrame
+    written: float
+
+    @classmethod
+    def read(cls, store: Warehouse, session: dt.date) -> StoredHits | None:
+        files = store.partition_files("screens", session)
+        if not files:
+            return None
+        written = max(file.stat().st_mtime for file in files)
+        return cls(session, store.read("screens", session, session), written)
+
+    def of(self, saved: SavedScreen) -> tuple[pl.DataFrame | None, str]:
+        """`saved`'s recorded hits (`symbol`, `rank`, `screen_version`, `screen_fingerprint`) when its current
+        version recorded them, else None; and a sentence saying which.
+
+        A screen without a stored row either had no hit or did not exist yet when the partition was written: it
+        had no hit when it is a built-in or its current version was saved before the partition's files.
+        """
+        session = self.session
+        stored = self.frame.filter(pl.col("screen") == saved.name).select(
+            "symbol", "rank", "screen_version", "screen_fingerprint"
+        )
+        recorded = f"recorded by the pipeline on {session} (screens dataset)"
+        if stored.height:
+            if stored.get_column("screen_fingerprint").eq(saved.fingerprint).all():
+                return stored, recorded
+            versions = ", ".join(str(v) for v in stored.get_column("screen_version").unique().sort().to_list())
+            return (
+                None,
+                f"the hits stored for {session} are version {versions}'s; version {saved.version} is evaluated now",
+            )
+        saved_at = saved.versions[-1].saved_at
+        if saved.builtin or (saved_at is not None and saved_at.timestamp() <= self.written):
+            return stored, recorded
+        return None, f"version {saved.version} is newer than the hits stored for {session}, so they are evaluated now"
+
+
+def recorded_hits(store: Warehouse, session: dt.date, saved: SavedScreen) -> tuple[pl.DataFrame | None, str]:
+    """`StoredHits.of` for `session`'s partition; None when no hits are stored for the session at all."""
+    stored = StoredHits.read(store, session)
+    if stored is None:
+        return None, f"no screen hits are stored for {session} yet, so they are evaluated now"
+    return stored.of(saved)
+
+
+def session_hits(
+    frames: SessionFrames, store: Warehouse, session: dt.date, saved: SavedScreen, columns: list[str]
+) -> Hits:
+    """`saved`'s hits on `session` in rank order: as stored when its current version recorded them, else
+    evaluated over the session's results (prev() reading the session before), ranked in its own order."""
+    results = frames.get(session)
+    stored, note = recorded_hits(store, session, saved)
+    if stored is not None:
+        ranked = stored.sort("rank")
+        version = int(ranked.get_column("screen_version")[0]) if ranked.height else saved.version
+        joined = ranked.select("rank", "symbol").join(
+            results.select("symbol", *columns), on="symbol", how="left", maintain_order="left"
+        )
+        return Hits(joined, version, saved.fingerprint, STORED, note)
+    screen = saved_screen(saved)
+    previous = frames.previous(session) if screen.prev_columns else None
+    hits = ordered(screened(results, previous, screen), sort_of(saved))
+    frame = hits.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"), "symbol", *columns)
+    return Hits(frame, saved.version, saved.fingerprint, EVALUATED, note)
+
+
+def history_hits(store: Warehouse, saved: SavedScreen, first: dt.date, last: dt.date, columns: list[str]) -> Hits:
+    """`saved`'s current version evaluated over the stored results of [first, last]: `date`, `rank`, `symbol`
+    and `columns`, by session, each in rank order."""
+    screen = saved_screen(saved)
+    reads = [name for name in columns if name not in ("date", "symbol")]
+    frame = hits_between(store, screen, first, last, columns=reads, sort=sort_of(saved)).collect()
+    frame = frame.select(
+        "date", pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("date").alias("rank"), "symbol", *reads
+    )
+    note = f"version {saved.version} evaluated over the stored results of {first} to {last}"
+    return Hits(frame, saved.version, saved.fingerprint, EVALUATED, note)
+
+
+def hits_per_session(store: Warehouse, hits: pl.DataFrame, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    """Hits on each session of [first, last] that has results (zero included), oldest first."""
+    sessions = [day for day in store.sessions("results") if first <= day <= last]
+    counts = dict(hits.group_by("date").len().iter_rows())
+    return [{"date": day, "hits": int(counts.get(day, 0))} for day in sessions]
+
+
+def screen_performance(
+    store: Warehouse, name: str, first: dt.date | None, last: dt.date | None
+) -> tuple[pl.DataFrame, pl.DataFrame, list[int], str | None]:
+    """`performance` of the screen's stored evidence in [first, last] and of the signal bands beside it, the
+    screen versions the evidence holds, and why there is no row for the screen (None when there is one)."""
+    if not store.sessions("screen_outcomes"):
+        empty = performance(schema.empty(schema.SCREEN_OUTCOMES))
+        nothing = (
+            "nothing is labeled yet: forward returns are known 10 sessions after a scan, and screen_performance "
+            "has not stored any"
+        )
+        return empty, empty, [], nothing
+    wanted = ((pl.col("kind") == SCREEN) & (pl.col("name") == name)) | pl.col("kind").is_in(list(BANDS))
+    evidence = store.scan("screen_outcomes", first, last).filter(wanted).collect()
+    summary = performance(evidence)
+    mine = summary.filter(pl.col("kind") == SCREEN)
+    bands = summary.filter(pl.col("kind") != SCREEN)
+    versions = (
+        evidence.filter(pl.col("kind") == SCREEN).get_column("screen_version").drop_nulls().unique().sort().to_list()
+    )
+    reason = None if mine.height else f"no labeled session in the range has hits of {name!r} yet"
+    return mine, bands, versions, reason
+
+
+# ---------------------------------------------------------------------------------------------- responses
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), default=_jsonable, allow_nan=False)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_body(head: Mapping[str, object], frame: pl.DataFrame, **lists: object) -> bytes:
+    """`head`'s fields, then `lists` (already JSON-ready), then `rows`: `frame`'s rows encoded by polars at wire
+    precision (faster than validating thousands of rows through a model)."""
+    fields = _json({**head, **lists})
+    rows = for_wire(frame).write_json() if frame.height else "[]"
+    return f'{fields[:-1]},"rows":{rows}}}'.encode()
+
+
+def frame_json(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Small frames (performance rows) as JSON-ready dicts, NaN and infinities as null."""
+    return json.loads(for_wire(frame).write_json()) if frame.height else []
+
+
+def page_response(head: Mapping[str, object], page: Page, format: str, stem: str, url: URL | None = None) -> Response:
+    """A page as JSON (`head`, `count`, `total`, `offset`, `next_offset`, `rows`; a `Link` header to the next
+    page), or its rows as a CSV (wire precision) or Parquet (stored precision) download named `stem`."""
+    if format == "csv":
+        return download(for_wire(page.frame).write_csv().encode(), CSV_MEDIA_TYPE, f"{stem}.csv", page)
+    if format == "parquet":
+        buffer = io.BytesIO()
+        page.frame.write_parquet(buffer, compression="zstd")
+        return download(buffer.getvalue(), PARQUET_MEDIA_TYPE, f"{stem}.parquet", page)
+    paging = {"count": page.frame.height, "total": page.total, "offset": page.offset, "next_offset": page.next_offset}
+    headers = {}
+    if url is not None and page.next_offset is not None:
+        headers["Link"] = f'<{url.include_query_params(offset=page.next_offset)}>; rel="next"'
+    return Response(json_body({**head, **paging}, page.frame), media_type="application/json", headers=headers)
+
+
+def download(body: bytes, media_type: str, filename: str, page: Page) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "X-Total-Count": str(page.total)}
+    return Response(body, media_type=media_type, headers=headers)
 
 
 def model_registry(store: Warehouse) -> list[ModelInfo]:

@@ -7,15 +7,24 @@ never block the event loop that carries the streams.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
 from api import auth, deps
 from api.events import for_wire
 from api.hub import StreamHub
 from api.models import Health, Models, Partitions, ResultFilters, ResultRow, ResultsPage, StreamCounts
-from api.queries import ResultQueries, model_registry
+from api.queries import (
+    CSV_MEDIA_TYPE,
+    PARQUET_MEDIA_TYPE,
+    ResultQueries,
+    RowRequest,
+    chosen_columns,
+    model_registry,
+    page_response,
+    where_screen,
+)
 from api.scans import ScanManager
 from api.validation import trading_session
 from technic_core.screening import SYMBOL_PATTERN
@@ -42,9 +51,36 @@ def _results_session(store: Warehouse, date: dt.date) -> dt.date:
     return session
 
 
-def _page(queries: ResultQueries, session: dt.date, filters: ResultFilters) -> ResultsPage:
-    rows = for_wire(queries.results(session, filters)).to_dicts()
-    return ResultsPage(date=session, count=len(rows), rows=rows)
+def row_request(filters: ResultFilters) -> RowRequest:
+    """The checked request: a bad `where` or an unknown column is a 422 naming the field (and the screen's place)."""
+    return RowRequest(
+        signal=filters.signal,
+        sector=filters.sector,
+        min_tech_rating=filters.min_tech_rating,
+        where=where_screen(filters.where),
+        order_by=filters.order_by,
+        columns=chosen_columns(filters.columns),
+        offset=filters.offset,
+        limit=filters.row_limit(),
+    )
+
+
+def _page(request: Request, queries: ResultQueries, session: dt.date, filters: ResultFilters) -> Response:
+    page = queries.page(session, row_request(filters))
+    return page_response({"date": session}, page, filters.format, f"results-{session}", request.url)
+
+
+_PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "JSON by default; `format=csv` or `format=parquet` answer the rows as a file download",
+        "content": {CSV_MEDIA_TYPE: {}, PARQUET_MEDIA_TYPE: {}},
+    },
+    404: {"description": "no results for the session (or none at all, for `latest`)"},
+    422: {
+        "description": "a bad parameter; `message` names it. A refused `where` carries the screen language's "
+        "`position`, `line`, `column`, `expected` and `suggestions` in its `detail` item"
+    },
+}
 
 
 @router.get("/health", response_model=Health)
@@ -73,18 +109,25 @@ def partitions(store: WarehouseDep) -> Partitions:
     return Partitions(datasets={name: store.sessions(name) for name, spec in DATASETS.items() if spec.partitioned})
 
 
-@router.get("/results/latest", response_model=ResultsPage)
-def latest_results(store: WarehouseDep, queries: QueriesDep, filters: Annotated[ResultFilters, Query()]) -> ResultsPage:
-    """Results of the newest scanned session, filtered and ordered."""
-    return _page(queries, _latest_results_session(store), filters)
+@router.get("/results/latest", response_model=ResultsPage, responses=_PAGE_RESPONSES)
+def latest_results(
+    request: Request, store: WarehouseDep, queries: QueriesDep, filters: Annotated[ResultFilters, Query()]
+) -> Response:
+    """Results of the newest scanned session: filtered, screened (`where`), ordered and paged (`offset`,
+    `next_offset`), with the chosen `columns`."""
+    return _page(request, queries, _latest_results_session(store), filters)
 
 
-@router.get("/results/{date}", response_model=ResultsPage)
+@router.get("/results/{date}", response_model=ResultsPage, responses=_PAGE_RESPONSES)
 def session_results(
-    date: SessionPath, store: WarehouseDep, queries: QueriesDep, filters: Annotated[ResultFilters, Query()]
-) -> ResultsPage:
-    """Results of one session, filtered and ordered."""
-    return _page(queries, _results_session(store, date), filters)
+    request: Request,
+    date: SessionPath,
+    store: WarehouseDep,
+    queries: QueriesDep,
+    filters: Annotated[ResultFilters, Query()],
+) -> Response:
+    """Results of one session: filtered, screened (`where`), ordered and paged, with the chosen `columns`."""
+    return _page(request, queries, _results_session(store, date), filters)
 
 
 @router.get("/results/{date}/{symbol}", response_model=ResultRow)

@@ -1,4 +1,5 @@
-"""Result streams: `GET /events/results/{scan_id}` (SSE) and `WS /ws/results/{scan_id}`.
+"""Result streams: `GET /events/results/{scan_id}` (SSE) and `WS /ws/results/{scan_id}`; a saved screen's hits
+as a session's batches land: `GET /events/screens/{name}/{session}` (SSE, the session stream filtered).
 
 `scan_id` is an ad-hoc scan id, a session date or `latest` (the newest session with results, resolved when
 the client connects). Both transports replay what exists after the client's cursor, then push live
@@ -12,12 +13,19 @@ too many sessions followed at once).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
+import polars as pl
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, WebSocket, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
@@ -26,12 +34,20 @@ from starlette.websockets import WebSocketDisconnect
 
 from api import auth
 from api.auth import AuthError, Principal, StreamQuota
-from api.events import FINAL_EVENTS, GzipStream, sse_burst
+from api.events import END_ERROR, FINAL_EVENTS, RESULT, GzipStream, StreamEvent, end_event, sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
+from api.queries import SessionFrames, saved_screen, screened
+from api.routers.screens import NAME_PATTERN
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
+from technic_core.screens import Screen
 from technic_core.warehouse import Warehouse
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(tags=["streams"])
+
+#: A screen stream follows a session: 'latest' or a date (ad-hoc scans have their own `where`).
+SESSION_PATTERN = r"^(latest|\d{4}-\d{2}-\d{2})$"
 
 _WS_POLICY_VIOLATION = 1008
 _WS_NORMAL = 1000
@@ -78,10 +94,12 @@ class StreamLease:
         self.release()
 
 
-def _open(connection: Request | WebSocket, principal: Principal, scan_id: str, cursor: int | None) -> StreamLease:
+def _open(
+    connection: Request | WebSocket, principal: Principal, scan_id: str | StreamTarget, cursor: int | None
+) -> StreamLease:
     """Resolve, check the quota and subscribe, all on the event loop without awaiting in between."""
     state = connection.app.state
-    target = stream_target(scan_id, ("path", "scan_id"))
+    target = scan_id if isinstance(scan_id, StreamTarget) else stream_target(scan_id, ("path", "scan_id"))
     quota: StreamQuota = state.stream_quota
     if quota.exceeded(principal):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, quota.refusal())
@@ -107,6 +125,15 @@ async def result_events(
     compressed once per burst and shared by every subscriber (`api.events.GzipStream`).
     """
     lease = _open(request, principal, scan_id, resume_cursor(after, last_event_id))
+    return _event_stream(request, lease)
+
+
+BurstFilter = Callable[[list[StreamEvent]], list[StreamEvent]]
+
+
+def _event_stream(request: Request, lease: StreamLease, transform: BurstFilter | None = None) -> EventSourceResponse:
+    """The SSE response of a subscription: its bursts (through `transform`, in a worker thread, when given),
+    gzip-encoded when the client accepts it; the lease is released however the response ends."""
     heartbeat_s = request.app.state.api_settings.heartbeat_s
     gzip = GzipStream() if accepts_gzip(request.headers.get("accept-encoding")) else None
 
@@ -117,19 +144,123 @@ async def result_events(
             if gzip is not None:  # now, so the first batch's write is the shared segment alone, as every later one
                 yield gzip.start()
             async with aclosing(lease.subscriber.bursts(heartbeat_s)) as bursts:
-                async for events in bursts:
+                async for received in bursts:
+                    events = received
+                    if transform is not None and any(event.kind == RESULT for event in received):
+                        events = await anyio.to_thread.run_sync(transform, received)
+                    if not events:
+                        continue
                     burst = sse_burst(events)
+                    final = events[-1].kind in FINAL_EVENTS
                     if gzip is None:
                         yield burst.data
-                    elif events[-1].kind in FINAL_EVENTS:  # the last burst: close the gzip member in the same write
+                    elif final:  # the last burst: close the gzip member in the same write
                         yield gzip.encode(burst) + gzip.finish()
                     else:
                         yield gzip.encode(burst)
+                    if final:  # also when `transform` ended the stream
+                        break
         finally:
             lease.release()
 
     headers = {"Vary": "Accept-Encoding"} | ({} if gzip is None else {"Content-Encoding": "gzip"})
     return _EventStream(body(), ping=0, headers=headers, background=BackgroundTask(lease.release_later))
+
+
+# ---------------------------------------------------------------------------------------------- screen streams
+
+_BATCH = re.compile(r'"batch":(\d+)')
+
+
+class ScreenFilter:
+    """Cuts a session stream's `result` events down to a screen's hits.
+
+    Each event's rows are looked up by seq in the session's stored rows (`SessionFrames`: the batch file the
+    event came from is on disk by then), so the screen decides on stored values, as `GET /results?where=`
+    does; the hits leave as the event's own encoded rows, in seq order. An event keeps its id (the batch's
+    last results seq), so `Last-Event-ID` resumes exactly as on the result stream; a batch without a hit
+    sends no `result` (its `progress` still moves the cursor). `prev()` reads the previous session's rows,
+    loaded once for the stream.
+    """
+
+    def __init__(
+        self, frames: SessionFrames, session: dt.date, name: str, screen: Screen, previous: pl.DataFrame | None
+    ) -> None:
+        self.frames = frames
+        self.session = session
+        self.name = name
+        self.screen = screen
+        self.previous = previous
+
+    def __call__(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        kept = []
+        for event in events:
+            if event.kind != RESULT:
+                kept.append(event)
+                continue
+            try:
+                hits = self.hits(event)
+            except Exception as exc:  # a failure ends the stream with a reason instead of cutting it
+                logger.exception("screen stream failed", extra={"screen": self.name, "session": str(self.session)})
+                return [*kept, end_event(self.session.isoformat(), event.seq - len(event.rows), END_ERROR, str(exc))]
+            if hits is not None:
+                kept.append(hits)
+        return kept
+
+    def hits(self, event: StreamEvent) -> StreamEvent | None:
+        rows = event.rows
+        last = event.seq
+        first = last - len(rows) + 1
+        stored = self.frames.get(self.session).filter(pl.col("seq").is_between(first, last))
+        seqs = screened(stored, self.previous, self.screen).get_column("seq").sort().to_list()
+        picked = [rows[seq - first] for seq in seqs if first <= seq <= last]
+        if not picked:
+            return None
+        batch = _BATCH.search(event.data[:200])
+        head = json.dumps(
+            {
+                "scan_id": self.session.isoformat(),
+                "screen": self.name,
+                "batch": int(batch.group(1)) if batch else None,
+                "first_seq": first,
+                "last_seq": last,
+                "hits": len(picked),
+            },
+            separators=(",", ":"),
+        )
+        return StreamEvent(RESULT, last, f'{head[:-1]},"rows":[{",".join(picked)}]}}')
+
+
+@router.get("/events/screens/{name}/{session}", response_class=EventSourceResponse)
+async def screen_events(
+    request: Request,
+    name: Annotated[str, Path(pattern=NAME_PATTERN, description="a saved screen's name")],
+    session: Annotated[str, Path(pattern=SESSION_PATTERN, description="'latest' or a session, YYYY-MM-DD")],
+    principal: Annotated[Principal, Depends(auth.stream_reader)],
+    after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="resume after this seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-sent events of a session's hits of a saved screen as its result batches land: `result` (the
+    batch's hits, `hits` counting them; `id` the batch's last results seq), `progress`, `end`, `lagging` and
+    `heartbeat`, exactly as `/events/results/{date}` — so `Last-Event-ID` or `?after=` resume the same way."""
+    cursor = resume_cursor(after, last_event_id)
+    target = stream_target(session, ("path", "session"))
+    state = request.app.state
+    saved = await run_in_threadpool(state.screens.get, name)
+    day = target.session
+    if target.latest:
+        sessions = state.store.sessions("results")
+        if not sessions:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'"
+            )
+        day = sessions[-1]
+    assert day is not None
+    screen = saved_screen(saved)
+    frames: SessionFrames = state.queries.frames
+    previous = await run_in_threadpool(frames.previous, day) if screen.prev_columns else None
+    lease = _open(request, principal, StreamTarget(session=day), cursor)
+    return _event_stream(request, lease, ScreenFilter(frames, day, saved.name, screen, previous))
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
