@@ -27,7 +27,16 @@ $(INSTANCE):
 run: $(STAMP)
 	$(BIN)/technic run $(ARGS)
 
-test: $(STAMP) $(INSTANCE) lint
+# The web page's browser tests drive Debian's Chromium; install it when missing and we may (CI runs as root).
+# Without it (and outside CI) those tests skip with a reason.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: $(CHROMIUM) is missing; the browser tests will skip"; fi
+
+test: $(STAMP) $(INSTANCE) lint | $(CHROMIUM)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
