@@ -73,8 +73,9 @@ def compute_catalog(
     they are null. `universe` supplies the descriptive columns by `symbol` (its latest row per symbol when
     it has a `date` column); without it they are null. With `last_only` the result is each symbol's latest
     row, sorted by symbol — computed over the full history all the same. `columns` appends only the catalog
-    columns it names (in registry order): every column is still computed chunk by chunk, but only those are
-    kept, which over every row of a long panel saves most of the output's memory and writing.
+    columns it names (in registry order), with the same values: the arithmetic of groups of columns none of
+    them needs is skipped (`kernels.GROUPS`), and only they are kept, which over every row of a long panel
+    saves most of the output's memory and writing.
 
     Raises `ConfigError` for a missing required column, a null symbol or date, a repeated (symbol, date)
     in `bars` or in `index`, or a name in `columns` the catalog lacks.
@@ -82,10 +83,11 @@ def compute_catalog(
     wanted = _wanted(columns)
     panel = _Panel(bars)
     index_by_date = panel.by_date(index)
-    sink = _Sink(panel, last_only, _stored(wanted))
+    stored = _stored(wanted)
+    sink, groups = _Sink(panel, last_only, stored), kernels.groups_for(stored)
     with np.errstate(divide="ignore", invalid="ignore"):
         for chunk in panel.chunks(_CHUNK_CELLS):
-            _compute_chunk(chunk, index_by_date, sink)
+            _compute_chunk(chunk, index_by_date, sink, groups)
     return _frame(bars, panel, sink, universe, wanted)
 
 
@@ -321,17 +323,17 @@ class _Sink:
         return result
 
 
-def _compute_chunk(chunk: _Chunk, index_by_date: np.ndarray | None, sink: _Sink) -> None:
-    """Every computed column for one chunk, written to `sink`."""
+def _compute_chunk(chunk: _Chunk, index_by_date: np.ndarray | None, sink: _Sink, groups: frozenset[str]) -> None:
+    """The computed columns of one chunk (the optional `kernels.GROUPS` among them in `groups`), written to `sink`."""
     panel, first = chunk.panel, sink.first_row(chunk)
     prices = {name: chunk.load(panel.prices[name]) for name in PRICES}
     index = None
-    if index_by_date is None:
+    if index_by_date is None or "index" not in groups:
         dates = np.take(panel.date_code, chunk.rows[first:], mode="clip")
     else:
         every_date = np.take(panel.date_code, chunk.rows, mode="clip")
         index, dates = chunk.blank(index_by_date[every_date]), every_date[first:]
-    values = kernels.compute(prices, panel.bars_before_year(dates, chunk.symbols), index, first)
+    values = kernels.compute(prices, panel.bars_before_year(dates, chunk.symbols), index, first, groups)
     zero_price = not all(prices[name].all() for name in ("open", "high", "low", "close"))
     if zero_price or (index is not None and not index.all()):
         for matrix in values.values():

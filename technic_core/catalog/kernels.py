@@ -20,7 +20,7 @@ Row k being bar k of every symbol, a column's warm-up is its first `lookback` ro
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -52,10 +52,40 @@ _FLAT_CCI = 1e-12
 _VARIANCE_RECHECK = 1e-5
 
 
+#: Optional groups of computed columns: a caller that keeps none of a group's columns skips its arithmetic
+#: (`compute_catalog(columns=...)`). Everything else — averages, MACD, RSI, ATR, Bollinger, volume, changes,
+#: the 20-bar range — is always computed. Skipping a group changes no other column's value, not even in the
+#: last bit: each column's arithmetic reads only its own inputs.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "directional": ("adx_14", "plus_di_14", "minus_di_14"),
+    "oscillators": ("stoch_k", "stoch_d", "willr_14", "cci_20", "mfi_14", "aroon_up_25", "aroon_down_25"),
+    "year_range": ("high_52w", "low_52w", "high_52w_dist", "low_52w_dist", "new_high_52w", "new_low_52w"),
+    "volatility": ("volatility_21",),
+    "index": ("beta_252", "rs_63"),
+    "consensus": ("consensus_ma", "consensus_oscillators", "consensus_rating"),
+}
+ALL_GROUPS = frozenset(GROUPS)
+#: Groups whose arithmetic reads another group's columns.
+_GROUP_INPUTS = {"consensus": ("directional", "oscillators")}
+
+
+def groups_for(columns: Iterable[str]) -> frozenset[str]:
+    """The groups `compute` must run for `columns` (computed column names) to be among its values."""
+    names = set(columns)
+    groups = {group for group, members in GROUPS.items() if names.intersection(members)}
+    for group in tuple(groups):
+        groups.update(_GROUP_INPUTS.get(group, ()))
+    return frozenset(groups)
+
+
 def compute(
-    prices: dict[str, np.ndarray], year_bars: np.ndarray, index: np.ndarray | None, first: int
+    prices: dict[str, np.ndarray],
+    year_bars: np.ndarray,
+    index: np.ndarray | None,
+    first: int,
+    groups: frozenset[str] = ALL_GROUPS,
 ) -> dict[str, np.ndarray]:
-    """Every computed catalog column, rows `first` … of the chunk.
+    """Every computed catalog column, rows `first` … of the chunk (of the optional `GROUPS`, those in `groups`).
 
     `prices`: open, high, low, close and volume matrices; `year_bars`: for rows `first` …, the bar index of
     each symbol's first bar in the row's calendar year (0 when the history starts that year); `index`: the
@@ -64,12 +94,15 @@ def compute(
     NaN.
     """
     values: dict[str, np.ndarray] = {}
-    _recursive(prices, first, values)
-    _windows(prices, first, values)
+    _recursive(prices, first, values, directional="directional" in groups)
+    _windows(prices, first, values, groups)
     _performance(prices, year_bars, first, values)
-    _volatility(prices["close"], first, values)
-    _against_index(prices["close"], index, first, values)
-    values.update(consensus.rate(prices["close"][first:], values))
+    if "volatility" in groups:
+        _volatility(prices["close"], first, values)
+    if "index" in groups:
+        _against_index(prices["close"], index, first, values)
+    if "consensus" in groups:
+        values.update(consensus.rate(prices["close"][first:], values))
     return values
 
 
@@ -316,7 +349,7 @@ def _impulse_weights(height: int, first: int) -> dict[str, np.ndarray]:
     return weights
 
 
-def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray]) -> None:
+def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray], directional: bool) -> None:
     """EMAs, MACD, RSI, ATR, DI and ADX — exactly TA-Lib's, seeds and start bars included.
 
     Wilder's sums: true range, +DM and −DM, gains and losses. True range, gains and losses start at bar 14
@@ -376,6 +409,8 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
     values["atr"] = range_sum[first:] / WILDER
     values["atr_pct"] = np.multiply(range_sum[first:], 100.0 / WILDER)
     values["atr_pct"] /= close[first:]
+    if not directional:
+        return
 
     # TA-Lib's true-range sum of DI: ATR's sum but for the seed's difference, decaying.
     di_range = np.full_like(close, np.nan)
@@ -385,9 +420,9 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
         np.subtract(range_sum[WILDER:], di_range[WILDER:], out=di_range[WILDER:])
     plus_sum, minus_sum = sums[:, 1], sums[:, 2]
     nonzero_range = di_range >= _TA_EPSILON
-    for name, directional in (("plus_di_14", plus_sum), ("minus_di_14", minus_sum)):
+    for name, movement in (("plus_di_14", plus_sum), ("minus_di_14", minus_sum)):
         di = values[name] = np.zeros_like(close[first:])  # 0 where the true-range sum is zero
-        np.divide(directional[first:] * 100.0, di_range[first:], out=di, where=nonzero_range[first:])
+        np.divide(movement[first:] * 100.0, di_range[first:], out=di, where=nonzero_range[first:])
         di[np.isnan(di_range[first:])] = np.nan
 
     # DX = 100 |+DI − −DI| / (+DI + −DI), the true-range sum cancelling; ADX's recursion takes DX / 14. TA-Lib
@@ -410,11 +445,13 @@ def _recursive(prices: dict[str, np.ndarray], first: int, values: dict[str, np.n
 # --- trailing windows -----------------------------------------------------------------------------------
 
 
-def _windows(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray]) -> None:
-    """SMAs, Bollinger, volume averages, MFI, CCI, stochastics, Williams %R, Aroon and the price ranges."""
+def _windows(prices: dict[str, np.ndarray], first: int, values: dict[str, np.ndarray], groups: frozenset[str]) -> None:
+    """SMAs, Bollinger, volume averages and the 20-bar range; with "oscillators" MFI, CCI, stochastics,
+    Williams %R and Aroon; with "year_range" the 52-week range."""
     high, low, close, volume = (prices[name] for name in ("high", "low", "close", "volume"))
     height = len(close)
     now = close[first:]
+    oscillators = "oscillators" in groups
     means = _windowed(close, np.add, dict.fromkeys(SMA_PERIODS, first))
     for period, mean in means.items():
         mean /= period
@@ -432,35 +469,45 @@ def _windows(prices: dict[str, np.ndarray], first: int, values: dict[str, np.nda
 
     # Means over 20 bars of volume, dollar volume and typical price (which CCI and MFI read back further).
     start = max(0, first - max(VOLUME_PERIOD, CCI_PERIOD, WILDER + 1))
-    typical = high[start:] + low[start:]
-    typical += close[start:]
-    typical /= 3.0
-    stacked = np.stack([volume[start:], close[start:] * volume[start:], typical], axis=1)
-    twenty = _windowed(stacked, np.add, {VOLUME_PERIOD: first - start})[VOLUME_PERIOD]
+    summed = [volume[start:], close[start:] * volume[start:]]
+    if oscillators:
+        typical = high[start:] + low[start:]
+        typical += close[start:]
+        typical /= 3.0
+        summed.append(typical)
+    twenty = _windowed(np.stack(summed, axis=1), np.add, {VOLUME_PERIOD: first - start})[VOLUME_PERIOD]
     twenty /= VOLUME_PERIOD
     values["avg_volume_20"], values["avg_dollar_volume_20"] = twenty[:, 0], twenty[:, 1]
     values["volume_ratio"] = volume[first:] / twenty[:, 0]
-    values["cci_20"] = _cci(typical, twenty[:, 2], first - start)
-    values["mfi_14"] = _mfi(typical, volume[start:], first - start)
+    if oscillators:
+        values["cci_20"] = _cci(typical, twenty[:, 2], first - start)
+        values["mfi_14"] = _mfi(typical, volume[start:], first - start)
 
     # Highest highs and lowest lows (as highest negated lows), side by side; %K's smoothing reads 4 bars back.
     extremes = np.stack([high, -low], axis=1)
     smoothing = 2 * (STOCH_SMOOTHING - 1)
     stoch_first = max(0, first - smoothing)
-    highest = _windowed(extremes, np.maximum, {STOCH_PERIOD: stoch_first, RANGE_PERIOD: first, YEAR_SESSIONS: first})
-    _stochastics(close[stoch_first:], highest[STOCH_PERIOD], first - stoch_first, values)
-    aroon_start = max(0, first - AROON_PERIOD)
-    since = _bars_since_latest_max(extremes[aroon_start:], AROON_PERIOD + 1)[first - aroon_start :]
-    values["aroon_up_25"] = (100.0 / AROON_PERIOD) * (AROON_PERIOD - since[:, 0])
-    values["aroon_down_25"] = (100.0 / AROON_PERIOD) * (AROON_PERIOD - since[:, 1])
+    windows = {RANGE_PERIOD: first}
+    if oscillators:
+        windows[STOCH_PERIOD] = stoch_first
+    if "year_range" in groups:
+        windows[YEAR_SESSIONS] = first
+    highest = _windowed(extremes, np.maximum, windows)
     values["dist_high_20"] = now / highest[RANGE_PERIOD][:, 0] - 1.0
     values["dist_low_20"] = now / -highest[RANGE_PERIOD][:, 1] - 1.0
-    high_52w, low_52w = highest[YEAR_SESSIONS][:, 0], -highest[YEAR_SESSIONS][:, 1]
-    values["high_52w"], values["low_52w"] = high_52w, low_52w
-    values["high_52w_dist"] = now / high_52w - 1.0
-    values["low_52w_dist"] = now / low_52w - 1.0
-    values["new_high_52w"] = _flag(high[first:height] == high_52w, high_52w)
-    values["new_low_52w"] = _flag(low[first:height] == low_52w, low_52w)
+    if oscillators:
+        _stochastics(close[stoch_first:], highest[STOCH_PERIOD], first - stoch_first, values)
+        aroon_start = max(0, first - AROON_PERIOD)
+        since = _bars_since_latest_max(extremes[aroon_start:], AROON_PERIOD + 1)[first - aroon_start :]
+        values["aroon_up_25"] = (100.0 / AROON_PERIOD) * (AROON_PERIOD - since[:, 0])
+        values["aroon_down_25"] = (100.0 / AROON_PERIOD) * (AROON_PERIOD - since[:, 1])
+    if "year_range" in groups:
+        high_52w, low_52w = highest[YEAR_SESSIONS][:, 0], -highest[YEAR_SESSIONS][:, 1]
+        values["high_52w"], values["low_52w"] = high_52w, low_52w
+        values["high_52w_dist"] = now / high_52w - 1.0
+        values["low_52w_dist"] = now / low_52w - 1.0
+        values["new_high_52w"] = _flag(high[first:height] == high_52w, high_52w)
+        values["new_low_52w"] = _flag(low[first:height] == low_52w, low_52w)
 
 
 def _flag(condition: np.ndarray, defined_by: np.ndarray) -> np.ndarray:

@@ -559,3 +559,25 @@ def test_registry_keeps_the_existing_indicator_names_and_documents_their_units()
 
 def test_every_engine_column_is_in_the_registry_and_vice_versa(result, panel):
     assert result.columns[len(panel.columns) :] == [column.name for column in CATALOG]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        ("rsi", "macd", "sma_50", "dist_high_20", "mom_126", "history_sessions"),  # what the ML features read
+        ("rel_volume", "consensus_signal", "name"),  # an alias, the band over the rating, a pass-through
+        ("beta_252", "high_52w", "volatility_21", "cci_20"),
+    ],
+)
+def test_a_subset_of_columns_has_the_same_values_to_the_last_bit(panel, index, result, columns):
+    for last_only in (False, True):
+        everything = result if not last_only else compute_catalog(panel, index, last_only=True)
+        subset = compute_catalog(panel, index, last_only=last_only, columns=columns)
+        kept = [column.name for column in CATALOG if column.name in columns]
+        assert subset.columns == [*panel.columns, *kept]
+        assert_frame_equal(subset, everything.select(subset.columns), check_exact=True)
+
+
+def test_an_unknown_column_is_named():
+    with pytest.raises(ConfigError, match="no catalog column"):
+        compute_catalog(_symbol_bars("AAA", 0, 30, seed=1), columns=("rsi", "rsi_7"))
