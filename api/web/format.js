@@ -76,7 +76,7 @@ export const signalClass = (signal) => (signal ? `signal-${String(signal).toLowe
 /** A short label for a column name: rsi → RSI, change_1d → Change 1d. */
 export function labelOf(name) {
   const special = { rsi: 'RSI', macd: 'MACD', atr: 'ATR', atr_pct: 'ATR %', seq: 'Seq', sma_50: 'SMA 50', sma_200: 'SMA 200',
-    tech_rating: 'TechRating', rel_volume: 'Rel. volume', change_1d: 'Change 1d', adx_14: 'ADX 14', cci_20: 'CCI 20',
+    tech_rating: 'TechRating', rel_volume: 'Rel. vol.', change_1d: 'Change 1d', adx_14: 'ADX 14', cci_20: 'CCI 20',
     mfi_14: 'MFI 14', bb_pct_b: 'BB %B', mom_21: 'Mom. 21', mom_63: 'Mom. 63', mom_126: 'Mom. 126' };
   if (special[name]) return special[name];
   const words = name.replace(/_/g, ' ');

@@ -13,6 +13,7 @@ import { LiveStream } from './stream.js';
 import { VirtualTable } from './table.js';
 
 export const PAGE = 1000;
+const FIRST_WAVE = 5;
 const PARALLEL_PAGES = 4;
 const COLUMNS_KEY = 'technic.columns';
 export const DEFAULT_COLUMNS = ['symbol', 'name', 'sector', 'close', 'change_1d', 'volume', 'rel_volume', 'rsi', 'tech_rating', 'signal'];
@@ -46,7 +47,7 @@ export function tableColumns(names, catalog, sample = {}) {
       title: info && info.description ? `${name}: ${info.description}` : name,
       numeric,
       format: formatterFor(name, info),
-      width: name === 'symbol' ? 'symbol' : name === 'name' || name === 'industry' ? 'wide' : undefined,
+      width: { symbol: 'symbol', name: 'wide', industry: 'wide', tech_rating: 'wider' }[name],
     };
     if (name === 'symbol') column.link = (row) => `#/symbol/${encodeURIComponent(row.symbol)}`;
     if (name === 'signal' || name === 'consensus_signal') column.badge = true;
@@ -54,25 +55,31 @@ export function tableColumns(names, catalog, sample = {}) {
   });
 }
 
-/** Every row of `session` the `where` selects, `columns` only, fetched page by page (several at once). */
-export async function fetchAllRows(session, { where, columns, signal }) {
+/**
+ * Every row of `session` the `where` selects, `columns` only, in pages fetched several at a time. With no
+ * screen the session's newest seq (`newest`, a promise) counts its rows, so every page is asked for at once;
+ * rows landing later come from the live stream. With a screen: a first wave of FIRST_WAVE pages (a daily
+ * scan's ~5,000 rows), then waves of PARALLEL_PAGES until one comes back short.
+ */
+export async function fetchAllRows(session, { where, columns, signal, newest }) {
   const params = { where, columns: columns.join(','), order_by: 'seq', limit: PAGE };
-  const first = await getJSON(`/results/${session}`, { ...params, offset: 0 }, { signal });
-  const rows = first.rows.slice();
-  let full = first.rows.length === PAGE;
-  let offset = PAGE;
-  const total = Number.isInteger(first.total) ? first.total : null;
-  while (full && (total === null || offset < total)) {
-    const pages = total === null ? PARALLEL_PAGES : Math.ceil((total - offset) / PAGE);
-    const offsets = Array.from({ length: pages }, (_, i) => offset + i * PAGE);
-    const answers = await Promise.all(
-      offsets.map((at) => getJSON(`/results/${session}`, { ...params, offset: at }, { signal })),
-    );
-    for (const answer of answers) rows.push(...answer.rows);
-    full = answers.every((answer) => answer.rows.length === PAGE);
-    offset += pages * PAGE;
+  const page = (offset) => getJSON(`/results/${session}`, { ...params, offset }, { signal });
+  const wave = (offsets) => Promise.all(offsets.map(page));
+  const range = (from, count) => Array.from({ length: count }, (_, i) => from + i * PAGE);
+  if (!where && newest) {
+    const answers = await wave(range(0, Math.max(1, Math.ceil((await newest) / PAGE))));
+    return { date: answers[0].date, rows: answers.flatMap((answer) => answer.rows) };
   }
-  return { date: first.date, rows };
+  let answers = await wave(range(0, FIRST_WAVE));
+  const rows = [];
+  let offset = 0;
+  for (;;) {
+    for (const answer of answers) rows.push(...answer.rows);
+    offset += answers.length * PAGE;
+    if (answers.some((answer) => answer.rows.length < PAGE)) break;
+    answers = await wave(range(offset, PARALLEL_PAGES));
+  }
+  return { date: answers[0].date, rows };
 }
 
 function parseSort(text) {
@@ -215,7 +222,8 @@ export function render(main, route) {
     whereInput.setAttribute('aria-invalid', 'true');
     const where = problem.line !== null && problem.column !== null ? ` (line ${problem.line}, column ${problem.column})` : '';
     const context = errorContext(text, problem);
-    const expected = problem.expected.length ? `<p>Expected ${problem.expected.map(escapeHtml).join(', ')}.</p>` : '';
+    const repeats = problem.expected.length && problem.expected.every((item) => problem.suggestions.includes(item));
+    const expected = problem.expected.length && !repeats ? `<p>Expected ${problem.expected.map(escapeHtml).join(', ')}.</p>` : '';
     const suggestions = problem.suggestions.length
       ? `<p>Did you mean ${problem.suggestions
           .map((name) => `<button type="button" class="link suggestion" data-name="${escapeHtml(name)}">${escapeHtml(name)}</button>`)
@@ -276,20 +284,23 @@ export function render(main, route) {
     state.controller = controller;
     main.dataset.state = 'loading';
     countLabel.textContent = 'Loading…';
+    setStatus('');
     clearError();
     const columns = fetchColumns();
     try {
-      const [catalog, loaded, newest] = await Promise.all([
+      const newest = getJSON(`/results/${state.session}`, { columns: 'seq', order_by: '-seq', limit: 1 }, { signal: controller.signal })
+        .then((body) => (body.rows.length ? body.rows[0].seq : 0));
+      const [catalog, loaded, lastSeq] = await Promise.all([
         columnCatalog(),
-        fetchAllRows(state.session, { where: state.where, columns, signal: controller.signal }),
-        getJSON(`/results/${state.session}`, { columns: 'seq', order_by: '-seq', limit: 1 }, { signal: controller.signal }),
+        fetchAllRows(state.session, { where: state.where, columns, signal: controller.signal, newest }),
+        newest,
       ]);
       if (ticket !== state.loading) return;
       state.catalog = catalog;
       state.date = loaded.date;
       state.rows = loaded.rows;
       state.seen = new Set(loaded.rows.map((row) => row.seq));
-      const lastSeq = newest.rows.length ? newest.rows[0].seq : 0;
+      table.options.empty = state.where ? 'No results match the screen.' : 'No results in this session yet.';
       table.setColumns(tableColumns(state.columns, catalog, loaded.rows[0] || {}));
       table.sortBy(state.sort.key, state.sort.descending);
       table.setRows(state.rows.filter(matchesFind));
@@ -297,14 +308,17 @@ export function render(main, route) {
       main.dataset.state = 'ready';
       main.dataset.session = state.date;
       performance.mark('technic:results-ready');
+      askChoices();
       markSessionOption(state.date);
       startLive(state.date, lastSeq);
     } catch (error) {
       if (error.name === 'AbortError' || ticket !== state.loading) return;
       main.dataset.state = 'error';
+      askChoices();
       table.setRows([]);
       state.rows = [];
       const problem = whereError(error);
+      table.options.empty = problem ? 'Fix the screen to see rows.' : 'No rows.';
       if (problem) {
         countLabel.textContent = 'The screen has an error.';
         showError(problem);
@@ -499,7 +513,13 @@ export function render(main, route) {
   });
 
   // ---------------------------------------------------------------- choices from the API
-  resultSessions()
+  // Asked for once the first rows are on screen (or at once when the URL names a saved screen), so they
+  // do not compete with the rows for the server.
+  let choicesAsked = false;
+  function askChoices() {
+    if (choicesAsked) return;
+    choicesAsked = true;
+    resultSessions()
     .then((sessions) => {
       for (const date of sessions) sessionSelect.add(new Option(date, date));
       sessionSelect.value = state.session;
@@ -517,6 +537,7 @@ export function render(main, route) {
       if (state.screen) savedSelect.value = state.screen;
     })
     .catch(() => {});
+  }
 
   function update(next) {
     const params = next.params;
@@ -542,6 +563,7 @@ export function render(main, route) {
 
   // A screen named without an expression (#/results?screen=golden-cross) needs the list before loading.
   if (route.params.get('screen') && !route.params.get('where')) {
+    askChoices();
     savedScreens()
       .then(() => update(route))
       .catch(() => update(route));

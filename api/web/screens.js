@@ -5,7 +5,7 @@
 import { ApiError, getJSON, listOf, pooled } from './api.js';
 import { BarChart } from './chart.js';
 import { savedScreens } from './data.js';
-import { escapeHtml, formatInteger, formatNumber, formatPercent } from './format.js';
+import { escapeHtml, formatInteger, formatNumber, formatPercent, labelOf } from './format.js';
 import { VirtualTable } from './table.js';
 
 const HORIZONS = [5, 10];
@@ -160,7 +160,7 @@ function overview(main, gone) {
     let date = null;
     await pooled(rows, CONCURRENCY, async (row) => {
       const [hits, performance] = await Promise.allSettled([
-        getJSON(`/screens/${encodeURIComponent(row.name)}/hits/latest`, { limit: 1 }),
+        getJSON(`/screens/${encodeURIComponent(row.name)}/hits/latest`),
         getJSON(`/screens/${encodeURIComponent(row.name)}/performance`),
       ]);
       if (gone()) return;
@@ -248,7 +248,7 @@ function detail(main, name, gone) {
   (async () => {
     const [screens, hits, performance] = await Promise.allSettled([
       savedScreens(),
-      getJSON(`/screens/${encodeURIComponent(name)}/hits/latest`, { limit: 1000 }),
+      getJSON(`/screens/${encodeURIComponent(name)}/hits/latest`),
       getJSON(`/screens/${encodeURIComponent(name)}/performance`),
     ]);
     if (gone()) return;
@@ -269,7 +269,7 @@ function detail(main, name, gone) {
       hitsTable.setColumns(
         ordered.map((key) => ({
           key,
-          label: key === 'rank' ? '#' : key.replace(/_/g, ' '),
+          label: key === 'rank' ? '#' : labelOf(key),
           numeric: typeof found.rows[0]?.[key] === 'number',
           format: (v) => (v === null || v === undefined ? '' : typeof v === 'number' ? formatNumber(v, Number.isInteger(v) ? 0 : 2) : String(v)),
           link: key === 'symbol' ? (row) => `#/symbol/${encodeURIComponent(row.symbol)}` : undefined,

@@ -11,6 +11,8 @@
 import { escapeHtml, signalClass } from './format.js';
 
 const OVERSCAN = 8;
+/** Column widths by kind, in rem: cells cut long text with an ellipsis (the full value is in the row's page). */
+const WIDTHS_REM = { symbol: 5.5, num: 6.5, wider: 7.5, text: 8.5, wide: 12 };
 const FRESH_MS = 4000;
 let tableIds = 0;
 
@@ -86,9 +88,13 @@ export class VirtualTable {
   setColumns(columns) {
     this.columns = columns;
     this.table.setAttribute('aria-colcount', String(columns.length));
-    this.colgroup.innerHTML = columns
-      .map((column) => `<col class="w-${column.width || (column.numeric ? 'num' : 'text')}">`)
-      .join('');
+    const widths = columns.map((column) => WIDTHS_REM[column.width || (column.numeric ? 'num' : 'text')]);
+    this.colgroup.innerHTML = columns.map(() => '<col>').join('');
+    [...this.colgroup.children].forEach((col, i) => {
+      col.style.width = `${widths[i]}rem`;
+    });
+    // A fixed layout needs a definite width: the columns' sum (at least the box's, via min-width in CSS).
+    this.table.style.width = `${widths.reduce((sum, width) => sum + width, 0)}rem`;
     this.renderHead();
     this.top.firstElementChild.colSpan = columns.length;
     this.bottom.firstElementChild.colSpan = columns.length;

@@ -185,6 +185,25 @@ def test_live_batches_appear_without_reload_and_survive_a_server_restart(
     )
 
 
+def test_chosen_columns_are_shown_and_kept(page, web_warehouse):
+    rows = latest_rows(web_warehouse).sort(["tech_rating", "symbol"], descending=[True, False], nulls_last=True)
+    open_results(page)
+    page.click("#choose-columns")
+    page.fill("#column-filter", "adx")
+    assert page.is_hidden("#column-list label[data-name=sector]")
+    page.check("#column-list input[value=adx_14]")
+    page.fill("#column-filter", "name")
+    page.uncheck("#column-list input[value=name]")
+    page.click("#columns-apply")
+    page.wait_for_selector("#results-table thead button[data-key=adx_14]")
+    page.wait_for_selector("main[data-state=ready]")
+    assert not page.is_visible("#results-table thead button[data-key=name]")
+    first = page.evaluate(VISIBLE_ROWS, "#results-table")[0]
+    assert first["adx_14"] == f"{rows.get_column('adx_14')[0]:.1f}"
+    page.reload()
+    page.wait_for_selector("main[data-state=ready] #results-table thead button[data-key=adx_14]")
+
+
 def test_keyboard_moves_through_rows_and_opens_a_symbol(page, web_warehouse):
     open_results(page, "#/results?sort=symbol")
     symbols = sorted(latest_rows(web_warehouse).get_column("symbol").to_list())
@@ -291,3 +310,9 @@ def test_phone_width_scrolls_only_the_table_sideways(page, web_warehouse):
     page.wait_for_selector("main[data-view=symbol][data-state=ready]")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert page.evaluate(INKED_PIXELS, "#price-chart canvas") > 2_000
+    page.goto("/#/screens")
+    page.wait_for_selector("main[data-view=screens][data-state=ready]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert (
+        page.evaluate("document.querySelector('#screens-chart canvas').getBoundingClientRect().right") <= PHONE["width"]
+    )
