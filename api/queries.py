@@ -393,7 +393,8 @@ class StoredHits:
                 f"the hits stored for {session} are version {versions}'s; version {saved.version} is evaluated now",
             )
         saved_at = saved.versions[-1].saved_at
-        if saved.builtin or (saved_at is not None and saved_at.timestamp() <= self.written):
+        # `saved_at` is whole seconds: a save in the second the partition was written counts as later.
+        if saved.builtin or (saved_at is not None and saved_at.timestamp() + 1 <= self.written):
             return stored, recorded
         return None, f"version {saved.version} is newer than the hits stored for {session}, so they are evaluated now"
 

@@ -36,14 +36,23 @@ from api.events import (
     sse_burst,
 )
 from api.hub import StreamHub, Topic
+from api.models import Watchlist
 from technic_core import calendar, daily
-from technic_core.config import ScanConfig
-from technic_core.errors import TechnicError
+from technic_core.config import ScanConfig, where_screen
+from technic_core.errors import ConfigError, TechnicError
 from technic_core.ml.labels import HORIZONS
 from technic_core.ml.registry import ModelRegistry
 from technic_core.ml.scan_history import scan_run_row
 from technic_core.ml.scorer import alpha_enricher
-from technic_core.scan import ScanBatch, ScanHistory, ScanHooks, ScanRun, run_scan
+from technic_core.scan import (
+    ScanBatch,
+    ScanHistory,
+    ScanHooks,
+    ScanRun,
+    run_scan,
+    scan_candidates,
+    watchlist_report,
+)
 from technic_core.storage import AnyPath
 from technic_core.warehouse import Warehouse
 
@@ -82,6 +91,10 @@ class UnknownScan(TechnicError):
 
 class NotScanOwner(TechnicError):
     """A key tried to stop or forget a scan another key started."""
+
+
+class UnknownWatchlist(ConfigError):
+    """An ad-hoc scan's watchlist names no symbol the scanned session lists."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +269,8 @@ class AdHocScan:
     end_reason: str | None = None
     error: str | None = None
     done: Future[None] | None = None
+    #: With `config.symbols`: which of them the scan visits.
+    watchlist: Watchlist | None = None
 
     @property
     def session(self) -> dt.date:
@@ -264,6 +279,23 @@ class AdHocScan:
     def rows(self) -> list[dict[str, object]]:
         """Every published row, in seq order, decoded from the stream log (the one copy the scan keeps)."""
         return [json.loads(row) for event in self.topic.log if event.kind == RESULT for row in event.rows]
+
+
+def watchlist_of(config: ScanConfig, inputs: ScanInputs) -> Watchlist | None:
+    """What becomes of the scan's watchlist on the scanned session; `UnknownWatchlist` when the session lists
+    none of its symbols."""
+    if config.symbols is None:
+        return None
+    report = watchlist_report(inputs.universe, config.symbols)
+    if not report.known:
+        shown = ", ".join(report.requested[:10]) + (" …" if len(report.requested) > 10 else "")
+        raise UnknownWatchlist(f"none of the {len(report.requested)} symbol(s) is listed on {inputs.session}: {shown}")
+    return Watchlist(
+        requested=len(report.requested),
+        scanned=len(scan_candidates(inputs.universe, config)),
+        unknown=list(report.unknown),
+        not_screened=list(report.not_screened),
+    )
 
 
 def ordering_note(scan: AdHocScan) -> str:
@@ -311,6 +343,7 @@ class ScanManager:
                 f"this key already has {len(mine)} queued or running scan(s), the most it may have "
                 f"(TECHNIC_API_MAX_SCANS_PER_KEY={self._max_scans_per_key}); stop one or wait for it to end"
             )
+        watchlist = watchlist_of(config, inputs)
         scan_id = SCAN_ID_PREFIX + secrets.token_hex(8)
         ordering = ORDER_PRIORITY if config.prioritize and inputs.priority is not None else ORDER_ALPHABETICAL
         scan = AdHocScan(
@@ -321,6 +354,7 @@ class ScanManager:
             ordering=ordering,
             topic=self.hub.create_scan_topic(scan_id),
             created_at=dt.datetime.now(dt.UTC),
+            watchlist=watchlist,
         )
         self._scans[scan_id] = scan
         self._evict_finished()
@@ -389,6 +423,7 @@ class ScanManager:
         order = inputs.priority.order if scan.ordering == ORDER_PRIORITY and inputs.priority else None
         run = ScanRun(batches=iter(()), total=0)
         try:
+            previous = self._previous_results(scan.config, inputs.session)
             run = run_scan(
                 scan.config,
                 inputs.session,
@@ -400,6 +435,7 @@ class ScanManager:
                 hooks=self._scan_hooks(scan),
                 first_batch_size=FIRST_BATCH_SIZE,
                 index=inputs.index,
+                previous=previous,
             )
             scan.total = run.total
             for batch in run:
@@ -417,6 +453,15 @@ class ScanManager:
             "ad-hoc scan finished",
             extra={"scan_id": scan.scan_id, "end_reason": scan.end_reason, "results": scan.results},
         )
+
+    def _previous_results(self, config: ScanConfig, session: dt.date) -> pl.DataFrame | None:
+        """The stored results of the session before `session`, when the scan's `where` reads `prev()`."""
+        if config.where is None or not where_screen(config.where).prev_columns:
+            return None
+        previous = calendar.previous_session(session)
+        if not self.store.has_partition("results", previous):
+            return None
+        return self.store.read("results", previous, previous)
 
     def _scan_hooks(self, scan: AdHocScan) -> ScanHooks:
         """What the pipeline's scan gets (`technic_core.daily.plan_hooks`: plan annotation, alpha columns,

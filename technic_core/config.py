@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -26,6 +27,9 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from technic_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from technic_core.screens.language import Screen
 
 #: The 11 GICS sectors, as spelled everywhere in Technic.
 SECTORS: tuple[str, ...] = (
@@ -57,6 +61,24 @@ DEFAULT_SECTOR_MIN_MARKET_CAP: dict[str, float] = {
     "Communication Services": 200e6,
     "Consumer Staples": 200e6,
 }
+
+
+#: Most symbols an ad-hoc scan's watchlist (`ScanConfig.symbols`) may name.
+MAX_WATCHLIST = 5_000
+
+
+def where_screen(text: str) -> Screen:
+    """A scan's `where` compiled against the result columns (`technic_core.schema.RESULTS`); raises the
+    language's `ScreenError`. Compiled once per text."""
+    return _compiled_where(text)
+
+
+@lru_cache(maxsize=256)
+def _compiled_where(text: str) -> Screen:
+    from technic_core import schema
+    from technic_core.screens.language import column_kinds, compile
+
+    return compile(text, column_kinds(schema.RESULTS))
 
 
 class StrictModel(BaseModel):
@@ -104,6 +126,18 @@ class ScanConfig(StrictModel):
     batch_size: int = Field(250, ge=1, le=20_000, description="symbols per result batch")
     prioritize: bool = Field(True, description="scan the most promising symbols first")
     screening: ScreeningRules = Field(default_factory=ScreeningRules)
+    symbols: tuple[str, ...] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_WATCHLIST,
+        description=f"a watchlist: scan only these of the screened universe (at most {MAX_WATCHLIST:,}; tickers "
+        "such as AAPL or BRK.B, case-insensitive)",
+    )
+    where: str | None = Field(
+        None,
+        description="a screen (docs/screens.md), e.g. `rsi < 30 and close > sma_200`: results are the rows it "
+        "selects; `max_signals` counts their buy signals",
+    )
 
     @field_validator("sectors")
     @classmethod
@@ -113,6 +147,45 @@ class ScanConfig(StrictModel):
         unknown = [s for s in value if s not in SECTORS]
         if unknown:
             raise ValueError(f"unknown sector(s) {unknown}; known: {', '.join(SECTORS)}")
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _watchlist_text(cls, value: object) -> object:
+        """Tickers as written, upper-cased and stripped; duplicates keep their first place."""
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return tuple(dict.fromkeys(item.strip().upper() for item in value))
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _tickers(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        from technic_core.screening import SYMBOL_PATTERN  # imports this module
+
+        pattern = re.compile(SYMBOL_PATTERN)
+        bad = [symbol for symbol in value if not pattern.match(symbol)]
+        if bad:
+            shown = ", ".join(repr(symbol[:20]) for symbol in bad[:10]) + (
+                f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            )
+            raise ValueError(f"not a ticker (1–5 letters, optionally .X or -X, as in BRK.B): {shown}")
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _screen(cls, value: str | None) -> str | None:
+        """Compiled against the result columns now, so a scan never starts with a screen it cannot apply; a
+        refusal carries the screen language's place (`position`, `line`, `column`, `expected`) in its context."""
+        if value is None or not value.strip():
+            return None
+        from technic_core.screens.language import ScreenError  # the screens package imports the warehouse, this
+
+        try:
+            where_screen(value)
+        except ScreenError as error:
+            raise PydanticCustomError("screen", "{detail}", {"detail": str(error), **error.to_dict()}) from None
         return value
 
 

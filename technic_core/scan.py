@@ -21,9 +21,10 @@ import polars as pl
 
 from technic_core import schema
 from technic_core.catalog import compute_catalog
-from technic_core.config import ScanConfig
+from technic_core.config import ScanConfig, where_screen
 from technic_core.scalars import as_int
 from technic_core.scoring import BUY_SIGNALS, score
+from technic_core.screens.language import Screen, with_previous
 
 #: Why a scan ended; also the `end` event reason on streams.
 END_COMPLETE = "complete"
@@ -100,11 +101,14 @@ def scan_candidates(universe: pl.DataFrame, config: ScanConfig, order: Sequence[
     """Screened symbols the scan will visit, in visiting order.
 
     `order` (e.g. a priority plan) decides the sequence; symbols it does not name follow alphabetically, so
-    a partial or stale plan never loses a screened symbol.
+    a partial or stale plan never loses a screened symbol. A watchlist (`config.symbols`) keeps only its
+    symbols; those the universe lacks or the pre-screen refused are not visited (`watchlist_report` says which).
     """
     passed = universe.filter(pl.col("passed"))
     if config.sectors is not None:
         passed = passed.filter(pl.col("sector").is_in(list(config.sectors)))
+    if config.symbols is not None:
+        passed = passed.filter(pl.col("symbol").is_in(list(config.symbols)))
     screened = passed.get_column("symbol").sort().to_list()
     if order is not None:
         wanted = set(screened)
@@ -114,6 +118,28 @@ def scan_candidates(universe: pl.DataFrame, config: ScanConfig, order: Sequence[
     if config.max_symbols is not None:
         screened = screened[: config.max_symbols]
     return screened
+
+
+@dataclass(frozen=True)
+class WatchlistReport:
+    """What becomes of a watchlist on a session: symbols the universe does not list, and listed ones the
+    pre-screen refused (neither is visited)."""
+
+    requested: tuple[str, ...]
+    unknown: tuple[str, ...]
+    not_screened: tuple[str, ...]
+
+    @property
+    def known(self) -> int:
+        return len(self.requested) - len(self.unknown)
+
+
+def watchlist_report(universe: pl.DataFrame, symbols: Sequence[str]) -> WatchlistReport:
+    """Which of `symbols` the session's `universe` does not list, and which it lists but did not pass."""
+    verdicts = dict(universe.select("symbol", "passed").iter_rows())
+    unknown = tuple(symbol for symbol in symbols if symbol not in verdicts)
+    refused = tuple(symbol for symbol in symbols if symbol in verdicts and not verdicts[symbol])
+    return WatchlistReport(tuple(symbols), unknown, refused)
 
 
 def run_scan(
@@ -128,6 +154,7 @@ def run_scan(
     hooks: ScanHooks = NO_HOOKS,
     first_batch_size: int | None = None,
     index: pl.DataFrame | None = None,
+    previous: pl.DataFrame | None = None,
 ) -> ScanRun:
     """Scan `session`: returns a `ScanRun` to iterate for `ScanBatch`es in visiting order.
 
@@ -143,16 +170,49 @@ def run_scan(
     `first_batch_size` (capped at `config.batch_size`) makes only the first batch smaller. For a scan of
     more than `UP_FRONT_SYMBOLS` symbols after it, the first batch is computed alone, so a stream whose
     reader waits for the first result gets it after the least compute.
+
+    `config.where` (a screen) keeps only the result rows it selects, batch by batch after enrichment and before
+    numbering, so `seq` stays gapless over what is published and `signals` (and `max_signals`) count the kept
+    rows' buy signals. `previous` is the previous session's stored results, which `prev()` in it reads (without
+    them every `prev()` comparison is false).
     """
     if first_batch_size is not None and first_batch_size < 1:
         raise ValueError(f"first_batch_size must be at least 1, got {first_batch_size}")
     candidates = scan_candidates(universe, config, order)
     run = ScanRun(batches=iter(()), total=len(candidates))
     first_size = min(first_batch_size or config.batch_size, config.batch_size)
+    screen = None if config.where is None else _Screened.of(config.where, previous)
     run.batches = _batches(
-        run, config, session, bars, universe, candidates, regime, should_stop, clock, hooks, first_size, index
+        run, config, session, bars, universe, candidates, regime, should_stop, clock, hooks, first_size, index, screen
     )
     return run
+
+
+@dataclass(frozen=True)
+class _Screened:
+    """A scan's `where`: its compiled screen and the previous session's rows `prev()` reads."""
+
+    screen: Screen
+    previous: pl.DataFrame | None
+
+    @classmethod
+    def of(cls, where: str, previous: pl.DataFrame | None) -> _Screened:
+        screen = where_screen(where)
+        if not screen.prev_columns:
+            return cls(screen, None)
+        prior = previous if previous is not None else schema.empty(schema.RESULTS)
+        # One row per symbol: a second would duplicate the symbol's row (polars refuses the join).
+        wanted = ["symbol", *sorted(screen.prev_columns)]
+        return cls(screen, prior.select(wanted).unique("symbol", keep="first", maintain_order=True))
+
+    def apply(self, results: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """The rows of `results` the screen keeps, and their buy signals."""
+        if self.previous is None:
+            kept = self.screen.apply(results)
+        else:
+            joined = with_previous(results, self.previous, self.screen.prev_columns)
+            kept = self.screen.apply(joined).select(results.columns)
+        return kept, int(kept.get_column("signal").is_in(BUY_SIGNALS).sum())
 
 
 #: Widest date range (days) whose distinct dates are found with a dense bincount rather than a hash.
@@ -371,6 +431,7 @@ def _batches(
     hooks: ScanHooks,
     first_size: int,
     index: pl.DataFrame | None,
+    screen: _Screened | None = None,
 ) -> Iterator[ScanBatch]:
     started = clock()
     next_seq = 1
@@ -397,11 +458,15 @@ def _batches(
             table.compute(symbols if alone else order[position:])
         position += len(symbols)
         results, rejections, signals, reasons = table.take(symbols)
-        if hooks.enrich is not None and results.height:
-            enriched = _numbered(hooks.enrich(results), batch_no, seqs, next_seq, hooked=True)
-            results = schema.conform(enriched, schema.RESULTS, "scan results")
-        else:
-            results = _numbered(results, batch_no, seqs, next_seq, hooked=False)
+        hooked = hooks.enrich is not None and results.height > 0
+        if hooked:
+            assert hooks.enrich is not None
+            results = hooks.enrich(results)
+        if screen is not None and results.height:
+            results, signals = screen.apply(results)
+        results = _numbered(results, batch_no, seqs, next_seq, hooked=hooked)
+        if hooked:
+            results = schema.conform(results, schema.RESULTS, "scan results")
         next_seq += results.height
         run.scanned += len(symbols)
         run.results += results.height

@@ -1,7 +1,10 @@
 """Ad-hoc scan endpoints: start (streamed, prioritized or whole), stop, stats, delete, list active.
 
 Starting loads the scan inputs in the thread pool (cached after the first load) so a warehouse without data
-is a 409 at once rather than a stream that fails; the scan itself runs on a scan worker thread.
+is a 409 at once rather than a stream that fails; the scan itself runs on a scan worker thread. A request's
+`where` is compiled while the body is validated (a refusal is a 422 with the screen's place) and applied to
+every batch before it is published; its `symbols` (a watchlist) are checked against the scanned session:
+symbols it does not list or the pre-screen refused are reported in `watchlist`, a 422 only when it lists none.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from api import auth, deps
 from api.auth import Principal
 from api.models import ActiveScans, Prediction, ScanResult, ScanStarted, ScanStats
 from api.predictions import ScanPredictors
-from api.scans import SCAN_ID_PATTERN, AdHocScan, ScanManager, ordering_note
+from api.queries import invalid
+from api.scans import SCAN_ID_PATTERN, AdHocScan, ScanManager, UnknownWatchlist, ordering_note
 from technic_core.config import ScanConfig
 
 logger = logging.getLogger(__name__)
@@ -52,7 +56,10 @@ def stats(scan: AdHocScan) -> ScanStats:
 
 async def _start(scans: ScanManager, config: ScanConfig, owner: Principal) -> AdHocScan:
     inputs = await run_in_threadpool(scans.inputs.load, config.lookback_sessions)
-    return scans.start(config, owner.id, inputs)
+    try:
+        return scans.start(config, owner.id, inputs)
+    except UnknownWatchlist as exc:
+        raise invalid(("body", "symbols"), str(exc), list(config.symbols or ())[:20]) from None
 
 
 def _predicted(predictors: ScanPredictors | None, config: ScanConfig, scan: AdHocScan) -> Prediction | None:
@@ -86,6 +93,7 @@ async def _started(
         stats_url=str(request.url_for("scan_stats", scan_id=scan.scan_id)),
         stop_url=str(request.url_for("stop_scan", scan_id=scan.scan_id)),
         predicted=predicted,
+        watchlist=scan.watchlist,
     )
 
 
@@ -120,7 +128,7 @@ async def scan_whole(config: ScanConfig, scans: ScansDep, owner: Writer) -> Scan
     assert scan.done is not None
     await asyncio.wrap_future(scan.done)
     rows = await run_in_threadpool(scan.rows)
-    return ScanResult(stats=stats(scan), ordering_note=ordering_note(scan), rows=rows)
+    return ScanResult(stats=stats(scan), ordering_note=ordering_note(scan), watchlist=scan.watchlist, rows=rows)
 
 
 @router.post("/scan/stop/{scan_id}", response_model=ScanStats, status_code=status.HTTP_202_ACCEPTED)
