@@ -59,25 +59,26 @@ export function tableColumns(names, catalog, sample = {}) {
  * Every row of `session` the `where` selects, `columns` only, in pages fetched several at a time. With no
  * screen the session's newest seq (`newest`, a promise) counts its rows, so every page is asked for at once;
  * rows landing later come from the live stream. With a screen: a first wave of FIRST_WAVE pages (a daily
- * scan's ~5,000 rows), then waves of PARALLEL_PAGES until one comes back short.
+ * scan's ~5,000 rows), then the pages its `total` says are missing (or, from an API without `total`, waves
+ * of PARALLEL_PAGES until one comes back short).
  */
 export async function fetchAllRows(session, { where, columns, signal, newest }) {
   const params = { where, columns: columns.join(','), order_by: 'seq', limit: PAGE };
   const page = (offset) => getJSON(`/results/${session}`, { ...params, offset }, { signal });
   const wave = (offsets) => Promise.all(offsets.map(page));
   const range = (from, count) => Array.from({ length: count }, (_, i) => from + i * PAGE);
-  if (!where && newest) {
-    const answers = await wave(range(0, Math.max(1, Math.ceil((await newest) / PAGE))));
-    return { date: answers[0].date, rows: answers.flatMap((answer) => answer.rows) };
-  }
-  let answers = await wave(range(0, FIRST_WAVE));
+  const pagesFor = (total, offset) => Math.max(0, Math.ceil((total - offset) / PAGE));
+  let answers = await wave(range(0, !where && newest ? Math.max(1, pagesFor(await newest, 0)) : FIRST_WAVE));
   const rows = [];
   let offset = 0;
   for (;;) {
     for (const answer of answers) rows.push(...answer.rows);
     offset += answers.length * PAGE;
-    if (answers.some((answer) => answer.rows.length < PAGE)) break;
-    answers = await wave(range(offset, PARALLEL_PAGES));
+    const last = answers.at(-1);
+    if (answers.some((answer) => answer.rows.length < PAGE) || (!where && newest)) break;
+    const count = Number.isInteger(last.total) ? pagesFor(last.total, offset) : PARALLEL_PAGES;
+    if (!count) break;
+    answers = await wave(range(offset, count));
   }
   return { date: answers[0].date, rows };
 }

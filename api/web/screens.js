@@ -4,11 +4,14 @@
 
 import { ApiError, getJSON, listOf, pooled } from './api.js';
 import { BarChart } from './chart.js';
-import { savedScreens } from './data.js';
-import { escapeHtml, formatInteger, formatNumber, formatPercent, labelOf } from './format.js';
+import { columnCatalog, savedScreens } from './data.js';
+import { tableColumns } from './results.js';
+import { escapeHtml, formatInteger, formatNumber, formatPercent } from './format.js';
 import { VirtualTable } from './table.js';
 
 const HORIZONS = [5, 10];
+/** What the latest hits table shows of each hit's result row, after its rank and symbol. */
+const HIT_COLUMNS = ['name', 'close', 'change_1d', 'rsi', 'tech_rating', 'signal'];
 const CONCURRENCY = 6;
 
 const NAMES = {
@@ -59,9 +62,11 @@ export function normalizePerformance(body) {
   return result;
 }
 
+/** A hits answer as {date, count (every hit of the session), rows (this page), source, note}. */
 function hitsOf(body) {
   const rows = listOf(body, 'rows', 'hits');
-  return { date: body && body.date ? body.date : null, count: Number.isInteger(body && body.count) ? body.count : rows.length, rows };
+  const count = [body && body.total, body && body.count].find(Number.isInteger) ?? rows.length;
+  return { date: body && body.date ? body.date : null, count, rows, source: body && body.source, note: body && body.note };
 }
 
 const signed = (value) => (value === null || value === undefined ? '' : `${value > 0 ? '+' : ''}${formatPercent(value)}`);
@@ -149,28 +154,27 @@ function overview(main, gone) {
       main.dataset.state = 'error';
       return;
     }
+    // GET /screens carries each screen's hits on the newest session with stored hits; a screen whose
+    // current version recorded none there (saved or changed since) has them evaluated by the hits endpoint.
+    const hitsDate = screens.find((screen) => screen.hits_date)?.hits_date ?? null;
     const rows = screens.map((screen) => ({
       name: screen.name,
       title: screen.title || screen.name,
-      hits: null,
+      hits: Number.isInteger(screen.hits) ? screen.hits : null,
       evaluated: null,
     }));
     table.sortBy('hits', true);
     table.setRows(rows);
-    let date = null;
     await pooled(rows, CONCURRENCY, async (row) => {
       const [hits, performance] = await Promise.allSettled([
-        getJSON(`/screens/${encodeURIComponent(row.name)}/hits/latest`),
+        row.hits === null
+          ? getJSON(`/screens/${encodeURIComponent(row.name)}/hits/${hitsDate || 'latest'}`, { columns: 'symbol' })
+          : Promise.resolve(null),
         getJSON(`/screens/${encodeURIComponent(row.name)}/performance`),
       ]);
       if (gone()) return;
-      if (hits.status === 'fulfilled') {
-        const found = hitsOf(hits.value);
-        row.hits = found.count;
-        date = date || found.date;
-      } else {
-        row.hits = 0;
-      }
+      if (hits.status === 'fulfilled' && hits.value) row.hits = hitsOf(hits.value).count;
+      else if (row.hits === null) row.hits = 0;
       if (performance.status === 'fulfilled') {
         const summary = normalizePerformance(performance.value);
         for (const horizon of HORIZONS) {
@@ -185,7 +189,7 @@ function overview(main, gone) {
     });
     if (gone()) return;
     table.setRows(rows);
-    meta.textContent = `${rows.length} saved screens${date ? ` · hits on ${date}` : ''}`;
+    meta.textContent = `${rows.length} saved screens${hitsDate ? ` · hits on ${hitsDate}` : ''}`;
     const charted = rows.filter((row) => row.excess_5 !== null && row.excess_5 !== undefined).sort((a, b) => b.excess_5 - a.excess_5);
     chart.rowsShown = charted;
     if (charted.length) {
@@ -215,7 +219,8 @@ function detail(main, name, gone) {
           <p id="screen-description"></p>
           <code class="expression" id="screen-expression"></code>
           <p><a id="screen-open" href="#/results?screen=${encodeURIComponent(name)}">Show in results</a></p>
-          <h2 id="hits-title">Latest hits</h2>
+          <h2 id="hits-title">Hits</h2>
+          <p class="note" id="hits-note"></p>
           <div id="hits-table" class="table-host short"></div>
         </div>
         <div class="panel">
@@ -246,9 +251,14 @@ function detail(main, name, gone) {
   });
 
   (async () => {
+    // The hits of the session the overview counts (the newest with stored hits), else the newest results.
+    const listed = savedScreens().catch(() => []);
+    const day = listed.then((all) => all.find((screen) => screen.hits_date)?.hits_date || 'latest');
     const [screens, hits, performance] = await Promise.allSettled([
-      savedScreens(),
-      getJSON(`/screens/${encodeURIComponent(name)}/hits/latest`),
+      listed,
+      day.then((date) =>
+        getJSON(`/screens/${encodeURIComponent(name)}/hits/${date}`, { limit: 1000, columns: HIT_COLUMNS.join(',') }),
+      ),
       getJSON(`/screens/${encodeURIComponent(name)}/performance`),
     ]);
     if (gone()) return;
@@ -263,19 +273,15 @@ function detail(main, name, gone) {
     }
     if (hits.status === 'fulfilled') {
       const found = hitsOf(hits.value);
-      $('#hits-title').textContent = `Latest hits${found.date ? ` on ${found.date}` : ''} (${formatInteger(found.count)})`;
-      const names = found.rows.length ? Object.keys(found.rows[0]).filter((key) => !['date', 'screen', 'screen_version', 'screen_fingerprint'].includes(key)) : ['symbol'];
-      const ordered = ['rank', 'symbol', ...names.filter((key) => key !== 'rank' && key !== 'symbol')].filter((key) => names.includes(key));
-      hitsTable.setColumns(
-        ordered.map((key) => ({
-          key,
-          label: key === 'rank' ? '#' : labelOf(key),
-          numeric: typeof found.rows[0]?.[key] === 'number',
-          format: (v) => (v === null || v === undefined ? '' : typeof v === 'number' ? formatNumber(v, Number.isInteger(v) ? 0 : 2) : String(v)),
-          link: key === 'symbol' ? (row) => `#/symbol/${encodeURIComponent(row.symbol)}` : undefined,
-          width: key === 'rank' ? 'symbol' : undefined,
-        })),
-      );
+      $('#hits-title').textContent = `Hits${found.date ? ` on ${found.date}` : ''} (${formatInteger(found.count)})`;
+      $('#hits-note').textContent = found.note || '';
+      const present = found.rows.length ? Object.keys(found.rows[0]) : ['rank', 'symbol'];
+      const names = ['rank', 'symbol', ...HIT_COLUMNS].filter((key) => present.includes(key));
+      const catalog = await columnCatalog();
+      const columns = tableColumns(names, catalog, found.rows[0] || {});
+      columns[0] = { ...columns[0], label: '#', numeric: true, width: 'symbol', format: (v) => (v ?? '') };
+      hitsTable.setColumns(columns);
+      hitsTable.sortBy('rank', false);
       hitsTable.setRows(found.rows);
     } else {
       $('#hits-title').textContent = `Latest hits: ${hits.reason.message}`;

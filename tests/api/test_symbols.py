@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
 
 import polars as pl
 import pytest
@@ -14,22 +13,8 @@ from fastapi.testclient import TestClient
 from api.events import for_wire
 from api.routers.symbols import BAR_COLUMNS, DEFAULT_SESSIONS, HISTORY_COLUMNS, MAX_SESSIONS
 from technic_core import calendar, schema
-from tests.api.conftest import AUTH, AppFactory
+from tests.api.conftest import AUTH
 from tests.api.support import MarketFixture
-from tests.web.serve import missing_routers
-
-
-def _with_symbols(app):
-    for module in missing_routers(app):
-        app.include_router(module.router)
-    return app
-
-
-@pytest.fixture
-def client(make_app: AppFactory) -> Iterator[TestClient]:
-    """The app with the symbols router, whether or not api/main.py includes it yet."""
-    with TestClient(_with_symbols(make_app())) as test_client:
-        yield test_client
 
 
 def _scanned_symbol(market: MarketFixture) -> str:
@@ -142,7 +127,7 @@ def test_csv_and_parquet_downloads_hold_the_same_rows(client, market):
 
 
 def test_reads_that_require_a_key_refuse_history_without_one(make_app):
-    with TestClient(_with_symbols(make_app(reads_require_key=True))) as client:
+    with TestClient(make_app(reads_require_key=True)) as client:
         assert client.get("/symbols/ZZZZ/history").status_code == 401
         assert client.get("/symbols/ZZZZ/history", headers=AUTH).status_code == 404
 

@@ -162,16 +162,9 @@ def _free_port() -> int:
 
 
 def serve_command(port: int, root: Path) -> list[str]:
-    """`technic serve` when the app registers the page's routers; until api/main.py does, the same server
-    started by `tests.web.serve`, which adds them (see its docstring)."""
-    from api.main import create_app
-    from technic_core.config import Settings
-    from tests.web.serve import missing_routers
-
+    """`technic serve` of this virtualenv on `port` over `root`."""
     technic = Path(sys.executable).with_name("technic")
-    if not missing_routers(create_app(Settings(warehouse=root))) and technic.exists():
-        return [str(technic), "serve", "--host", "127.0.0.1", "--port", str(port), "--warehouse", str(root)]
-    return [sys.executable, "-m", "tests.web.serve", "--port", str(port), "--warehouse", str(root)]
+    return [str(technic), "serve", "--host", "127.0.0.1", "--port", str(port), "--warehouse", str(root)]
 
 
 class ServeProcess:

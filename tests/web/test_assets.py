@@ -14,16 +14,12 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.routers.web import ASSET_NAME, WEB_ROOT
 from technic_core.config import Settings
-from tests.web.serve import missing_routers
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     """The app over an empty warehouse: serving the page needs none."""
-    app = create_app(Settings(warehouse=tmp_path / "warehouse"))
-    for module in missing_routers(app):
-        app.include_router(module.router)
-    with TestClient(app) as test_client:
+    with TestClient(create_app(Settings(warehouse=tmp_path / "warehouse"))) as test_client:
         yield test_client
 
 
