@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -154,6 +155,7 @@ def main() -> None:
 
     batch_size = 250
     symbols = math.ceil(arguments.rows / PASS_RATE)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="technic-bench-web-") as directory:
         started = time.perf_counter()
         warehouse = build_web_warehouse(
@@ -188,7 +190,9 @@ def main() -> None:
         "screen_for_live": SCREEN,
         "warehouse_build_s": round(built_s, 1),
         "chromium": chromium_version,
-        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
+        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} CPUs",
+        # The machine may be shared: its 1-minute load average before and after the measurement.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "notes": "time_to_interactive: the page's technic:results-ready mark from navigation start (all rows "
         "loaded and sorted, first screen drawn); live_latency: file rename → the batch's last row in the DOM.",
     }

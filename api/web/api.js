@@ -93,16 +93,16 @@ export function localPath(address) {
 }
 
 /**
- * The screen-language error in an ApiError about `query.where`, or null: {message, position, line, column,
+ * The screen-language error in an ApiError about `field` (`query.where`, `body.where`), or null: {message, position, line, column,
  * expected, suggestions}. The API puts it in `detail` (an object, or one item of a list).
  */
-export function whereError(error) {
+export function whereError(error, field = 'query.where') {
   if (!(error instanceof ApiError) || error.status !== 422) return null;
   const candidates = Array.isArray(error.detail) ? error.detail : [error.detail];
   for (const item of candidates) {
     if (!item || typeof item !== 'object') continue;
-    const field = item.field || (Array.isArray(item.loc) ? item.loc.join('.') : '');
-    if (field === 'query.where' || (field === '' && Number.isInteger(item.position))) {
+    const named = item.field || (Array.isArray(item.loc) ? item.loc.join('.') : '');
+    if (named === field || (named === '' && Number.isInteger(item.position))) {
       return {
         message: item.message || item.msg || error.message,
         position: Number.isInteger(item.position) ? item.position : null,

@@ -9,6 +9,7 @@
 import { ApiError, getJSON, whereError } from './api.js';
 import { columnCatalog, resultColumnNames, resultSessions, savedScreens } from './data.js';
 import { escapeHtml, formatInteger, formatterFor, isNumeric, labelOf } from './format.js';
+import { screenErrorBox } from './screen-error.js';
 import { LiveStream } from './stream.js';
 import { VirtualTable } from './table.js';
 
@@ -86,18 +87,6 @@ export async function fetchAllRows(session, { where, columns, signal, newest }) 
 function parseSort(text) {
   const value = text || DEFAULT_SORT;
   return { key: value.replace(/^-/, ''), descending: value.startsWith('-') };
-}
-
-function errorContext(text, problem) {
-  let { line, column } = problem;
-  if ((line === null || column === null) && problem.position !== null) {
-    const before = text.slice(0, problem.position);
-    line = before.split('\n').length;
-    column = problem.position - before.lastIndexOf('\n');
-  }
-  if (line === null || column === null) return '';
-  const source = text.split('\n')[line - 1] ?? '';
-  return `${source}\n${' '.repeat(Math.max(0, column - 1))}^`;
 }
 
 export function render(main, route) {
@@ -218,49 +207,9 @@ export function render(main, route) {
       shown === total ? `${formatInteger(total)} rows` : `${formatInteger(shown)} of ${formatInteger(total)} rows`;
   }
 
-  function showError(problem) {
-    const text = whereInput.value;
-    whereInput.setAttribute('aria-invalid', 'true');
-    const where = problem.line !== null && problem.column !== null ? ` (line ${problem.line}, column ${problem.column})` : '';
-    const context = errorContext(text, problem);
-    const repeats = problem.expected.length && problem.expected.every((item) => problem.suggestions.includes(item));
-    const expected = problem.expected.length && !repeats ? `<p>Expected ${problem.expected.map(escapeHtml).join(', ')}.</p>` : '';
-    const suggestions = problem.suggestions.length
-      ? `<p>Did you mean ${problem.suggestions
-          .map((name) => `<button type="button" class="link suggestion" data-name="${escapeHtml(name)}">${escapeHtml(name)}</button>`)
-          .join(', ')}?</p>`
-      : '';
-    errorBox.innerHTML = `<p class="message"><strong>${escapeHtml(problem.message)}</strong>${escapeHtml(where)}</p>${
-      context ? `<pre class="where-context" data-position="${problem.position ?? ''}">${escapeHtml(context)}</pre>` : ''
-    }${expected}${suggestions}`;
-    errorBox.hidden = false;
-    errorBox.dataset.position = problem.position ?? '';
-    if (problem.position !== null) {
-      const position = Math.min(problem.position, text.length);
-      whereInput.focus();
-      whereInput.setSelectionRange(position, Math.min(text.length, position + 1));
-    }
-  }
-
-  function clearError() {
-    errorBox.hidden = true;
-    errorBox.innerHTML = '';
-    whereInput.removeAttribute('aria-invalid');
-  }
-
-  errorBox.addEventListener('click', (event) => {
-    const button = event.target.closest('button.suggestion');
-    if (!button) return;
-    const position = Number(errorBox.dataset.position);
-    const text = whereInput.value;
-    if (Number.isInteger(position)) {
-      const word = /[A-Za-z0-9_]*/y;
-      word.lastIndex = position;
-      const length = (word.exec(text) || [''])[0].length;
-      whereInput.value = text.slice(0, position) + button.dataset.name + text.slice(position + length);
-    }
-    applyForm();
-  });
+  const whereErrors = screenErrorBox(errorBox, whereInput, () => applyForm());
+  const showError = (problem) => whereErrors.show(problem);
+  const clearError = () => whereErrors.clear();
 
   function setStatus(text, kind = '') {
     liveLabel.textContent = text;

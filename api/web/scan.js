@@ -1,10 +1,11 @@
 // Scan: start an ad-hoc scan of the latest data with the user's API key (POST /scan/stream) and watch its
 // rows arrive; #/scan/{scan_id} follows a scan already started (its stream replays what it has so far).
 
-import { ApiError, apiKey, getJSON, localPath, postJSON, setApiKey, keyRemembered } from './api.js';
+import { ApiError, apiKey, getJSON, keyRemembered, localPath, postJSON, setApiKey, whereError } from './api.js';
 import { columnCatalog } from './data.js';
 import { formatInteger } from './format.js';
 import { chosenColumns, tableColumns } from './results.js';
+import { screenErrorBox } from './screen-error.js';
 import { LiveStream } from './stream.js';
 import { VirtualTable } from './table.js';
 
@@ -20,19 +21,24 @@ export function render(main, route) {
     <section aria-labelledby="scan-title">
       <div class="view-head"><h1 id="scan-title">Ad-hoc scan</h1>
         <span class="meta">Scans the latest session's screened universe now, with your settings.</span></div>
-      <form class="scan-form panel" id="scan-form">
+      <form class="scan-form panel" id="scan-form" novalidate>
         <label>Max symbols <input type="number" id="max-symbols" min="1" max="20000" value="500"></label>
         <label>Stop after signals <input type="number" id="max-signals" min="1" max="100000" placeholder="no limit"></label>
         <label>Min TechRating <input type="number" id="min-rating" min="0" max="100" step="1" value="0"></label>
         <label>Batch size <input type="number" id="batch-size" min="1" max="20000" value="100"></label>
         <label>Timeout (s) <input type="number" id="timeout" min="1" max="3600" placeholder="none"></label>
         <label class="check"><input type="checkbox" id="prioritize" checked> Most promising first</label>
+        <label class="wide">Screen (optional) <textarea id="scan-where" rows="1" spellcheck="false" autocomplete="off"
+          autocapitalize="off" placeholder="e.g. rsi < 30 and close > sma_200" aria-describedby="scan-where-error"></textarea></label>
+        <label class="wide">Watchlist (optional) <input id="scan-symbols" autocomplete="off" spellcheck="false"
+          placeholder="AAPL, MSFT, BRK.B"></label>
         <label id="key-field">API key <input type="password" id="scan-key" autocomplete="off" spellcheck="false"></label>
         <div class="actions">
           <button type="submit" id="start-scan">Start scan</button>
           <button type="button" class="secondary" id="stop-scan" disabled>Stop</button>
         </div>
       </form>
+      <div id="scan-where-error" class="where-error" role="alert" hidden></div>
       <p id="scan-error" class="error-note" role="alert" hidden></p>
       <div class="table-tools">
         <span class="status" id="scan-count" aria-live="polite"></span>
@@ -49,6 +55,8 @@ export function render(main, route) {
   const stopButton = $('#stop-scan');
   const keyInput = $('#scan-key');
   keyInput.value = apiKey();
+  const whereInput = $('#scan-where');
+  const whereErrors = screenErrorBox($('#scan-where-error'), whereInput, () => $('#scan-form').requestSubmit());
 
   const state = { scanId: null, stream: null, rows: [], seen: new Set(), signals: 0, ticket: 0 };
   const table = new VirtualTable($('#scan-table'), {
@@ -139,6 +147,7 @@ export function render(main, route) {
   $('#scan-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     setError('');
+    whereErrors.clear();
     const key = keyInput.value.trim();
     if (!key) {
       setError('Starting a scan needs an API key.');
@@ -154,6 +163,10 @@ export function render(main, route) {
       timeout_s: numberOrNull($('#timeout')),
       prioritize: $('#prioritize').checked,
     };
+    const where = whereInput.value.trim();
+    if (where) config.where = where;
+    const symbols = $('#scan-symbols').value.split(/[\s,;]+/).filter(Boolean);
+    if (symbols.length) config.symbols = symbols;
     const start = $('#start-scan');
     start.disabled = true;
     try {
@@ -163,7 +176,9 @@ export function render(main, route) {
       setStatus(`Started ${started.scan_id} (${started.ordering})${predicted}`, 'on');
       follow(started.scan_id, localPath(started.events_url));
     } catch (error) {
-      setError(error instanceof ApiError ? error.message : `Could not start the scan: ${error.message}`);
+      const problem = whereError(error, 'body.where');
+      if (problem) whereErrors.show(problem);
+      else setError(error instanceof ApiError ? error.message : `Could not start the scan: ${error.message}`);
     } finally {
       start.disabled = false;
     }

@@ -284,16 +284,26 @@ def test_screens_list_hits_and_performance_with_a_chart(page, web_warehouse):
 # ------------------------------------------------------------------------------------------ ad-hoc scans
 
 
-def test_an_ad_hoc_scan_streams_into_the_page(page):
+def test_an_ad_hoc_scan_streams_into_the_page(page, console):
+    console.allow(r"status of 422 .*\[.*/scan/stream\]")  # the refused screen below
     page.goto("/#/scan")
     page.wait_for_selector("#scan-form")
     page.fill("#scan-key", API_KEY)
     page.fill("#max-symbols", "30")
     page.fill("#batch-size", "10")
+    page.fill("#scan-where", "rsi >")
+    page.click("#start-scan")
+    page.wait_for_selector("#scan-where-error:not([hidden])")
+    assert "(line 1, column 6)" in page.inner_text("#scan-where-error .message")
+    assert page.evaluate("document.querySelector('#scan-where').selectionStart") == len("rsi >")
+
+    page.fill("#scan-where", "rsi > 0")
     page.click("#start-scan")
     page.wait_for_selector("main[data-state=ended]", timeout=30_000)
+    assert page.is_hidden("#scan-where-error")
     assert "complete" in page.inner_text("#scan-state") or "max_signals" in page.inner_text("#scan-state")
     assert int(page.get_attribute("#scan-count", "data-count")) > 0
+    assert all(float(row["rsi"]) > 0 for row in page.evaluate(VISIBLE_ROWS, "#scan-table"))
     assert "#/scan/adhoc-" in page.url
 
 
