@@ -17,6 +17,7 @@ import difflib
 import io
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -133,6 +134,27 @@ def chosen_columns(text: str | None, location: Sequence[str] = ("query", "column
     return tuple(dict.fromkeys(names))
 
 
+# ---------------------------------------------------------------------------------------------- sessions
+
+_PARTITION_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+def partition_sessions(store: Warehouse, dataset: str) -> list[dt.date]:
+    """Sessions with a partition directory of `dataset`, oldest first, from one listing of the dataset's
+    directory (`Warehouse.sessions` also lists every partition's files, a year of results is thousands); a
+    directory may still be empty."""
+    names = store.storage.subdirectories(store.root / dataset)
+    return sorted(dt.date.fromisoformat(match.group(1)) for name in names if (match := _PARTITION_DIR.match(name)))
+
+
+def newest_session(store: Warehouse, dataset: str = "results") -> dt.date | None:
+    """The newest session with at least one data file of `dataset`, or None."""
+    for day in reversed(partition_sessions(store, dataset)):
+        if store.has_partition(dataset, day):
+            return day
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- session rows
 
 
@@ -217,15 +239,21 @@ def _read_results(file: AnyPath) -> pl.DataFrame:
     return schema.conform(frame.with_columns(absent) if absent else frame, schema.RESULTS, f"results file {file}")
 
 
+def selected(frame: pl.DataFrame, previous: pl.DataFrame | None, screen: Screen) -> pl.Series:
+    """Which rows of one session's `frame` `screen` selects (a boolean per row); `previous` holds the session
+    before, which prev() reads. Only the columns the screen reads are joined and evaluated."""
+    narrow = frame.select(list(dict.fromkeys(("symbol", *sorted(screen.columns)))))
+    if screen.prev_columns:
+        prior = previous if previous is not None else schema.empty(schema.RESULTS)
+        # One row per symbol and session in stored results; a duplicate would make a symbol's hit count twice.
+        prior = prior.select("symbol", *sorted(screen.prev_columns)).unique("symbol", keep="first", maintain_order=True)
+        narrow = with_previous(narrow, prior, screen.prev_columns)
+    return narrow.select(screen.predicate.alias("selected")).to_series()
+
+
 def screened(frame: pl.DataFrame, previous: pl.DataFrame | None, screen: Screen) -> pl.DataFrame:
     """The rows of one session's `frame` that `screen` selects; `previous` holds the session before (for prev())."""
-    if not screen.prev_columns:
-        return screen.apply(frame)
-    prior = previous if previous is not None else schema.empty(schema.RESULTS)
-    # One row per symbol and session in stored results; a duplicate would make a symbol's hit count twice.
-    prior = prior.unique("symbol", keep="first", maintain_order=True)
-    joined = with_previous(frame, prior, screen.prev_columns)
-    return screen.apply(joined).drop(list(set(joined.columns) - set(frame.columns)))
+    return frame.filter(selected(frame, previous, screen))
 
 
 def ordered(frame: pl.DataFrame, sort: tuple[str, bool] | None) -> pl.DataFrame:
@@ -279,6 +307,7 @@ class ResultQueries:
     def __init__(self, store: Warehouse) -> None:
         self.store = store
         self.frames = SessionFrames(store)
+        self.columns = ResultColumns(store)
         self._database = store.connect()
         self._lock = threading.Lock()
 
@@ -294,25 +323,34 @@ class ResultQueries:
         return frame
 
     def page(self, session: dt.date, request: RowRequest) -> Page:
-        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged."""
+        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged.
+
+        Filtering and ordering run over the few columns they read, with each row's number; only the page's
+        rows are then taken from the session's (wide) rows.
+        """
         frame = self.frames.get(session)
+        column = request.order_by.lstrip("-")
+        if column not in schema.RESULTS:
+            raise ValueError(f"order_by column {column!r} is not a result column")
+        conditions: list[pl.Expr | pl.Series] = []
         if request.where is not None:
             previous = self.frames.previous(session) if request.where.prev_columns else None
-            frame = screened(frame, previous, request.where)
-        conditions = []
+            conditions.append(selected(frame, previous, request.where))
         if request.signal is not None:
             conditions.append(pl.col("signal") == request.signal)
         if request.sector is not None:
             conditions.append(pl.col("sector") == request.sector)
         if request.min_tech_rating is not None:
             conditions.append(pl.col("tech_rating") >= request.min_tech_rating)
+        keys = frame.select(list(dict.fromkeys((column, "symbol", "signal", "sector", "tech_rating")))).with_row_index(
+            "_row"
+        )
         if conditions:
-            frame = frame.filter(*conditions)
-        column = request.order_by.lstrip("-")
-        if column not in schema.RESULTS:
-            raise ValueError(f"order_by column {column!r} is not a result column")
-        frame = frame.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
-        return paged(frame, request.offset, request.limit, request.columns)
+            keys = keys.filter(*conditions)
+        keys = keys.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
+        rows = keys.get_column("_row").slice(request.offset, request.limit)
+        page = frame[rows]
+        return Page(page.select(request.columns) if request.columns is not None else page, keys.height, request.offset)
 
     def result(self, session: dt.date, symbol: str) -> pl.DataFrame:
         sql = "SELECT * FROM results WHERE date = $date AND symbol = $symbol"
@@ -428,12 +466,149 @@ def session_hits(
     return Hits(frame, saved.version, saved.fingerprint, EVALUATED, note)
 
 
-def history_hits(store: Warehouse, saved: SavedScreen, first: dt.date, last: dt.date, columns: list[str]) -> Hits:
-    """`saved`'s current version evaluated over the stored results of [first, last]: `date`, `rank`, `symbol`
+#: Bytes of result columns `ResultColumns` keeps for history requests (a year of 5,000 symbols' results is
+#: about 10 MB per numeric column).
+HISTORY_CACHE_BYTES = 384 * 2**20
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Some columns of one session's results (`date` and `symbol` always), in file order, and the files'
+    (name, mtime, size) they were read from."""
+
+    stamps: tuple[tuple[str, int, int], ...]
+    frame: pl.DataFrame
+
+
+class ResultColumns:
+    """Columns of each session's stored results, read for history requests and kept while the session's files
+    are unchanged: at most `budget` bytes, the least recently used sessions dropped first.
+
+    A request reads what it lacks — whole sessions that are new or changed, and columns the kept sessions do
+    not hold yet — in one scan of the files concerned. That scan skips `Warehouse.scan`'s up-front check of
+    every file's footer: over a year of results (thousands of batch files) the check costs more than the read,
+    and a damaged file still fails the read (`history_hits` then names it through `Warehouse.scan`).
+    """
+
+    def __init__(self, store: Warehouse, budget: int = HISTORY_CACHE_BYTES) -> None:
+        self.store = store
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[dt.date, _Columns] = OrderedDict()
+
+    def between(self, first: dt.date, last: dt.date, columns: Sequence[str]) -> pl.DataFrame:
+        """The results of every session in [first, last] with `columns` (plus `date` and `symbol`), oldest
+        session first, each in seq order."""
+        wanted = list(dict.fromkeys(("date", "symbol", *columns)))
+        listed = {
+            day: self.store.partition_files("results", day)
+            for day in partition_sessions(self.store, "results")
+            if first <= day <= last
+        }
+        files = {day: found for day, found in listed.items() if found}
+        sessions = list(files)
+        stamps = {day: tuple(_stamp(file) for file in files[day]) for day in sessions}
+        with self._lock:
+            kept = {day: self._kept.get(day) for day in sessions}
+        # Sessions to read, grouped by the columns to read for them: all for a new or changed session, the
+        # missing ones for a kept session.
+        reads: dict[tuple[str, ...], list[dt.date]] = {}
+        for day in sessions:
+            entry = kept[day]
+            if entry is None or entry.stamps != stamps[day]:
+                reads.setdefault(tuple(wanted), []).append(day)
+            elif missing := tuple(name for name in wanted if name not in entry.frame.columns):
+                reads.setdefault(missing, []).append(day)
+        for names, days in reads.items():
+            parts = self._read([file for day in days for file in files[day]], names)
+            for day in days:
+                part = parts.get(day, schema.empty({name: schema.RESULTS[name] for name in ("date", *names)}))
+                entry = kept[day]
+                if entry is None or entry.stamps != stamps[day]:
+                    kept[day] = _Columns(stamps[day], part.select(wanted))
+                elif part.height == entry.frame.height:
+                    kept[day] = _Columns(stamps[day], entry.frame.hstack(part.select(names)))
+                else:  # the files changed between listing and reading: read the session whole
+                    whole = self._read(files[day], tuple(wanted)).get(day)
+                    kept[day] = _Columns(stamps[day], whole if whole is not None else schema.empty(_dtypes(wanted)))
+        frames = [entry.frame.select(wanted) for day in sessions if (entry := kept[day]) is not None]
+        self._keep(kept)
+        return pl.concat(frames) if frames else schema.empty(_dtypes(wanted))
+
+    def _read(self, files: list[AnyPath], names: Sequence[str]) -> dict[dt.date, pl.DataFrame]:
+        """`names` (and `date`) of `files`, split by session, rows in file order."""
+        columns = list(dict.fromkeys(("date", *names)))
+        if not files:
+            return {}
+        if self.store.is_local:
+            frame = pl.scan_parquet(
+                [str(file) for file in files],
+                schema=schema.RESULTS,
+                hive_partitioning=False,
+                glob=False,
+                missing_columns="insert",
+                extra_columns="ignore",
+            )
+        else:
+            days = sorted({dt.date.fromisoformat(file.parent.name.removeprefix("date=")) for file in files})
+            frame = self.store.scan("results", days[0], days[-1]).filter(pl.col("date").is_in(days))
+        read = frame.select(columns).collect()
+        # Files come session after session, so each session's rows are one run of `date`: sliced, not copied.
+        runs = read.select(pl.col("date").rle()).unnest("date")
+        parts, offset = {}, 0
+        for length, day in runs.iter_rows():
+            parts[day] = read.slice(offset, length)
+            offset += length
+        return parts
+
+    def _keep(self, entries: dict[dt.date, _Columns | None]) -> None:
+        with self._lock:
+            for day, entry in entries.items():
+                if entry is not None:
+                    self._kept[day] = entry
+                    self._kept.move_to_end(day)
+            total = sum(entry.frame.estimated_size() for entry in self._kept.values())
+            while total > self.budget and self._kept:
+                _, dropped = self._kept.popitem(last=False)
+                total -= dropped.frame.estimated_size()
+
+
+def _dtypes(names: Sequence[str]) -> schema.Columns:
+    return {name: schema.RESULTS[name] for name in names}
+
+
+class _KeptResults(Warehouse):
+    """The warehouse as `hits_between` reads it for a history request: results from `ResultColumns` (the
+    columns the request needs), everything else as stored."""
+
+    def __init__(self, store: Warehouse, columns: ResultColumns, wanted: Sequence[str]) -> None:
+        super().__init__(store.root)
+        self._columns = columns
+        self._wanted = wanted
+
+    def scan(self, dataset: str, start: dt.date | None = None, end: dt.date | None = None) -> pl.LazyFrame:
+        if dataset != "results" or start is None or end is None:
+            return super().scan(dataset, start, end)
+        return self._columns.between(start, end, self._wanted).lazy()
+
+
+def history_hits(
+    store: Warehouse, saved: SavedScreen, first: dt.date, last: dt.date, columns: list[str], kept: ResultColumns
+) -> Hits:
+    """`saved`'s current version evaluated over the stored results of [first, last]
+    (`technic_core.screens.evaluation.hits_between`, over the columns `kept` holds): `date`, `rank`, `symbol`
     and `columns`, by session, each in rank order."""
     screen = saved_screen(saved)
     reads = [name for name in columns if name not in ("date", "symbol")]
-    frame = hits_between(store, screen, first, last, columns=reads, sort=sort_of(saved)).collect()
+    sort = sort_of(saved)
+    wanted = [*sorted(screen.columns | screen.prev_columns), *reads, (sort or DEFAULT_SORT)[0]]
+    try:
+        hits = hits_between(_KeptResults(store, kept, wanted), screen, first, last, columns=reads, sort=sort)
+        frame = hits.collect()
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError):
+        # A file that cannot be decoded: `Warehouse.scan` checks every footer and names the damaged one.
+        store.scan("results", calendar.previous_session(first), last).collect()
+        raise
     frame = frame.select(
         "date", pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("date").alias("rank"), "symbol", *reads
     )
@@ -443,7 +618,11 @@ def history_hits(store: Warehouse, saved: SavedScreen, first: dt.date, last: dt.
 
 def hits_per_session(store: Warehouse, hits: pl.DataFrame, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
     """Hits on each session of [first, last] that has results (zero included), oldest first."""
-    sessions = [day for day in store.sessions("results") if first <= day <= last]
+    sessions = [
+        day
+        for day in partition_sessions(store, "results")
+        if first <= day <= last and store.has_partition("results", day)
+    ]
     counts = dict(hits.group_by("date").len().iter_rows())
     return [{"date": day, "hits": int(counts.get(day, 0))} for day in sessions]
 
@@ -453,7 +632,7 @@ def screen_performance(
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[int], str | None]:
     """`performance` of the screen's stored evidence in [first, last] and of the signal bands beside it, the
     screen versions the evidence holds, and why there is no row for the screen (None when there is one)."""
-    if not store.sessions("screen_outcomes"):
+    if newest_session(store, "screen_outcomes") is None:
         empty = performance(schema.empty(schema.SCREEN_OUTCOMES))
         nothing = (
             "nothing is labeled yet: forward returns are known 10 sessions after a scan, and screen_performance "

@@ -22,6 +22,7 @@ from api.queries import (
     RowRequest,
     chosen_columns,
     model_registry,
+    newest_session,
     page_response,
     where_screen,
 )
@@ -38,10 +39,10 @@ SessionPath = Annotated[dt.date, Path(description="an NYSE session, YYYY-MM-DD")
 
 
 def _latest_results_session(store: Warehouse) -> dt.date:
-    sessions = store.sessions("results")
-    if not sessions:
+    session = newest_session(store, "results")
+    if session is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet")
-    return sessions[-1]
+    return session
 
 
 def _results_session(store: Warehouse, date: dt.date) -> dt.date:
@@ -90,12 +91,11 @@ def health(
     scans: Annotated[ScanManager, Depends(deps.scans)],
 ) -> Health:
     """Liveness plus what a dashboard wants at a glance: the newest results and the champion models."""
-    sessions = store.sessions("results")
     return Health(
         status="ok",
         warehouse=str(store.root),
         warehouse_exists=store.root.is_dir(),
-        latest_session=sessions[-1] if sessions else None,
+        latest_session=newest_session(store, "results"),
         champions={model.name: model.champion for model in model_registry(store) if model.champion},
         streams=StreamCounts(
             subscribers=hub.subscriber_count, tailed_partitions=hub.tail_count, active_scans=len(scans.active())

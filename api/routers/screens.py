@@ -46,6 +46,7 @@ from api.queries import (
     hit_columns,
     hits_per_session,
     invalid,
+    newest_session,
     page_response,
     paged,
     screen_performance,
@@ -117,18 +118,23 @@ class CachedLibrary:
     def __init__(self, library: ScreenLibrary) -> None:
         self.library = library
         self._lock = threading.Lock()
-        self._key: tuple[int, int] | None = None
+        self._key: tuple[int, int] = (0, 0)
         self._loaded: LoadedLibrary | None = None
 
     def _file_key(self) -> tuple[int, int] | None:
+        """(mtime, size) of screens.yaml, (0, 0) when there is none; None when the store cannot tell."""
         try:
             stat = self.library.path.stat()
         except FileNotFoundError:
+            return 0, 0
+        except OSError:
             return None
         return stat.st_mtime_ns, stat.st_size
 
     def load(self) -> LoadedLibrary:
         key = self._file_key()
+        if key is None:
+            return self.library.load()
         with self._lock:
             if self._loaded is not None and key == self._key:
                 return self._loaded
@@ -155,10 +161,10 @@ LibraryDep = Annotated[CachedLibrary, Depends(library)]
 
 
 def newest_results_session(store: Warehouse) -> dt.date:
-    sessions = store.sessions("results")
-    if not sessions:
+    session = newest_session(store, "results")
+    if session is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet")
-    return sessions[-1]
+    return session
 
 
 def results_session(store: Warehouse, day: str, location: tuple[str, ...]) -> dt.date:
@@ -232,8 +238,8 @@ def _detail(saved: SavedScreen, stored: StoredHits | None) -> ScreenDetail:
 
 
 def _newest_stored(store: Warehouse) -> StoredHits | None:
-    sessions = store.sessions("screens")
-    return StoredHits.read(store, sessions[-1]) if sessions else None
+    session = newest_session(store, "screens")
+    return StoredHits.read(store, session) if session is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- endpoints
@@ -365,6 +371,7 @@ def screen_history(
     request: Request,
     name: NamePath,
     store: WarehouseDep,
+    queries: QueriesDep,
     screens: LibraryDep,
     query: Annotated[HistoryQuery, Query()],
 ) -> Response:
@@ -379,7 +386,7 @@ def screen_history(
     if first is None:
         first = calendar.sessions_back(last, DEFAULT_HISTORY_SESSIONS)[0]
     checked_range(first, last, MAX_HISTORY_SESSIONS)
-    hits = history_hits(store, saved, first, last, hit_columns(saved, columns))
+    hits = history_hits(store, saved, first, last, hit_columns(saved, columns), queries.columns)
     head = {
         "name": saved.name,
         "version": hits.version,

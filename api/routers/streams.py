@@ -36,7 +36,7 @@ from api import auth
 from api.auth import AuthError, Principal, StreamQuota
 from api.events import END_ERROR, FINAL_EVENTS, RESULT, GzipStream, StreamEvent, end_event, sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
-from api.queries import SessionFrames, saved_screen, screened
+from api.queries import SessionFrames, newest_session, saved_screen, screened
 from api.routers.screens import NAME_PATTERN
 from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
 from technic_core.screens import Screen
@@ -63,12 +63,11 @@ def _subscribe(hub: StreamHub, store: Warehouse, target: StreamTarget, cursor: i
         return subscriber
     session = target.session
     if target.latest:
-        sessions = store.sessions("results")
-        if not sessions:
+        session = newest_session(store, "results")
+        if session is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'"
             )
-        session = sessions[-1]
     assert session is not None
     return hub.subscribe_session(session, cursor)
 
@@ -249,12 +248,11 @@ async def screen_events(
     saved = await run_in_threadpool(state.screens.get, name)
     day = target.session
     if target.latest:
-        sessions = state.store.sessions("results")
-        if not sessions:
+        day = newest_session(state.store, "results")
+        if day is None:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'"
             )
-        day = sessions[-1]
     assert day is not None
     screen = saved_screen(saved)
     frames: SessionFrames = state.queries.frames

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.events import for_wire
-from api.queries import SessionFrames, screened
+from api.queries import ResultColumns, SessionFrames, screened
 from technic_core import calendar, schema
 from technic_core.config import ScanConfig
 from technic_core.scan import run_scan, watchlist_report
@@ -661,3 +661,24 @@ def test_session_frames_follow_new_batches_and_screened_matches_hits_between(war
     mine = screened(both, frames.previous(LIVE), screen).get_column("symbol").sort().to_list()
     reference = hits_between(warehouse, screen, LIVE, LIVE).collect().get_column("symbol").sort().to_list()
     assert mine == reference and calendar.previous_session(LIVE) == market.session
+
+
+def test_result_columns_keep_what_they_read_until_the_files_change(warehouse, market, two_sessions):
+    kept = ResultColumns(warehouse)
+
+    def stored(*columns: str) -> pl.DataFrame:
+        return warehouse.read("results", PREVIOUS, market.session).select("date", "symbol", *columns)
+
+    assert kept.between(PREVIOUS, market.session, ["close"]).equals(stored("close"))
+    assert kept.between(PREVIOUS, market.session, ["rsi", "close"]).equals(stored("rsi", "close")), "columns added"
+    assert kept.between(market.session, market.session, ["rsi"]).equals(
+        warehouse.read("results", market.session, market.session).select("date", "symbol", "rsi")
+    )
+    doubled = market.results.sort("seq").with_columns(pl.col("close") * 2, pl.lit(0, dtype=pl.Int64).alias("batch"))
+    write_session_batches(warehouse, market.session, [doubled])
+    warehouse.finish_results(market.session, 1)
+    assert kept.between(PREVIOUS, market.session, ["close"]).equals(stored("close")), (
+        "a rewritten session is read again"
+    )
+    small = ResultColumns(warehouse, budget=1)
+    assert small.between(PREVIOUS, market.session, ["close"]).equals(stored("close")), "beyond the budget: still right"
