@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import io
+import itertools
 import json
 import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +59,9 @@ MAX_LIMIT = 1_000
 MAX_OFFSET = 10_000_000
 #: Sessions whose rows `SessionFrames` keeps (a session of 5,000 symbols is ~8 MB in memory).
 CACHED_SESSIONS = 4
+#: JSON answers of the results endpoints kept for identical requests over unchanged rows (`ResponseCache`).
+RESPONSE_CACHE_ENTRIES = 512
+RESPONSE_CACHE_BYTES = 64 * 2**20
 #: Characters of a client's input echoed back in an error.
 ECHOED_INPUT = 200
 
@@ -160,11 +164,13 @@ def newest_session(store: Warehouse, dataset: str = "results") -> dt.date | None
 
 @dataclass(frozen=True)
 class _Loaded:
-    """A session's rows and the files they were read from: (name, mtime, size) each, and each file's rows."""
+    """A session's rows and the files they were read from: (name, mtime, size) each, and each file's rows;
+    `generation` numbers the loads, so it names this exact content (`SessionFrames.versioned`)."""
 
     stamps: tuple[tuple[str, int, int], ...]
     files: dict[tuple[str, int, int], pl.DataFrame]
     frame: pl.DataFrame
+    generation: int
 
 
 class SessionFrames:
@@ -182,9 +188,14 @@ class SessionFrames:
         self._lock = threading.Lock()
         self._session_locks: dict[dt.date, threading.Lock] = {}
         self._loaded: OrderedDict[dt.date, _Loaded] = OrderedDict()
+        self._generations = itertools.count(1)
 
     def get(self, session: dt.date) -> pl.DataFrame:
         """The session's rows in seq order (an empty frame when the partition does not exist)."""
+        return self.versioned(session)[0]
+
+    def versioned(self, session: dt.date) -> tuple[pl.DataFrame, int]:
+        """The session's rows and a number that changes whenever they do (never reused in this process)."""
         with self._lock:
             lock = self._session_locks.setdefault(session, threading.Lock())
         with lock:
@@ -199,7 +210,7 @@ class SessionFrames:
         """The rows of the NYSE session before `session` (what `prev()` reads), empty when it has none."""
         return self.get(calendar.previous_session(session))
 
-    def _current(self, session: dt.date) -> pl.DataFrame:
+    def _current(self, session: dt.date) -> tuple[pl.DataFrame, int]:
         files = self.store.partition_files("results", session)
         stamps = tuple(_stamp(file) for file in files)
         with self._lock:
@@ -207,17 +218,18 @@ class SessionFrames:
             if loaded is not None:
                 self._loaded.move_to_end(session)
         if loaded is not None and loaded.stamps == stamps:
-            return loaded.frame
+            return loaded.frame, loaded.generation
         known = loaded.files if loaded is not None else {}
         parts = {stamp: known[stamp] if stamp in known else _read_results(file) for stamp, file in zip(stamps, files)}
         frames = list(parts.values())
         frame = pl.concat(frames, rechunk=True) if frames else schema.empty(schema.RESULTS)
         with self._lock:
-            self._loaded[session] = _Loaded(stamps, parts, frame)
+            generation = next(self._generations)
+            self._loaded[session] = _Loaded(stamps, parts, frame, generation)
             self._loaded.move_to_end(session)
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)
-        return frame
+        return frame, generation
 
 
 def _stamp(file: AnyPath) -> tuple[str, int, int]:
@@ -301,6 +313,71 @@ def paged(frame: pl.DataFrame, offset: int, limit: int | None, columns: Sequence
     return Page(rows.select(columns) if columns is not None else rows, frame.height, offset)
 
 
+def _select(frame: pl.DataFrame, previous: pl.DataFrame | None, request: RowRequest) -> Page:
+    """The rows of one session's `frame` that pass the request's filters and screen, ordered, paged.
+
+    Filtering and ordering run over the few columns they read, with each row's number; only the page's rows
+    are then taken from the session's (wide) rows.
+    """
+    column = request.order_by.lstrip("-")
+    if column not in schema.RESULTS:
+        raise ValueError(f"order_by column {column!r} is not a result column")
+    conditions: list[pl.Expr | pl.Series] = []
+    if request.where is not None:
+        conditions.append(selected(frame, previous, request.where))
+    if request.signal is not None:
+        conditions.append(pl.col("signal") == request.signal)
+    if request.sector is not None:
+        conditions.append(pl.col("sector") == request.sector)
+    if request.min_tech_rating is not None:
+        conditions.append(pl.col("tech_rating") >= request.min_tech_rating)
+    keys = frame.select(list(dict.fromkeys((column, "symbol", "signal", "sector", "tech_rating")))).with_row_index(
+        "_row"
+    )
+    if conditions:
+        keys = keys.filter(*conditions)
+    keys = keys.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
+    rows = frame[keys.get_column("_row").slice(request.offset, request.limit)]
+    return Page(rows.select(request.columns) if request.columns is not None else rows, keys.height, request.offset)
+
+
+class ResponseCache:
+    """Encoded JSON answers by key, at most `entries` of them and `budget` bytes, least recently used dropped
+    first. Each hit is a new `Response` with the same body and headers."""
+
+    def __init__(self, entries: int = RESPONSE_CACHE_ENTRIES, budget: int = RESPONSE_CACHE_BYTES) -> None:
+        self.entries = entries
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[Hashable, tuple[bytes, str | None, dict[str, str]]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> Response | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None:
+                return None
+            self._kept.move_to_end(key)
+        body, media_type, headers = kept
+        return Response(body, media_type=media_type, headers=headers)
+
+    def put(self, key: Hashable, response: Response) -> None:
+        body = bytes(response.body)
+        if len(body) > self.budget // 4:
+            return
+        headers = {
+            name: value for name, value in response.headers.items() if name not in ("content-length", "content-type")
+        }
+        with self._lock:
+            if key in self._kept:
+                return
+            self._kept[key] = (body, response.media_type, headers)
+            self._bytes += len(body)
+            while len(self._kept) > self.entries or self._bytes > self.budget:
+                _, (dropped, _, _) = self._kept.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
 class ResultQueries:
     """Result reads: pages from the cached session rows, single rows through one shared in-memory DuckDB."""
 
@@ -308,6 +385,7 @@ class ResultQueries:
         self.store = store
         self.frames = SessionFrames(store)
         self.columns = ResultColumns(store)
+        self.responses = ResponseCache()
         self._database = store.connect()
         self._lock = threading.Lock()
 
@@ -323,34 +401,28 @@ class ResultQueries:
         return frame
 
     def page(self, session: dt.date, request: RowRequest) -> Page:
-        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged.
-
-        Filtering and ordering run over the few columns they read, with each row's number; only the page's
-        rows are then taken from the session's (wide) rows.
-        """
+        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged."""
         frame = self.frames.get(session)
-        column = request.order_by.lstrip("-")
-        if column not in schema.RESULTS:
-            raise ValueError(f"order_by column {column!r} is not a result column")
-        conditions: list[pl.Expr | pl.Series] = []
-        if request.where is not None:
-            previous = self.frames.previous(session) if request.where.prev_columns else None
-            conditions.append(selected(frame, previous, request.where))
-        if request.signal is not None:
-            conditions.append(pl.col("signal") == request.signal)
-        if request.sector is not None:
-            conditions.append(pl.col("sector") == request.sector)
-        if request.min_tech_rating is not None:
-            conditions.append(pl.col("tech_rating") >= request.min_tech_rating)
-        keys = frame.select(list(dict.fromkeys((column, "symbol", "signal", "sector", "tech_rating")))).with_row_index(
-            "_row"
-        )
-        if conditions:
-            keys = keys.filter(*conditions)
-        keys = keys.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
-        rows = keys.get_column("_row").slice(request.offset, request.limit)
-        page = frame[rows]
-        return Page(page.select(request.columns) if request.columns is not None else page, keys.height, request.offset)
+        previous = self.frames.previous(session) if request.where is not None and request.where.prev_columns else None
+        return _select(frame, previous, request)
+
+    def respond(
+        self, session: dt.date, request: RowRequest, query: Hashable, encode: Callable[[Page], Response]
+    ) -> Response:
+        """`encode(self.page(session, request))`, answered from `responses` when the same `query` (the request's
+        parameters, normalized) was answered over the same rows: many clients polling one screen cost one
+        evaluation per change of the session's files."""
+        frame, generation = self.frames.versioned(session)
+        previous, previous_generation = None, 0
+        if request.where is not None and request.where.prev_columns:
+            previous, previous_generation = self.frames.versioned(calendar.previous_session(session))
+        key = (session, generation, previous_generation, query)
+        cached = self.responses.get(key)
+        if cached is not None:
+            return cached
+        response = encode(_select(frame, previous, request))
+        self.responses.put(key, response)
+        return response
 
     def result(self, session: dt.date, symbol: str) -> pl.DataFrame:
         sql = "SELECT * FROM results WHERE date = $date AND symbol = $symbol"

@@ -18,6 +18,7 @@ from api.models import Health, Models, Partitions, ResultFilters, ResultRow, Res
 from api.queries import (
     CSV_MEDIA_TYPE,
     PARQUET_MEDIA_TYPE,
+    Page,
     ResultQueries,
     RowRequest,
     chosen_columns,
@@ -67,8 +68,17 @@ def row_request(filters: ResultFilters) -> RowRequest:
 
 
 def _page(request: Request, queries: ResultQueries, session: dt.date, filters: ResultFilters) -> Response:
-    page = queries.page(session, row_request(filters))
-    return page_response({"date": session}, page, filters.format, f"results-{session}", request.url)
+    rows = row_request(filters)
+
+    def encode(page: Page) -> Response:
+        return page_response({"date": session}, page, filters.format, f"results-{session}", request.url)
+
+    if filters.format != "json":
+        return encode(queries.page(session, rows))
+    # JSON pages are kept for identical requests (same URL, parameters in any order) while the rows are
+    # unchanged; the URL is part of the key because the `Link` header repeats it.
+    query = (str(request.url.replace(query="")), tuple(sorted(request.query_params.multi_items())))
+    return queries.respond(session, rows, query, encode)
 
 
 _PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {

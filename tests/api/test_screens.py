@@ -682,3 +682,17 @@ def test_result_columns_keep_what_they_read_until_the_files_change(warehouse, ma
     )
     small = ResultColumns(warehouse, budget=1)
     assert small.between(PREVIOUS, market.session, ["close"]).equals(stored("close")), "beyond the budget: still right"
+
+
+def test_identical_pages_are_answered_again_until_the_rows_change(client, warehouse, market):
+    params = {"where": "rsi > 40", "limit": 5, "columns": "symbol,seq"}
+    first = client.get("/results/latest", params=params)
+    again = client.get("/results/latest", params=dict(reversed(params.items())))
+    assert again.content == first.content and again.headers["link"] == first.headers["link"]
+    queries = client.app.state.queries
+    assert len(queries.responses._kept) == 1, "parameters in another order are the same request"
+    doubled = market.results.sort("seq").with_columns(pl.col("rsi") * 0 + 99, pl.lit(0, dtype=pl.Int64).alias("batch"))
+    write_session_batches(warehouse, market.session, [doubled])
+    warehouse.finish_results(market.session, 1)
+    changed = client.get("/results/latest", params=params).json()
+    assert changed["total"] == market.results.height, "new files, new answer"
