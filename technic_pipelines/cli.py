@@ -393,6 +393,38 @@ def screen(
         console.print(table)
 
 
+@app.command()
+def columns(
+    group: str | None = typer.Option(None, "--group", help="Only this group (e.g. moving_averages, oscillators)."),
+    output: str = typer.Option("table", "--format", help="table, csv or json."),
+) -> None:
+    """The column catalog: every column a result row carries, with its unit, lookback and source."""
+    import json
+    import sys
+
+    from technic_core.catalog import column_rows
+
+    rows = [row for row in column_rows() if group is None or row["group"] == group]
+    if not rows:
+        groups = sorted({str(row["group"]) for row in column_rows()})
+        raise typer.BadParameter(f"no group {group!r}; groups: {', '.join(groups)}", param_hint="--group")
+    if output == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif output == "csv":
+        import polars as pl
+
+        sys.stdout.write(pl.DataFrame(rows).write_csv())
+    elif output == "table":
+        table = Table(title=f"Column catalog ({len(rows)} columns; units in docs and `--format json`)")
+        for name in ("name", "unit", "lookback", "description"):
+            table.add_column(name, no_wrap=name == "name", justify="right" if name == "lookback" else "left")
+        for row in rows:
+            table.add_row(str(row["name"]), str(row["unit"]), str(row["lookback"]), str(row["description"]))
+        console.print(table)
+    else:
+        raise typer.BadParameter(f"{output!r} is not one of table, csv, json", param_hint="--format")
+
+
 @app.callback()
 def _main() -> None:
     """Technic: daily US-stock technical scan (Dagster + Parquet/DuckDB)."""
