@@ -26,5 +26,5 @@ trap stop_all INT TERM EXIT
 "$BIN/dagster-daemon" run -w workspace.yaml & pids+=($!)
 "$BIN/technic" serve --host 127.0.0.1 --port 8000 & pids+=($!)
 
-echo "Dagster UI: http://127.0.0.1:3000   API: http://127.0.0.1:8000/docs   (Ctrl-C stops everything)"
+echo "Dagster UI: http://127.0.0.1:3000   Web page: http://127.0.0.1:8000/   API docs: http://127.0.0.1:8000/docs   (Ctrl-C stops everything)"
 wait -n
