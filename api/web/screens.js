@@ -92,6 +92,7 @@ export function render(main, route) {
 }
 
 function overview(main, gone) {
+  main.dataset.state = 'loading';
   main.innerHTML = `
     <section aria-labelledby="screens-title">
       <div class="view-head">
@@ -210,6 +211,7 @@ function overview(main, gone) {
 }
 
 function detail(main, name, gone) {
+  main.dataset.state = 'loading';
   main.innerHTML = `
     <section aria-labelledby="screen-title">
       <p><a href="#/screens">← All screens</a></p>
