@@ -80,6 +80,17 @@ export async function postJSON(path, body, { signal } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+/** Fetch `address` with the key and save the answer as `filename` (a plain link could not send the key). */
+export async function download(address, filename) {
+  const response = await fetch(address, { headers: headers({ Accept: '*/*' }) });
+  if (!response.ok) throw await failure(response);
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 /** A stream URL for EventSource, which cannot send headers: the key rides as `api_key`. */
 export function streamUrl(path, params = {}) {
   const key = apiKey();

@@ -6,7 +6,7 @@
 // rows were read, so each later batch arrives once; rows are deduplicated by seq all the same. With a
 // screen, the API says which rows of a new batch the screen selects (`where=(…) and seq between …`).
 
-import { ApiError, getJSON, whereError } from './api.js';
+import { ApiError, download, getJSON, url, whereError } from './api.js';
 import { columnCatalog, resultColumnNames, resultSessions, savedScreens } from './data.js';
 import { escapeHtml, formatInteger, formatterFor, isNumeric, labelOf } from './format.js';
 import { screenErrorBox } from './screen-error.js';
@@ -114,9 +114,10 @@ export function render(main, route) {
         <label for="find" class="visually-hidden">Find symbol</label>
         <input type="search" id="find" placeholder="Find symbol or name" autocomplete="off" spellcheck="false">
         <button type="button" class="secondary" id="choose-columns" aria-haspopup="dialog">Columns</button>
+        <button type="button" class="secondary" id="download-results">CSV</button>
         <span class="status" id="row-count" aria-live="polite"></span>
         <span class="live" id="live-state"></span>
-        <progress id="live-progress" hidden></progress>
+        <progress id="live-progress" aria-label="Scan progress" hidden></progress>
       </div>
       <div id="results-table" class="table-host"></div>
       <dialog id="column-dialog" class="column-dialog" aria-labelledby="column-dialog-title">
@@ -415,6 +416,22 @@ export function render(main, route) {
   find.addEventListener('input', () => {
     table.setRows(state.rows.filter(matchesFind));
     showCount();
+  });
+
+  // The rows as shown (screen, columns, order) as a CSV file: the API answers every row of a download.
+  $('#download-results').addEventListener('click', async () => {
+    const order = `${state.sort.descending ? '-' : ''}${state.sort.key}`;
+    const address = url(`/results/${state.date || state.session}`, {
+      where: state.where,
+      columns: state.columns.join(','),
+      order_by: order,
+      format: 'csv',
+    });
+    try {
+      await download(address, `technic-${state.date || state.session}.csv`);
+    } catch (error) {
+      setStatus(`Download failed: ${error.message}`, 'failed');
+    }
   });
 
   // ---------------------------------------------------------------- column chooser

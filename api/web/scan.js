@@ -42,7 +42,7 @@ export function render(main, route) {
       <p id="scan-error" class="error-note" role="alert" hidden></p>
       <div class="table-tools">
         <span class="status" id="scan-count" aria-live="polite"></span>
-        <progress id="scan-progress" hidden></progress>
+        <progress id="scan-progress" aria-label="Scan progress" hidden></progress>
         <span class="live" id="scan-state"></span>
       </div>
       <div id="scan-table" class="table-host"></div>

@@ -5,7 +5,7 @@
 // the range's first day; the averages are computed here from the closes (the stored sma_50/sma_200 exist
 // only on scanned sessions).
 
-import { apiKey, getJSON, listOf, url } from './api.js';
+import { download, getJSON, listOf, url } from './api.js';
 import { LineChart, PriceChart, sma } from './chart.js';
 import { columnCatalog } from './data.js';
 import { escapeHtml, formatCompact, formatPercent, formatPrice, formatterFor, labelOf, signalClass } from './format.js';
@@ -282,15 +282,9 @@ export function render(main, route) {
     const sessions = Object.fromEntries(RANGES)[state.range];
     const address = url(`/symbols/${encodeURIComponent(state.symbol)}/history`, { sessions, format: 'csv' });
     try {
-      const response = await fetch(address, { headers: apiKey() ? { 'X-API-Key': apiKey() } : {} });
-      if (!response.ok) throw new Error(`download failed (HTTP ${response.status})`);
-      const link = document.createElement('a');
-      link.href = URL.createObjectURL(await response.blob());
-      link.download = `${state.symbol}-${state.range}.csv`;
-      link.click();
-      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+      await download(address, `${state.symbol}-${state.range}.csv`);
     } catch (error) {
-      status.textContent = error.message;
+      status.textContent = `Download failed: ${error.message}`;
     }
   });
 

@@ -120,6 +120,12 @@ def test_a_typed_screen_and_a_saved_screen_change_the_rows(page, web_warehouse):
     assert page.input_value("#where") == saved.expression
     assert f"screen={saved.name}" in page.url
 
+    with page.expect_download() as download:  # the rows as shown, every one of them
+        page.click("#download-results")
+    csv = pl.read_csv(download.value.path())
+    assert csv.height == screened(rows, saved.expression).height
+    assert {"symbol", "tech_rating", "signal"} <= set(csv.columns)
+
 
 def test_an_invalid_screen_shows_the_api_message_at_its_position(page, console):
     console.allow(r"status of 422 .*\[.*/results/.*where=")  # the browser logs the API's 422 answer itself
