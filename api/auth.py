@@ -16,8 +16,10 @@ import hashlib
 import hmac
 from collections import Counter
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import HTTPException, Query, Request, WebSocket, status
+from fastapi import HTTPException, Request, Security, WebSocket, status
+from fastapi.security import APIKeyHeader, APIKeyQuery
 
 API_KEY_HEADER = "X-API-Key"
 API_KEY_QUERY = "api_key"
@@ -81,33 +83,41 @@ def _http_error(exc: AuthError) -> HTTPException:
     return HTTPException(exc.status_code, exc.message, headers=headers)
 
 
-def _header_principal(request: Request, *, mutating: bool) -> Principal:
+#: The key schemes as OpenAPI security schemes, so /docs has an Authorize button and generated clients know
+#: about keys; `auto_error=False` because whether a key is required is the keyring's decision, per endpoint.
+HEADER_KEY = APIKeyHeader(
+    name=API_KEY_HEADER, scheme_name="APIKeyHeader", description="API key (TECHNIC_API_KEYS)", auto_error=False
+)
+QUERY_KEY = APIKeyQuery(
+    name=API_KEY_QUERY,
+    scheme_name="APIKeyQuery",
+    description="API key, for EventSource clients that cannot set headers (streams only)",
+    auto_error=False,
+)
+HeaderKey = Annotated[str | None, Security(HEADER_KEY)]
+QueryKey = Annotated[str | None, Security(QUERY_KEY)]
+
+
+def _principal(request: Request, presented: str | None, *, mutating: bool) -> Principal:
     try:
-        return _keyring(request).principal(request.headers.get(API_KEY_HEADER), _client(request), mutating)
+        return _keyring(request).principal(presented, _client(request), mutating)
     except AuthError as exc:
         raise _http_error(exc) from None
 
 
-async def reader(request: Request) -> Principal:
+async def reader(request: Request, key: HeaderKey = None) -> Principal:
     """Dependency of GET endpoints: the key from the header, optional unless reads require one."""
-    return _header_principal(request, mutating=False)
+    return _principal(request, key, mutating=False)
 
 
-async def stream_reader(
-    request: Request,
-    api_key: str | None = Query(None, description="API key, for EventSource clients that cannot set headers"),
-) -> Principal:
+async def stream_reader(request: Request, key: HeaderKey = None, api_key: QueryKey = None) -> Principal:
     """Dependency of the SSE endpoint: like `reader`, also accepting `?api_key=` (EventSource sets no headers)."""
-    presented = request.headers.get(API_KEY_HEADER) or api_key
-    try:
-        return _keyring(request).principal(presented, _client(request), mutating=False)
-    except AuthError as exc:
-        raise _http_error(exc) from None
+    return _principal(request, key or api_key, mutating=False)
 
 
-async def writer(request: Request) -> Principal:
+async def writer(request: Request, key: HeaderKey = None) -> Principal:
     """Dependency of POST and DELETE endpoints: a valid key in the header, always."""
-    return _header_principal(request, mutating=True)
+    return _principal(request, key, mutating=True)
 
 
 def websocket_principal(websocket: WebSocket) -> Principal:

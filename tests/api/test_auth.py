@@ -90,3 +90,19 @@ def test_keys_in_query_strings_are_redacted_from_access_logs(client):
     assert redact_api_keys(record)
     assert KEY not in record.getMessage()
     assert "/events/results/latest?after=3&api_key=***&x=1" in record.getMessage()
+
+
+def test_openapi_declares_the_key_schemes_so_docs_have_an_authorize_button(make_app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app()) as client:
+        spec = client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": schemes["APIKeyHeader"]["description"],
+    }
+    assert schemes["APIKeyQuery"]["in"] == "query" and schemes["APIKeyQuery"]["name"] == "api_key"
+    assert {"APIKeyHeader": []} in spec["paths"]["/scan"]["post"]["security"]
