@@ -491,8 +491,10 @@ class ScanManager:
                 elapsed_s=batch.elapsed_s,
             )
         )
-        # The write every live subscriber gets, plain and gzip, built here rather than on the event loop.
-        sse_burst(events).deflated()
+        # The write every live subscriber gets, plain and gzip, built here rather than on the event loop. A scan
+        # nobody follows (yet: `POST /scan`) skips it; a client that attaches later has its replay built anyway.
+        if scan.topic.subscribers:
+            sse_burst(events).deflated()
         self._publish(scan.topic, *events)
 
     def _append_history(self, scan: AdHocScan, run: ScanRun, started_at: dt.datetime) -> None:
