@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from starlette.routing import NoMatchFound
 
-from api.routers import columns as columns_router
 from technic_core.catalog import CATALOG, column_rows
+from tests.api.conftest import AUTH
 
 
-def _with_columns(app: FastAPI) -> FastAPI:
-    # api/main.py registers the router; included here only if an app was built without it.
-    try:
-        app.url_path_for("columns")
-    except NoMatchFound:
-        app.include_router(columns_router.router)
-    return app
-
-
-@pytest.fixture
-def columns_client(make_app):
-    with TestClient(_with_columns(make_app())) as client:
-        yield client
-
-
-def test_columns_lists_every_catalog_column_in_registry_order(columns_client):
-    response = columns_client.get("/columns")
+def test_columns_lists_every_catalog_column_in_registry_order(client):
+    response = client.get("/columns")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["count"] == len(CATALOG) == len(body["columns"])
@@ -47,7 +29,7 @@ def test_columns_lists_every_catalog_column_in_registry_order(columns_client):
 
 
 def test_columns_is_in_the_openapi_schema_and_needs_the_read_key_when_reads_do(make_app):
-    with TestClient(_with_columns(make_app(reads_require_key=True))) as client:
+    with TestClient(make_app(reads_require_key=True)) as client:
         assert client.get("/columns").status_code == 401
-        assert client.get("/columns", headers={"X-API-Key": "test-key-alpha"}).status_code == 200
-        assert "/columns" in client.get("/openapi.json", headers={"X-API-Key": "test-key-alpha"}).json()["paths"]
+        assert client.get("/columns", headers=AUTH).status_code == 200
+        assert "/columns" in client.get("/openapi.json", headers=AUTH).json()["paths"]
