@@ -162,15 +162,23 @@ def newest_session(store: Warehouse, dataset: str = "results") -> dt.date | None
 # ---------------------------------------------------------------------------------------------- session rows
 
 
-@dataclass(frozen=True)
-class _Loaded:
+@dataclass
+class Loaded:
     """A session's rows and the files they were read from: (name, mtime, size) each, and each file's rows;
-    `generation` numbers the loads, so it names this exact content (`SessionFrames.versioned`)."""
+    `generation` numbers the loads, so it names this exact content."""
 
     stamps: tuple[tuple[str, int, int], ...]
     files: dict[tuple[str, int, int], pl.DataFrame]
     frame: pl.DataFrame
     generation: int
+    _wire: pl.DataFrame | None = None
+
+    @property
+    def wire(self) -> pl.DataFrame:
+        """`frame` at wire precision (`api.events.for_wire`), rounded once per load for every page taken from it."""
+        if self._wire is None:
+            self._wire = for_wire(self.frame)  # two threads may both round it: the same frame either way
+        return self._wire
 
 
 class SessionFrames:
@@ -187,15 +195,16 @@ class SessionFrames:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._session_locks: dict[dt.date, threading.Lock] = {}
-        self._loaded: OrderedDict[dt.date, _Loaded] = OrderedDict()
+        self._loaded: OrderedDict[dt.date, Loaded] = OrderedDict()
         self._generations = itertools.count(1)
 
     def get(self, session: dt.date) -> pl.DataFrame:
         """The session's rows in seq order (an empty frame when the partition does not exist)."""
-        return self.versioned(session)[0]
+        return self.loaded(session).frame
 
-    def versioned(self, session: dt.date) -> tuple[pl.DataFrame, int]:
-        """The session's rows and a number that changes whenever they do (never reused in this process)."""
+    def loaded(self, session: dt.date) -> Loaded:
+        """The session's rows with their generation, a number that changes whenever they do (never reused in
+        this process), and their wire-precision copy."""
         with self._lock:
             lock = self._session_locks.setdefault(session, threading.Lock())
         with lock:
@@ -210,7 +219,7 @@ class SessionFrames:
         """The rows of the NYSE session before `session` (what `prev()` reads), empty when it has none."""
         return self.get(calendar.previous_session(session))
 
-    def _current(self, session: dt.date) -> tuple[pl.DataFrame, int]:
+    def _current(self, session: dt.date) -> Loaded:
         files = self.store.partition_files("results", session)
         stamps = tuple(_stamp(file) for file in files)
         with self._lock:
@@ -218,18 +227,18 @@ class SessionFrames:
             if loaded is not None:
                 self._loaded.move_to_end(session)
         if loaded is not None and loaded.stamps == stamps:
-            return loaded.frame, loaded.generation
+            return loaded
         known = loaded.files if loaded is not None else {}
         parts = {stamp: known[stamp] if stamp in known else _read_results(file) for stamp, file in zip(stamps, files)}
         frames = list(parts.values())
         frame = pl.concat(frames, rechunk=True) if frames else schema.empty(schema.RESULTS)
         with self._lock:
-            generation = next(self._generations)
-            self._loaded[session] = _Loaded(stamps, parts, frame, generation)
+            loaded = Loaded(stamps, parts, frame, next(self._generations))
+            self._loaded[session] = loaded
             self._loaded.move_to_end(session)
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)
-        return frame, generation
+        return loaded
 
 
 def _stamp(file: AnyPath) -> tuple[str, int, int]:
@@ -256,10 +265,7 @@ def selected(frame: pl.DataFrame, previous: pl.DataFrame | None, screen: Screen)
     before, which prev() reads. Only the columns the screen reads are joined and evaluated."""
     narrow = frame.select(list(dict.fromkeys(("symbol", *sorted(screen.columns)))))
     if screen.prev_columns:
-        prior = previous if previous is not None else schema.empty(schema.RESULTS)
-        # One row per symbol and session in stored results; a duplicate would make a symbol's hit count twice.
-        prior = prior.select("symbol", *sorted(screen.prev_columns)).unique("symbol", keep="first", maintain_order=True)
-        narrow = with_previous(narrow, prior, screen.prev_columns)
+        narrow = with_previous(narrow, _prior(previous, screen), screen.prev_columns)
     return narrow.select(screen.predicate.alias("selected")).to_series()
 
 
@@ -295,11 +301,13 @@ class RowRequest:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of rows: `frame` (the chosen columns), the rows matched in all (`total`) and where it starts."""
+    """One page of rows: `frame` (the chosen columns), the rows matched in all (`total`) and where it starts;
+    `wire`: the rows are at wire precision already."""
 
     frame: pl.DataFrame
     total: int
     offset: int
+    wire: bool = False
 
     @property
     def next_offset(self) -> int | None:
@@ -313,32 +321,46 @@ def paged(frame: pl.DataFrame, offset: int, limit: int | None, columns: Sequence
     return Page(rows.select(columns) if columns is not None else rows, frame.height, offset)
 
 
-def _select(frame: pl.DataFrame, previous: pl.DataFrame | None, request: RowRequest) -> Page:
-    """The rows of one session's `frame` that pass the request's filters and screen, ordered, paged.
+def _select(rows: Loaded, previous: pl.DataFrame | None, request: RowRequest, *, wire: bool) -> Page:
+    """The rows of one session that pass the request's filters and screen, ordered, paged: from the stored
+    values, or (`wire`) their wire-precision copy.
 
-    Filtering and ordering run over the few columns they read, with each row's number; only the page's rows
-    are then taken from the session's (wide) rows.
+    Filtering and ordering are one query over the few columns they read, with each row's number; only the
+    page's rows are then taken from the session's (wide) rows. Filters and screens decide on stored values.
     """
+    frame = rows.frame
     column = request.order_by.lstrip("-")
     if column not in schema.RESULTS:
         raise ValueError(f"order_by column {column!r} is not a result column")
-    conditions: list[pl.Expr | pl.Series] = []
-    if request.where is not None:
-        conditions.append(selected(frame, previous, request.where))
+    screen = request.where
+    conditions = []
+    if screen is not None:
+        conditions.append(screen.predicate)
     if request.signal is not None:
         conditions.append(pl.col("signal") == request.signal)
     if request.sector is not None:
         conditions.append(pl.col("sector") == request.sector)
     if request.min_tech_rating is not None:
         conditions.append(pl.col("tech_rating") >= request.min_tech_rating)
-    keys = frame.select(list(dict.fromkeys((column, "symbol", "signal", "sector", "tech_rating")))).with_row_index(
-        "_row"
-    )
+    reads = (column, "symbol", "signal", "sector", "tech_rating", *sorted(screen.columns if screen else ()))
+    keys = frame.select(list(dict.fromkeys(reads))).with_row_index("_row")
+    if screen is not None and screen.prev_columns:
+        keys = with_previous(keys, _prior(previous, screen), screen.prev_columns)
     if conditions:
         keys = keys.filter(*conditions)
-    keys = keys.sort([column, "symbol"], descending=[request.order_by.startswith("-"), False], nulls_last=True)
-    rows = frame[keys.get_column("_row").slice(request.offset, request.limit)]
-    return Page(rows.select(request.columns) if request.columns is not None else rows, keys.height, request.offset)
+    descending = [request.order_by.startswith("-"), False]
+    order = pl.col("_row").sort_by([column, "symbol"], descending=descending, nulls_last=True)
+    numbers = keys.select(order).to_series()
+    taken = (rows.wire if wire else frame)[numbers.slice(request.offset, request.limit)]
+    page = taken.select(request.columns) if request.columns is not None else taken
+    return Page(page, numbers.len(), request.offset, wire)
+
+
+def _prior(previous: pl.DataFrame | None, screen: Screen) -> pl.DataFrame:
+    """The previous session's columns `screen` reads through prev(), one row per symbol."""
+    prior = previous if previous is not None else schema.empty(schema.RESULTS)
+    # One row per symbol and session in stored results; a duplicate would make a symbol's hit count twice.
+    return prior.select("symbol", *sorted(screen.prev_columns)).unique("symbol", keep="first", maintain_order=True)
 
 
 class ResponseCache:
@@ -400,27 +422,27 @@ class ResultQueries:
             raise TypeError(f"expected a DataFrame from an Arrow table, got {type(frame).__name__}")
         return frame
 
-    def page(self, session: dt.date, request: RowRequest) -> Page:
-        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged."""
-        frame = self.frames.get(session)
+    def page(self, session: dt.date, request: RowRequest, *, wire: bool = False) -> Page:
+        """The session's rows that pass the filters and the screen, ordered (ties by symbol, nulls last), paged;
+        at stored precision, or (`wire`) at wire precision."""
         previous = self.frames.previous(session) if request.where is not None and request.where.prev_columns else None
-        return _select(frame, previous, request)
+        return _select(self.frames.loaded(session), previous, request, wire=wire)
 
     def respond(
         self, session: dt.date, request: RowRequest, query: Hashable, encode: Callable[[Page], Response]
     ) -> Response:
-        """`encode(self.page(session, request))`, answered from `responses` when the same `query` (the request's
-        parameters, normalized) was answered over the same rows: many clients polling one screen cost one
-        evaluation per change of the session's files."""
-        frame, generation = self.frames.versioned(session)
-        previous, previous_generation = None, 0
+        """`encode(self.page(session, request, wire=True))`, answered from `responses` when the same `query`
+        (the request's parameters, normalized) was answered over the same rows: many clients polling one screen
+        cost one evaluation per change of the session's files."""
+        rows = self.frames.loaded(session)
+        previous: Loaded | None = None
         if request.where is not None and request.where.prev_columns:
-            previous, previous_generation = self.frames.versioned(calendar.previous_session(session))
-        key = (session, generation, previous_generation, query)
+            previous = self.frames.loaded(calendar.previous_session(session))
+        key = (session, rows.generation, previous.generation if previous else 0, query)
         cached = self.responses.get(key)
         if cached is not None:
             return cached
-        response = encode(_select(frame, previous, request))
+        response = encode(_select(rows, previous.frame if previous else None, request, wire=True))
         self.responses.put(key, response)
         return response
 
@@ -739,11 +761,11 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def json_body(head: Mapping[str, object], frame: pl.DataFrame, **lists: object) -> bytes:
-    """`head`'s fields, then `lists` (already JSON-ready), then `rows`: `frame`'s rows encoded by polars at wire
-    precision (faster than validating thousands of rows through a model)."""
-    fields = _json({**head, **lists})
-    rows = for_wire(frame).write_json() if frame.height else "[]"
+def json_body(head: Mapping[str, object], frame: pl.DataFrame, *, wire: bool = False) -> bytes:
+    """`head`'s fields, then `rows`: `frame`'s rows encoded by polars at wire precision (rounded here unless
+    `wire` says they are), faster than validating thousands of rows through a model."""
+    fields = _json(head)
+    rows = (frame if wire else for_wire(frame)).write_json() if frame.height else "[]"
     return f'{fields[:-1]},"rows":{rows}}}'.encode()
 
 
@@ -756,7 +778,8 @@ def page_response(head: Mapping[str, object], page: Page, format: str, stem: str
     """A page as JSON (`head`, `count`, `total`, `offset`, `next_offset`, `rows`; a `Link` header to the next
     page), or its rows as a CSV (wire precision) or Parquet (stored precision) download named `stem`."""
     if format == "csv":
-        return download(for_wire(page.frame).write_csv().encode(), CSV_MEDIA_TYPE, f"{stem}.csv", page)
+        rows = page.frame if page.wire else for_wire(page.frame)
+        return download(rows.write_csv().encode(), CSV_MEDIA_TYPE, f"{stem}.csv", page)
     if format == "parquet":
         buffer = io.BytesIO()
         page.frame.write_parquet(buffer, compression="zstd")
@@ -765,7 +788,9 @@ def page_response(head: Mapping[str, object], page: Page, format: str, stem: str
     headers = {}
     if url is not None and page.next_offset is not None:
         headers["Link"] = f'<{url.include_query_params(offset=page.next_offset)}>; rel="next"'
-    return Response(json_body({**head, **paging}, page.frame), media_type="application/json", headers=headers)
+    return Response(
+        json_body({**head, **paging}, page.frame, wire=page.wire), media_type="application/json", headers=headers
+    )
 
 
 def download(body: bytes, media_type: str, filename: str, page: Page) -> Response:

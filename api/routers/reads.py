@@ -73,8 +73,8 @@ def _page(request: Request, queries: ResultQueries, session: dt.date, filters: R
     def encode(page: Page) -> Response:
         return page_response({"date": session}, page, filters.format, f"results-{session}", request.url)
 
-    if filters.format != "json":
-        return encode(queries.page(session, rows))
+    if filters.format != "json":  # parquet keeps stored precision, CSV has wire precision
+        return encode(queries.page(session, rows, wire=filters.format == "csv"))
     # JSON pages are kept for identical requests (same URL, parameters in any order) while the rows are
     # unchanged; the URL is part of the key because the `Link` header repeats it.
     query = (str(request.url.replace(query="")), tuple(sorted(request.query_params.multi_items())))
