@@ -153,8 +153,12 @@ def partition_sessions(store: Warehouse, dataset: str) -> list[dt.date]:
 
 def newest_session(store: Warehouse, dataset: str = "results") -> dt.date | None:
     """The newest session with at least one data file of `dataset`, or None."""
-    for day in reversed(partition_sessions(store, dataset)):
-        if store.has_partition(dataset, day):
+    names = store.storage.subdirectories(store.root / dataset)
+    # 'date=YYYY-MM-DD' sorts as its date does: only the newest directories are parsed and listed.
+    for name in sorted((name for name in names if name.startswith("date=")), reverse=True):
+        if (match := _PARTITION_DIR.match(name)) and store.has_partition(
+            dataset, day := dt.date.fromisoformat(match[1])
+        ):
             return day
     return None
 
