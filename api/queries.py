@@ -120,6 +120,8 @@ def chosen_columns(text: str | None, location: Sequence[str] = ("query", "column
     if text is None or not text.strip():
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise invalid(location, "names no column; leave it out for every column, or name some: symbol,close", text)
     unknown = [name for name in dict.fromkeys(names) if name not in schema.RESULTS]
     if unknown:
         suggestions = {name: closest_columns(name) for name in unknown[:10]}

@@ -234,6 +234,7 @@ def test_unknown_columns_are_422_naming_the_closest(client):
         ({"offset": -1}, "offset"),
         ({"format": "xml"}, "format"),
         ({"columns": "a" * 5000}, "columns"),
+        ({"columns": " , ,"}, "columns"),
         ({"wher": "rsi < 3"}, "wher"),
     ],
 )
