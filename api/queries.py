@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -142,6 +143,9 @@ def chosen_columns(text: str | None, location: Sequence[str] = ("query", "column
 
 # ---------------------------------------------------------------------------------------------- sessions
 
+#: A data file as caches know it: name, modification time (ns) and size.
+Stamp = tuple[str, int, int]
+
 _PARTITION_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -155,14 +159,50 @@ def partition_sessions(store: Warehouse, dataset: str) -> list[dt.date]:
 
 def newest_session(store: Warehouse, dataset: str = "results") -> dt.date | None:
     """The newest session with at least one data file of `dataset`, or None."""
-    names = store.storage.subdirectories(store.root / dataset)
+    if isinstance(store.root, Path):
+        try:
+            names = os.listdir(store.root / dataset)
+        except FileNotFoundError:
+            return None
+    else:
+        names = store.storage.subdirectories(store.root / dataset)
     # 'date=YYYY-MM-DD' sorts as its date does: only the newest directories are parsed and listed.
     for name in sorted((name for name in names if name.startswith("date=")), reverse=True):
-        if (match := _PARTITION_DIR.match(name)) and store.has_partition(
-            dataset, day := dt.date.fromisoformat(match[1])
-        ):
+        if not (match := _PARTITION_DIR.match(name)):
+            continue
+        day = dt.date.fromisoformat(match[1])
+        if _has_data(store, dataset, day):
             return day
     return None
+
+
+def _has_data(store: Warehouse, dataset: str, session: dt.date) -> bool:
+    if not isinstance(store.root, Path):
+        return store.has_partition(dataset, session)
+    try:
+        names = os.listdir(store.root / dataset / f"date={session.isoformat()}")
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return any(name.endswith(".parquet") and not name.startswith(".") for name in names)
+
+
+def _partition_stamps(store: Warehouse, dataset: str, session: dt.date) -> tuple[list[AnyPath], tuple[Stamp, ...]]:
+    """A partition's visible data files in name order and their (name, mtime, size): on a local warehouse from
+    one directory scan (this runs on every results request), elsewhere through the storage layer."""
+    if not isinstance(store.root, Path):
+        files = store.partition_files(dataset, session)
+        return files, tuple(_stamp(file) for file in files)
+    directory = store.root / dataset / f"date={session.isoformat()}"
+    try:
+        with os.scandir(directory) as entries:
+            found = sorted(
+                (entry.name, entry.stat())
+                for entry in entries
+                if entry.name.endswith(".parquet") and not entry.name.startswith(".")
+            )
+    except (FileNotFoundError, NotADirectoryError):
+        return [], ()
+    return [directory / name for name, _ in found], tuple((name, st.st_mtime_ns, st.st_size) for name, st in found)
 
 
 # ---------------------------------------------------------------------------------------------- session rows
@@ -226,8 +266,7 @@ class SessionFrames:
         return self.get(calendar.previous_session(session))
 
     def _current(self, session: dt.date) -> Loaded:
-        files = self.store.partition_files("results", session)
-        stamps = tuple(_stamp(file) for file in files)
+        files, stamps = _partition_stamps(self.store, "results", session)
         with self._lock:
             loaded = self._loaded.get(session)
             if loaded is not None:
@@ -247,7 +286,7 @@ class SessionFrames:
         return loaded
 
 
-def _stamp(file: AnyPath) -> tuple[str, int, int]:
+def _stamp(file: AnyPath) -> Stamp:
     stat = file.stat()
     return file.name, stat.st_mtime_ns, stat.st_size
 
