@@ -283,7 +283,11 @@ def concurrency_figures(root: Path, clients: int, requests: int) -> dict[str, ob
     """Two runs of `clients` concurrent clients: all sending the same screen (the server answers repeats from
     its response cache while the session is unchanged), then every request a screen of its own (a threshold
     no other request uses: each is evaluated)."""
-    log = Path(tempfile.mkdtemp(prefix="technic-screens-server-")) / "server.log"
+    with tempfile.TemporaryDirectory(prefix="technic-screens-server-") as temp:
+        return _concurrency_figures(root, Path(temp) / "server.log", clients, requests)
+
+
+def _concurrency_figures(root: Path, log: Path, clients: int, requests: int) -> dict[str, object]:
     server, port = _start_server(root, log)
     figures: dict[str, object] = {}
     try:
@@ -293,7 +297,7 @@ def concurrency_figures(root: Path, clients: int, requests: int) -> dict[str, ob
             [_target(f"rsi < {30 + (client * requests + i) / 1000} and close > sma_200") for i in range(requests)]
             for client in range(clients)
         ]
-        one, _ = asyncio.run(_load(port, [distinct[0][:50]]))
+        one, _ = asyncio.run(_load(port, [[_target(f"rsi < {20 + i / 1000} and close > sma_200") for i in range(50)]]))
         for suffix, targets in (("", [[_target(SCREEN)] * requests] * clients), ("_distinct", distinct)):
             cpu_before = _cpu_seconds(server.pid)
             latencies, elapsed = asyncio.run(_load(port, targets))
