@@ -380,6 +380,40 @@ def validated(model: type[StrictModel], values: Mapping[str, object]) -> StrictM
     """Build `model`, turning pydantic's error list into one `ConfigError` line per bad field."""
     try:
         return model.model_validate(dict(values))
+class AlertSettings(TechnicSettings):
+    """When a data team is told that something is wrong: the webhook notifications and the scan's deadline.
+
+    Apart from `Settings` because the code location reads these when it loads (the deadline is part of the
+    freshness policy, a definition) and the sensors at each tick: a bad source or warehouse variable must
+    fail the runs that use it, not the loading of every definition.
+    """
+
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Slack-compatible incoming webhook notified of failed runs and an overdue scan (unset: no "
+            "notifications); secret, as such URLs carry their token"
+        ),
+    )
+    dagster_ui_url: str | None = Field(
+        None, min_length=1, description="base URL of the Dagster UI, for links to runs in notifications"
+    )
+    scan_overdue_minutes: int = Field(
+        60,
+        ge=1,
+        # the deadline stays inside the regular session (09:30-16:00), so it is one cron tick a weekday
+        le=390,
+        description="minutes after the 09:30 New York open by which the session's scan_results must exist",
+    )
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or model.__name__}: {err['msg']}" for err in exc.errors()

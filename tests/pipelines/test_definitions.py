@@ -68,7 +68,6 @@ def test_checks_schedule_and_jobs_are_registered():
         ("price_bars", "bars_valid_ohlc"),
         ("universe", "universe_reasons"),
         ("scan_results", "results_seq"),
-        ("scan_results", "results_fresh"),
     } <= checks
     assert defs.resolve_schedule_def("market_open_schedule").job_name == DAILY_SCAN_JOB
     assert {j.name for j in defs.resolve_all_job_defs()} >= {DAILY_SCAN_JOB, BARS_BACKFILL_JOB}

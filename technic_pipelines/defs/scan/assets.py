@@ -15,12 +15,13 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from technic_core import calendar, daily, quality, schema
-from technic_core.config import ScreeningRules
+from technic_core import daily, quality, schema
+from technic_core.config import AlertSettings, ScreeningRules
 from technic_core.scalars import as_float
 from technic_core.scoring import sector_statistics
 from technic_core.screening import PASSED_OUTCOME, screening_summary
 from technic_pipelines.defs.scan.charts import signals_by_sector, tech_rating_histogram
+from technic_pipelines.defs.scan.freshness import freshness_description, scan_freshness_policy
 from technic_pipelines.metadata import (
     Metadata,
     bars_window,
@@ -33,6 +34,9 @@ from technic_pipelines.metadata import (
 )
 from technic_pipelines.partitions import session_partitions
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
+
+#: Read when the code location loads: the deadline is part of a definition (the freshness policy).
+_OVERDUE_MINUTES = AlertSettings.from_env().scan_overdue_minutes
 
 
 def _screening_description(rules: ScreeningRules) -> str:
@@ -126,14 +130,15 @@ def market_conditions(context: AssetExecutionContext, warehouse: WarehouseResour
     deps=["universe", "market_conditions", "symbol_priority_scores", bars_window(daily.DEFAULT_SCAN.lookback_sessions)],
     group_name="scan",
     pool="duckdb_catalog",
-    check_specs=check_specs("scan_results", (*quality.RESULT_RULES, quality.FRESHNESS_RULE)),
+    check_specs=check_specs("scan_results", quality.RESULT_RULES),
+    freshness_policy=scan_freshness_policy(_OVERDUE_MINUTES),
     kinds={"polars", "parquet", "duckdb"},
     description=(
         "The technical scan of every screened symbol: RSI, MACD, Bollinger width, ATR %, volume ratio, "
         "momentum 21/63/126, TechRating 0-100 and Signal, in the priority plan's order. Written batch by "
         f"batch ({daily.DEFAULT_SCAN.batch_size} symbols) under results/date=YYYY-MM-DD/batch=NNNNN.parquet, "
         "each row with a per-scan seq; symbols that could not be rated are listed under rejections/ with a "
-        "reason."
+        f"reason. {freshness_description(_OVERDUE_MINUTES)}"
     ),
 )
 def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
@@ -147,15 +152,9 @@ def scan_results(context: AssetExecutionContext, warehouse: WarehouseResource) -
     # Views are globs, so a rebuild only matters for new datasets; it is cheap and renamed into place, and
     # the `duckdb_catalog` pool keeps two runs from building it at once.
     store.refresh_catalog()
-    expected = calendar.latest_complete_session()
-    freshness = quality.freshness_check(
-        max(store.sessions("results"), default=None), expected, calendar.previous_session(expected)
-    )
     return MaterializeResult(
         metadata=_scan_metadata(scans[-1]),
-        check_results=check_results(
-            [*quality.combine(outcomes), freshness], (*quality.RESULT_RULES, quality.FRESHNESS_RULE)
-        ),
+        check_results=check_results(quality.combine(outcomes), quality.RESULT_RULES),
     )
 
 
