@@ -19,7 +19,8 @@ How each kind makes a file appear whole or not at all:
 
 Which filesystem serves a URI: schemes pyarrow implements natively (`s3`, `gs`/`gcs`, `abfs`/`abfss`, `hdfs`)
 use `pyarrow.fs.FileSystem.from_uri` — no extra packages, credentials from the usual environment (AWS/GCP
-variables, instance or workload identity). Any other scheme goes through fsspec (`fsspec.core.url_to_fs`,
+variables, instance or workload identity; an S3-compatible store's endpoint from `AWS_ENDPOINT_URL_S3` or
+`AWS_ENDPOINT_URL`, `http://` included). Any other scheme goes through fsspec (`fsspec.core.url_to_fs`,
 wrapped in `pyarrow.fs.PyFileSystem(FSSpecHandler(...))`), so whatever fsspec implementation is installed
 works. The filesystem is resolved on first use, never on construction (pyarrow's S3 looks up the bucket's
 region over the network).
@@ -68,6 +69,12 @@ def root_uri(root: str | os.PathLike[str]) -> str | None:
     if match is None or match["scheme"].lower() == "file":
         return None
     return f"{match['scheme'].lower()}://{match['rest']}".rstrip("/")
+
+
+def s3_endpoint() -> str | None:
+    """The S3-compatible endpoint set for this process (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`, the AWS
+    SDK's variables, which pyarrow's S3 filesystem honours), or None: AWS itself."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def open_storage(root: str | os.PathLike[str] | StoragePath) -> LocalStorage | ObjectStorage:

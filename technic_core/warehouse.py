@@ -31,8 +31,9 @@ Guarantees, and why:
   Parquet globs, and `refresh_catalog()` builds `technic.duckdb` in a temp file and renames it into place
   (on an object store: builds it locally and PUTs it; DuckDB can `ATTACH` it read-only over httpfs).
 * On an object store DuckDB reads the same URIs: through its `httpfs` extension for s3:// and gs:// (which
-  must be installed, with credentials from a DuckDB secret), and through the very fsspec filesystem the
-  warehouse writes with for other protocols (`register_filesystem`).
+  must be installed, with credentials from a DuckDB secret), and through the very filesystem the warehouse
+  writes with (`register_filesystem`) for other protocols and for s3:// at a custom endpoint
+  (`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from technic_core.storage import (
     atomic_path,
     open_storage,
     root_uri,
+    s3_endpoint,
 )
 
 #: Fixed so identical frames give identical bytes whatever polars' defaults become.
@@ -378,6 +380,14 @@ class Warehouse:
             # The filesystem object the warehouse writes with, credentials and all; DuckDB routes every path
             # with its protocol (e.g. memory://, az://) through it.
             connection.register_filesystem(storage.fsspec_filesystem)
+            return
+        if storage.scheme == "s3" and s3_endpoint() is not None:
+            # An S3-compatible store at its own endpoint (MinIO, Ceph, a test server): the credential-chain
+            # secret below would send DuckDB to AWS instead. DuckDB reads through the very pyarrow filesystem
+            # the warehouse writes with, endpoint and credentials included; no httpfs extension needed.
+            from fsspec.implementations.arrow import ArrowFSWrapper
+
+            connection.register_filesystem(ArrowFSWrapper(storage.filesystem))
             return
         # s3:// and gs:// (pyarrow-native on the write side): DuckDB's own httpfs reads the same URIs.
         try:
