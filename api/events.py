@@ -11,9 +11,14 @@ published before them. It is the SSE `id`, so a reconnecting EventSource sends i
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import io
 import json
+import math
 import struct
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -45,18 +50,95 @@ def for_wire(frame: pl.DataFrame) -> pl.DataFrame:
     changes no signal or threshold a consumer can act on. Parquet keeps full precision; REST pages and
     stream events round the same way, so a row read either way is the same row.
     """
-    derived = [name for name, dtype in frame.schema.items() if dtype == pl.Float64 and name not in EXACT_COLUMNS]
-    if not derived:
-        return frame
-    return frame.with_columns(pl.col(derived).round_sig_figs(WIRE_SIGNIFICANT_DIGITS))
+    rounding = _wire_rounding(frame.schema)
+    return frame.with_columns(rounding) if rounding else frame
+
+
+def _wire_rounding(columns: pl.Schema) -> list[pl.Expr]:
+    derived = [name for name, dtype in columns.items() if dtype == pl.Float64 and name not in EXACT_COLUMNS]
+    return [pl.col(derived).round_sig_figs(WIRE_SIGNIFICANT_DIGITS)] if derived else []
+
+
+#: Frames of at most this many rows are encoded in Python rather than by polars. Polars plans a query per
+#: call whose fixed cost, over ninety columns, dwarfs a row or two — the batches of a scan with a tiny
+#: `batch_size` — while per row it is far faster; both give the same values (tests/api/test_events.py).
+PYTHON_ENCODED_ROWS = 4
+#: Column types the Python encoder writes as polars does; a frame with any other type goes through polars.
+_PYTHON_ENCODED_TYPES = (pl.Float64, pl.Int64, pl.Int32, pl.String, pl.Boolean, pl.Date)
 
 
 def encode_rows(frame: pl.DataFrame) -> tuple[str, ...]:
-    """One compact JSON object per row (`for_wire` precision), in frame order; NaN becomes null (JSON has
-    no NaN)."""
+    """One compact JSON object per row (`for_wire` precision), in frame order; NaN and infinities become
+    null (JSON has neither)."""
     if frame.height == 0:
         return ()
-    return tuple(for_wire(frame).write_ndjson().splitlines())
+    if frame.height <= PYTHON_ENCODED_ROWS:
+        converters = _python_converters(tuple(frame.columns), tuple(frame.dtypes))
+        if converters is not None:
+            return _encode_in_python(frame, converters)
+    # One query rounding and writing (`for_wire` then `write_ndjson` would plan two).
+    buffer = io.BytesIO()
+    frame.lazy().with_columns(_wire_rounding(frame.schema)).sink_ndjson(buffer)
+    return tuple(buffer.getvalue().decode().splitlines())
+
+
+def _encode_in_python(frame: pl.DataFrame, converters: tuple[Callable[[Any], Any], ...]) -> tuple[str, ...]:
+    names = frame.columns
+    return tuple(
+        json.dumps(
+            {name: convert(value) for name, convert, value in zip(names, converters, row)},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        for row in frame.rows()
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _python_converters(
+    names: tuple[str, ...], dtypes: tuple[pl.DataType, ...]
+) -> tuple[Callable[[Any], Any], ...] | None:
+    """Per column, what turns its Python value into its wire value; None when a column's type is not one
+    the Python encoder writes. Cached: every batch of a scan has the same columns."""
+    if not all(dtype in _PYTHON_ENCODED_TYPES for dtype in dtypes):
+        return None
+    return tuple(_wire_value(name, dtype) for name, dtype in zip(names, dtypes))
+
+
+def _wire_value(name: str, dtype: pl.DataType) -> Callable[[Any], Any]:
+    if dtype == pl.Date:
+        return _iso_date
+    if dtype == pl.Float64:
+        return _finite if name in EXACT_COLUMNS else _significant
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _iso_date(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _significant(value: float | None) -> float | None:
+    """`value` to `WIRE_SIGNIFICANT_DIGITS` significant digits, computed as polars' `round_sig_figs` does
+    (scale, round half away from zero, scale back), so both encoders send the same number."""
+    if value is None or not math.isfinite(value):
+        return None
+    if value == 0.0:
+        return value
+    try:
+        scale = 10.0 ** (WIRE_SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
+    except OverflowError:  # a subnormal value: its scale exceeds the float range, and polars keeps it as is
+        return value
+    scaled = value * scale
+    return math.copysign(math.floor(abs(scaled) + 0.5), scaled) / scale
 
 
 class StreamEvent:
@@ -200,21 +282,23 @@ class DeflateSegment:
     so each extends its own CRC by each segment. Running zlib's CRC over a 175 KB batch once per client would
     cost a thousand clients ~0.1 s a batch; instead a large segment carries four byte tables of the linear map
     "CRC of some bytes → CRC of those bytes followed by this segment's" (zlib's `crc32_combine`, tabulated),
-    so extending costs four lookups whatever the segment's length. Short segments (progress, heartbeats, the
-    end) just continue zlib's CRC over their few bytes.
+    so extending costs four lookups whatever the segment's length. The tables cost about what zlib's CRC
+    over `TABULATE_AFTER_BYTES` costs, so they are built only once a segment's clients have run zlib's CRC
+    over that many of its bytes: a segment few clients get (a small batch, progress, heartbeats, the end)
+    never pays for them.
     """
 
-    __slots__ = ("_plain", "_tables", "crc", "data", "length")
+    __slots__ = ("_crc_bytes", "_plain", "_tables", "crc", "data", "length")
 
-    #: Segments at least this long extend a CRC through tables; shorter ones through zlib over their bytes.
-    TABULATED_FROM = 1024
+    TABULATE_AFTER_BYTES = 256 * 1024
 
     def __init__(self, data: bytes, plain: bytes) -> None:
         self.data = data
         self.crc = zlib.crc32(plain)
         self.length = len(plain)
         self._plain = plain
-        self._tables = _shift_tables(_crc_shift(self.length)) if self.length >= self.TABULATED_FROM else None
+        self._tables: tuple[list[int], ...] | None = None
+        self._crc_bytes = 0  # bytes of this segment run through zlib's CRC for clients so far
 
     @classmethod
     def of(cls, plain: bytes) -> DeflateSegment:
@@ -225,7 +309,10 @@ class DeflateSegment:
         """The CRC-32 of (bytes whose CRC is `crc`) followed by this segment's plain bytes."""
         tables = self._tables
         if tables is None:
-            return zlib.crc32(self._plain, crc)
+            self._crc_bytes += self.length
+            if self._crc_bytes <= self.TABULATE_AFTER_BYTES:
+                return zlib.crc32(self._plain, crc)
+            tables = self._tables = _shift_tables(_crc_shift(self.length))
         low, second, third, high = tables
         return low[crc & 0xFF] ^ second[(crc >> 8) & 0xFF] ^ third[(crc >> 16) & 0xFF] ^ high[crc >> 24] ^ self.crc
 

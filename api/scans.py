@@ -13,6 +13,7 @@ of bars and its first batch can be on the wire within tens of milliseconds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import json
 import logging
@@ -66,6 +67,10 @@ SCAN_ID_PATTERN = rf"^{SCAN_ID_FORM}$"
 QUEUED, RUNNING, FINISHED = "queued", "running", "finished"
 #: Priority settings of ad-hoc scans: the pipeline's defaults, so both follow a plan the same way.
 PRIORITY = daily.DEFAULT_PRIORITY
+#: While scan workers are handing events over, how often the loop looks for more (see `ScanManager._publish`):
+#: the most a batch waits beyond its computation before it is published.
+OUTBOX_POLL_S = 0.002
+
 #: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a large scan computes
 #: its first batch alone (`technic_core.scan.UP_FRONT_SYMBOLS`), so a small one puts the first results on the
 #: stream soonest.
@@ -334,6 +339,10 @@ class ScanManager:
         self._retained = retained
         self._hooks = hooks
         self._scans: dict[str, AdHocScan] = {}
+        #: Events handed from the scan workers to the loop, in order (see `_publish`).
+        self._outbox: collections.deque[tuple[Topic, tuple[StreamEvent, ...]]] = collections.deque()
+        self._outbox_lock = threading.Lock()
+        self._drain_scheduled = False
 
     def start(self, config: ScanConfig, owner: str, inputs: ScanInputs) -> AdHocScan:
         """Register a scan and queue it on a worker; raises `ScanQuotaExceeded` beyond the key's cap."""
@@ -408,12 +417,32 @@ class ScanManager:
     # ---------------------------------------------------------------- worker thread
 
     def _publish(self, topic: Topic, *events: StreamEvent) -> None:
-        """Hand events to the loop; a loop already closed (shutdown) has nobody left to tell."""
+        """Hand events to the loop; a loop already closed (shutdown) has nobody left to tell.
+
+        Events wait in an outbox that the loop drains. Waking the loop from a worker is a socket write and
+        a thread switch, which tiny batches would pay per batch; so only a hand-off that finds no drain
+        scheduled wakes it, and a drain that found events looks again `OUTBOX_POLL_S` later, until one
+        finds the outbox empty."""
+        with self._outbox_lock:
+            self._outbox.append((topic, events))
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
         try:
-            for event in events:
-                self._loop.call_soon_threadsafe(topic.publish, event)
+            self._loop.call_soon_threadsafe(self._drain_outbox)
         except RuntimeError:
             logger.debug("event loop closed; dropping events", extra={"stream": topic.key})
+
+    def _drain_outbox(self) -> None:
+        with self._outbox_lock:
+            handed = list(self._outbox)
+            self._outbox.clear()
+            self._drain_scheduled = bool(handed)
+        for topic, events in handed:
+            for event in events:
+                topic.publish(event)
+        if handed:
+            self._loop.call_later(OUTBOX_POLL_S, self._drain_outbox)
 
     def _execute(self, scan: AdHocScan) -> None:
         started_at = dt.datetime.now(dt.UTC)

@@ -15,7 +15,8 @@ Each configuration runs `--repeat` times (fresh session each) and reports the me
 since a shared 2-core machine swings them. Lost and duplicated counts are per row seq over all clients,
 summed over the repeats. The first-result time runs from just before `POST /scan/stream` is sent to the
 receipt of the first `result` event on its (gzip) stream (median of several scans after a warm-up), for the
-default `ScanConfig` and for a 50-symbol quick scan. Writes `bench/results/streaming.json`; the top-level
+default `ScanConfig` and for a 50-symbol quick scan. A whole ad-hoc scan (`--adhoc-symbols`, to the end of its
+stream) is timed in one batch and at `batch_size` 1: its cost should grow with rows, not batches (≤ 2×). Writes `bench/results/streaming.json`; the top-level
 figures are the largest client count at the first batch size and the first encoding, with that client
 count's p99 for every encoding beside them.
 
@@ -314,6 +315,26 @@ async def _first_results(port: int, config: dict, runs: int) -> list[float]:
     return [await _first_result_ms(port, config) for _ in range(runs)]
 
 
+async def _whole_scan_s(port: int, config: dict) -> float:
+    """Seconds from sending `POST /scan/stream` to the end of the scan's (gzip) event stream."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"X-API-Key": KEY}) as http:
+        while (await http.get("/scans/active")).json()["scans"]:
+            await asyncio.sleep(0.01)
+        sent = time.monotonic()
+        started = (await http.post("/scan/stream", json=config)).json()
+        receipts = Receipts()
+        await _sse_client(port, f"/events/results/{started['scan_id']}", receipts)
+        await asyncio.wait_for(receipts.closed.wait(), 120)  # the server ends the stream after `end`
+        elapsed = time.monotonic() - sent
+        await http.delete(f"/scan/{started['scan_id']}")
+        return elapsed
+
+
+async def _whole_scans_s(port: int, config: dict, runs: int) -> list[float]:
+    await _whole_scan_s(port, config)  # warm-up
+    return [await _whole_scan_s(port, config) for _ in range(runs)]
+
+
 # ------------------------------------------------------------------ orchestration
 
 
@@ -382,6 +403,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between landed batches")
     parser.add_argument("--first-result-runs", type=int, default=20)
     parser.add_argument(
+        "--adhoc-symbols", type=int, default=250, help="symbols of the whole-scan timing (one batch vs batch size 1)"
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
@@ -419,6 +443,14 @@ def main() -> None:
             default_scan, quick_scan = {}, {"max_symbols": 50, "batch_size": 10}
             default_ms = run_loop(_first_results(port, default_scan, args.first_result_runs))
             quick_ms = run_loop(_first_results(port, quick_scan, args.first_result_runs))
+            # A scan's cost should grow with its rows, not its batches: the same symbols in one batch and
+            # one symbol per batch, through the API, to the end of the stream.
+            one_batch, one_each = (
+                {"max_symbols": args.adhoc_symbols, "batch_size": size, "prioritize": True}
+                for size in (args.adhoc_symbols, 1)
+            )
+            one_batch_s = run_loop(_whole_scans_s(port, one_batch, args.first_result_runs))
+            one_each_s = run_loop(_whole_scans_s(port, one_each, args.first_result_runs))
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -445,6 +477,10 @@ def main() -> None:
         "first_result_quick_scan_ms": round(statistics.median(quick_ms), 2),
         "first_result_quick_scan_p90_ms": round(_percentile(quick_ms, 0.9), 2),
         "first_result_quick_scan_config": quick_scan,
+        "adhoc_scan_symbols": args.adhoc_symbols,
+        "adhoc_scan_one_batch_s": round(statistics.median(one_batch_s), 4),
+        "adhoc_scan_batch_size_1_s": round(statistics.median(one_each_s), 4),
+        "adhoc_batch_size_1_vs_one_batch": round(statistics.median(one_each_s) / statistics.median(one_batch_s), 3),
         "runs": runs,
         "symbols": args.symbols,
         "interval_s": args.interval,

@@ -290,6 +290,12 @@ def _distinct_dates(dates: pl.Series) -> pl.Series:
 #: fixed cost plus its rows, so splitting pays only when the rest would delay the first batch much longer.
 UP_FRONT_SYMBOLS = 500
 
+#: Fewest symbols scanned between two calls of a reorder hook (after the first batch, which always calls it).
+#: A reorder learns from hit rates, which one symbol barely moves, and costs time in the symbols still to
+#: visit; calling it after every batch would make a scan's cost grow with its number of batches when batches
+#: are tiny. Batches of at least this size call it after each batch, as before.
+REORDER_MIN_SYMBOLS = 10
+
 #: Result columns as the scored table holds them: all of `schema.RESULTS` but the numbering of each batch.
 _NUMBERING = ("batch", "seq")
 _SCORED_COLUMNS: schema.Columns = {name: dtype for name, dtype in schema.RESULTS.items() if name not in _NUMBERING}
@@ -442,6 +448,8 @@ def _batches(
     order, position = list(candidates), 0
     seqs = pl.Series("seq", np.arange(1, len(order) + 1, dtype=np.int64))  # a scan has a row per symbol at most
     published: pl.DataFrame | None = None
+    unpublished: list[pl.DataFrame] = []  # results since the last reorder, not yet in `published`
+    reordered_at = 0  # `position` at the last reorder
     batch_no = 0
     while position < len(order):
         if should_stop is not None and should_stop():
@@ -489,11 +497,16 @@ def _batches(
             break
         batch_no += 1
         if hooks.reorder is not None and position < len(order):
+            unpublished.append(results)
+            if batch_no > 1 and position - reordered_at < REORDER_MIN_SYMBOLS:
+                continue
+            reordered_at = position
             # Grown in place (one chunk per batch), so handing every result so far costs nothing per batch.
             if published is None:
-                published = results.clone()
-            else:
-                published.vstack(results, in_place=True)
+                published = unpublished.pop(0).clone()
+            for pending in unpublished:
+                published.vstack(pending, in_place=True)
+            unpublished.clear()
             remaining = order[position:]
             reordered = hooks.reorder(remaining, published)
             if len(reordered) != len(remaining) or set(reordered) != set(remaining):

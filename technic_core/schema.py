@@ -267,6 +267,8 @@ def conform(frame: pl.DataFrame, schema: Columns, name: str) -> pl.DataFrame:
 
     Why strict: a silently missing column would surface days later as a broken DuckDB view.
     """
+    if frame.columns == list(schema) and frame.dtypes == list(schema.values()):
+        return frame  # the common case, decided without building the frame's schema (once per result batch)
     present = frame.schema
     missing = [c for c in schema if c not in present]
     if missing:

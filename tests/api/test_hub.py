@@ -250,10 +250,16 @@ def test_a_gzip_stream_of_shared_segments_is_one_valid_gzip_member_with_its_crc(
 def test_extending_a_crc_segment_by_segment_matches_zlib_over_the_whole(sizes):
     random = np.random.default_rng(sum(sizes))
     pieces = [random.integers(0, 256, size, dtype=np.uint8).tobytes() for size in sizes]
-    crc = 0
-    for piece in pieces:
-        crc = DeflateSegment(b"", piece).extend_crc(crc)
-    assert crc == zlib.crc32(b"".join(pieces))
+    segments = [DeflateSegment(b"", piece) for piece in pieces]
+    # Clients that joined after different histories share the segments; a segment switches from zlib's CRC
+    # to its tables after enough clients, and both must extend every client's CRC alike.
+    for client in range(8):
+        before = random.integers(0, 256, client * 37, dtype=np.uint8).tobytes()
+        crc = zlib.crc32(before)
+        for segment in segments:
+            crc = segment.extend_crc(crc)
+        assert crc == zlib.crc32(before + b"".join(pieces)), client
+    assert any(segment._tables is not None for segment in segments) == (max(sizes) * 8 > (256 << 10))
 
 
 def test_a_consumer_leaving_mid_stream_stops_the_heartbeat_timer():

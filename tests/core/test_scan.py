@@ -243,6 +243,27 @@ def test_reorder_hook_changes_the_remaining_order_and_must_keep_the_set(bars):
         list(run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(reorder=lossy)))
 
 
+def test_tiny_batches_call_the_reorder_hook_every_few_symbols_with_every_result_so_far(bars):
+    from technic_core.scan import REORDER_MIN_SYMBOLS, ScanHooks
+
+    universe = _universe(bars)
+    calls: list[tuple[int, int]] = []
+
+    def keep(remaining: list[str], so_far: pl.DataFrame) -> list[str]:
+        calls.append((len(remaining), so_far.height))
+        return remaining
+
+    batches = list(run_scan(ScanConfig(batch_size=1), SESSION, bars, universe, hooks=ScanHooks(reorder=keep)))
+    total = len(batches)
+    assert total > 3 * REORDER_MIN_SYMBOLS
+    scanned_at_calls = [total - remaining for remaining, _ in calls]
+    assert scanned_at_calls[0] == 1  # after the first batch, as with any batch size
+    assert all(later - earlier == REORDER_MIN_SYMBOLS for earlier, later in itertools.pairwise(scanned_at_calls))
+    assert len(calls) == 1 + (total - 2) // REORDER_MIN_SYMBOLS
+    results_before = [sum(b.results.height for b in batches[:scanned]) for scanned in scanned_at_calls]
+    assert [height for _, height in calls] == results_before
+
+
 def test_rows_within_a_batch_follow_the_visiting_order(bars):
     universe = _universe(bars)
     order = ["S030", "S002", "S017", "S008", "S025"]
