@@ -10,6 +10,7 @@ from dagster import Definitions
 
 from technic_pipelines.defs import market_data, ml, priority, scan, screens
 from technic_pipelines.defs.market_data import BARS_BACKFILL_JOB
+from technic_pipelines.defs.operations import alerts
 from technic_pipelines.defs.scan import DAILY_SCAN_JOB
 from technic_pipelines.resources import MarketDataResource, WarehouseResource
 
@@ -19,6 +20,7 @@ defs = Definitions.merge(
     scan.defs,
     ml.defs,
     screens.defs,
+    alerts.defs,
     Definitions(resources={"warehouse": WarehouseResource(), "market_data": MarketDataResource()}),
 )
 
