@@ -36,9 +36,17 @@ from api import auth
 from api.auth import AuthError, Principal, StreamQuota
 from api.events import END_ERROR, FINAL_EVENTS, RESULT, GzipStream, StreamEvent, end_event, sse_burst
 from api.hub import StreamHub, Subscriber, TooManyTails
-from api.queries import SessionFrames, newest_session, saved_screen, screened
+from api.queries import SessionFrames, newest_session, saved_screen, screened, where_screen
 from api.routers.screens import NAME_PATTERN
-from api.validation import MAX_CURSOR, STREAM_ID_PATTERN, StreamTarget, parse_cursor, resume_cursor, stream_target
+from api.validation import (
+    MAX_CURSOR,
+    STREAM_ID_PATTERN,
+    StreamTarget,
+    invalid,
+    parse_cursor,
+    resume_cursor,
+    stream_target,
+)
 from technic_core.screens import Screen
 from technic_core.warehouse import Warehouse
 
@@ -117,14 +125,34 @@ async def result_events(
     principal: Annotated[Principal, Depends(auth.stream_reader)],
     after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR, description="resume after this seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    where: Annotated[
+        str | None,
+        Query(
+            description="a session's stream only: a screen (docs/screens.md); each `result` then holds only the "
+            "batch's rows it selects, as `GET /results/{date}?where=` would, and a batch with none sends no "
+            "`result` (its `progress` still moves the cursor)"
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     """Server-sent events: `result`, `progress`, `end`, `lagging` and `heartbeat`; `id` is the seq.
 
     Gzip-encoded when the client accepts it (browsers' EventSource and httpx do by default): the events are
     compressed once per burst and shared by every subscriber (`api.events.GzipStream`).
     """
-    lease = _open(request, principal, scan_id, resume_cursor(after, last_event_id))
-    return _event_stream(request, lease)
+    cursor = resume_cursor(after, last_event_id)
+    screen = where_screen(where)
+    if screen is None:
+        return _event_stream(request, lease=_open(request, principal, scan_id, cursor))
+    target = stream_target(scan_id, ("path", "scan_id"))
+    if target.scan_id is not None:
+        raise invalid(
+            ("query", "where"),
+            "screens a session's stream (a date or 'latest'); an ad-hoc scan takes its own `where` when it "
+            "starts (POST /scan)",
+            where,
+        )
+    day = _stream_session(request, target)
+    return await _screened_stream(request, principal, day, cursor, None, screen)
 
 
 BurstFilter = Callable[[list[StreamEvent]], list[StreamEvent]]
@@ -183,7 +211,7 @@ class ScreenFilter:
     """
 
     def __init__(
-        self, frames: SessionFrames, session: dt.date, name: str, screen: Screen, previous: pl.DataFrame | None
+        self, frames: SessionFrames, session: dt.date, name: str | None, screen: Screen, previous: pl.DataFrame | None
     ) -> None:
         self.frames = frames
         self.session = session
@@ -217,9 +245,9 @@ class ScreenFilter:
             return None
         batch = _BATCH.search(event.data[:200])
         head = json.dumps(
-            {
-                "scan_id": self.session.isoformat(),
-                "screen": self.name,
+            {"scan_id": self.session.isoformat()}
+            | ({} if self.name is None else {"screen": self.name})
+            | {
                 "batch": int(batch.group(1)) if batch else None,
                 "first_seq": first,
                 "last_seq": last,
@@ -244,21 +272,30 @@ async def screen_events(
     `heartbeat`, exactly as `/events/results/{date}` — so `Last-Event-ID` or `?after=` resume the same way."""
     cursor = resume_cursor(after, last_event_id)
     target = stream_target(session, ("path", "session"))
-    state = request.app.state
-    saved = await run_in_threadpool(state.screens.get, name)
-    day = target.session
-    if target.latest:
-        day = newest_session(state.store, "results")
-        if day is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'"
-            )
-    assert day is not None
-    screen = saved_screen(saved)
-    frames: SessionFrames = state.queries.frames
+    saved = await run_in_threadpool(request.app.state.screens.get, name)
+    day = _stream_session(request, target)
+    return await _screened_stream(request, principal, day, cursor, saved.name, saved_screen(saved))
+
+
+def _stream_session(request: Request, target: StreamTarget) -> dt.date:
+    """The session a session target names: its date, or the newest with results (404 when there is none)."""
+    if not target.latest:
+        assert target.session is not None
+        return target.session
+    day = newest_session(request.app.state.store, "results")
+    if day is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the warehouse has no scan results yet to stream as 'latest'")
+    return day
+
+
+async def _screened_stream(
+    request: Request, principal: Principal, day: dt.date, cursor: int | None, name: str | None, screen: Screen
+) -> EventSourceResponse:
+    """A session's stream cut down to `screen`'s hits (`ScreenFilter`)."""
+    frames: SessionFrames = request.app.state.queries.frames
     previous = await run_in_threadpool(frames.previous, day) if screen.prev_columns else None
     lease = _open(request, principal, StreamTarget(session=day), cursor)
-    return _event_stream(request, lease, ScreenFilter(frames, day, saved.name, screen, previous))
+    return _event_stream(request, lease, ScreenFilter(frames, day, name, screen, previous))
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

@@ -4,7 +4,7 @@
 // (several in flight), so 5,000 rows arrive in a few round trips; sorting and the symbol finder then work
 // in the page. Live: the session's event stream resumes after the newest seq the partition held when the
 // rows were read, so each later batch arrives once; rows are deduplicated by seq all the same. With a
-// screen, the API says which rows of a new batch the screen selects (`where=(…) and seq between …`).
+// screen, the stream itself carries it (`?where=`) and sends only the rows of each batch it selects.
 
 import { ApiError, download, getJSON, url, whereError } from './api.js';
 import { columnCatalog, resultColumnNames, resultSessions, savedScreens } from './data.js';
@@ -307,26 +307,12 @@ export function render(main, route) {
     state.stream = new LiveStream(
       `/events/results/${date}`,
       {
-        onResult: async (data) => {
+        onResult: (data) => {
           counts.results = Math.max(counts.results, data.last_seq);
-          if (!state.where) {
-            const keep = fetchColumns();
-            addLiveRows(data.rows.map((row) => Object.fromEntries(keep.map((name) => [name, row[name] ?? null]))));
-            return;
-          }
-          const unseen = data.rows.some((row) => !state.seen.has(row.seq));
-          if (!unseen) return;
-          try {
-            const answer = await getJSON(`/results/${date}`, {
-              where: `(${state.where}) and seq >= ${data.first_seq} and seq <= ${data.last_seq}`,
-              columns: fetchColumns().join(','),
-              order_by: 'seq',
-              limit: PAGE,
-            });
-            if (ticket === state.loading) addLiveRows(answer.rows);
-          } catch (error) {
-            setStatus(`could not screen a new batch: ${error.message}`, 'failed');
-          }
+          if (ticket !== state.loading) return;
+          // With a screen the server sends only the batch's rows it selects (the stream's `where`).
+          const keep = fetchColumns();
+          addLiveRows(data.rows.map((row) => Object.fromEntries(keep.map((name) => [name, row[name] ?? null]))));
         },
         onProgress: (data) => {
           counts.batch = data.batch;
@@ -357,6 +343,7 @@ export function render(main, route) {
         },
       },
       after,
+      state.where ? { where: state.where } : {},
     ).start();
   }
 

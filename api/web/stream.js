@@ -16,9 +16,11 @@ export class LiveStream {
    * @param {string} path  e.g. /events/results/2024-06-28
    * @param {object} handlers  onResult(data), onProgress(data), onEnd(data), onState(state, message)
    * @param {number|null} after  the seq already held (rows up to it are not sent)
+   * @param {object} params  more query parameters of the stream (e.g. its `where`)
    */
-  constructor(path, handlers, after = null) {
+  constructor(path, handlers, after = null, params = {}) {
     this.path = path;
+    this.params = params;
     this.handlers = handlers;
     this.lastSeq = after;
     this.source = null;
@@ -34,7 +36,7 @@ export class LiveStream {
   }
 
   open() {
-    const params = this.lastSeq === null ? {} : { after: this.lastSeq };
+    const params = this.lastSeq === null ? { ...this.params } : { ...this.params, after: this.lastSeq };
     const source = new EventSource(streamUrl(this.path, params));
     this.source = source;
     this.state('connecting');
@@ -86,7 +88,7 @@ export class LiveStream {
   /** The browser closed the stream: find out whether the server refuses it (stop) or was away (retry). */
   async diagnose() {
     this.source?.close();
-    const params = this.lastSeq === null ? {} : { after: this.lastSeq };
+    const params = this.lastSeq === null ? { ...this.params } : { ...this.params, after: this.lastSeq };
     const controller = new AbortController();
     try {
       const headers = { Accept: 'text/event-stream' };

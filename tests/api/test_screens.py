@@ -12,6 +12,7 @@ import io
 import json
 import string
 import time
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -583,6 +584,21 @@ def test_screen_stream_replays_a_finished_session(server, market):
         received = until_end(events)
     seqs = [row["seq"] for event in received if event.event == "result" for row in json.loads(event.data)["rows"]]
     assert seqs == market.results.filter(pl.col("signal") == "Strong Buy").sort("seq").get_column("seq").to_list()
+
+
+def test_a_session_result_stream_screened_by_where(server, market):
+    where = 'rsi > 55 and signal != "Sell"'
+    expected = market.results.filter((pl.col("rsi") > 55) & (pl.col("signal") != "Sell")).sort("seq")
+    with stream(server, f"/events/results/latest?{urlencode({'where': where})}") as events:
+        received = until_end(events)
+    results = [json.loads(event.data) for event in received if event.event == "result"]
+    assert [row["seq"] for data in results for row in data["rows"]] == expected.get_column("seq").to_list()
+    assert all("screen" not in data and data["hits"] == len(data["rows"]) for data in results)
+    with httpx.Client(base_url=server, timeout=TIMEOUT, headers=AUTH) as http:
+        bad = http.get("/events/results/latest", params={"where": "rsi >> 3"})
+        assert bad.status_code == 422 and _item(bad)["field"] == "query.where" and _item(bad)["position"] == 5
+        adhoc = http.get("/events/results/adhoc-0123456789abcdef", params={"where": "rsi > 3"})
+        assert adhoc.status_code == 422 and "POST /scan" in adhoc.json()["message"]
 
 
 # ------------------------------------------------------------------ ad-hoc scans: where and symbols

@@ -171,7 +171,7 @@ def test_live_batches_appear_without_reload_and_survive_a_server_restart(
     assert top["symbol"] == landed.sort("seq").get_column("symbol")[-1]
     assert "Live" in page.inner_text("#live-state")
 
-    # With a screen on, the page asks the API which of a new batch's rows the screen selects.
+    # With a screen on, the page follows the stream screened by it (`?where=`): only the rows it selects arrive.
     expression = "rsi > 50"
     apply_screen(page, expression)
     wait_for_count(page, screened(latest_rows(web_warehouse), expression).height)
