@@ -349,6 +349,13 @@ class Settings(TechnicSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="comma-separated keys the API accepts in X-API-Key"
     )
+    polygon_limit_dir: Path | None = Field(
+        None,
+        description=(
+            "directory of the rate-limit state every process using the key shares (unset: the system temp "
+            "directory; a shared volume spans machines)"
+        ),
+    )
 
     @field_validator("warehouse", mode="before")
     @classmethod

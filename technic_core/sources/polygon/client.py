@@ -1,8 +1,8 @@
 """Polygon's HTTP side: the rate limit, the retry policy and the requests of one batch.
 
-A token bucket spaces requests (`POLYGON_CALLS_PER_MINUTE`) and honours `Retry-After`; 429s, 5xx, timeouts,
-network errors and malformed JSON are retried with exponential backoff and full jitter, with bounded
-concurrency. See the package docstring (`technic_core.sources.polygon`) for why.
+A token bucket spaces requests (`POLYGON_CALLS_PER_MINUTE`, held across processes by `shared_limit`) and
+honours `Retry-After`; 429s, 5xx, timeouts, network errors and malformed JSON are retried with exponential
+backoff and full jitter, with bounded concurrency. See the package docstring (`technic_core.sources.polygon`) for why.
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ import concurrent.futures
 import datetime as dt
 import email.utils
 import logging
-import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from technic_core.errors import ConfigError, DataSourceError
+from technic_core.sources.polygon.shared_limit import LocalRateState, RateState, Slots
 
 if TYPE_CHECKING:
     from technic_core.sources.polygon.source import PolygonSource
@@ -46,6 +45,9 @@ class TokenBucket:
     rate holds across calls. `burst` slots may be used back to back; the default of one keeps a sliding
     one-minute window, which is how Polygon counts, within the limit. `clock` and `sleep` are injectable so
     tests run on a virtual clock.
+
+    `state` is where those numbers live: in this bucket (the default), or in a `SharedRateState` file that
+    every process using the same key changes under a lock, so the rate holds across all of them.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class TokenBucket:
         burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        state: RateState | None = None,
     ) -> None:
         if calls_per_minute < 0 or burst < 1:
             raise ConfigError(f"token bucket: calls_per_minute {calls_per_minute} must be ≥ 0 and burst {burst} ≥ 1")
@@ -61,22 +64,30 @@ class TokenBucket:
         self._tolerance = (burst - 1) * self.interval
         self._clock = clock
         self._sleep = sleep
-        self._theoretical_arrival = -math.inf
-        self._paused_until = -math.inf
-        self._lock = threading.Lock()
+        self.state: RateState = state or LocalRateState()
 
     def reserve(self) -> float:
         """Claim the next slot; return the seconds to wait before using it."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._paused_until, self._theoretical_arrival - self._tolerance)
-            self._theoretical_arrival = max(self._theoretical_arrival, start) + self.interval
-            return start - now
+        now = self._clock()
+
+        def claim(slots: Slots) -> tuple[Slots, float]:
+            start = max(now, slots.paused_until, slots.theoretical_arrival - self._tolerance)
+            arrival = max(slots.theoretical_arrival, start) + self.interval
+            return replace(slots, theoretical_arrival=arrival), start - now
+
+        return self.state.change(now, claim)
 
     def pause(self, seconds: float) -> None:
         """Let nobody start a request for `seconds` (a server's `Retry-After`)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+        now = self._clock()
+        self.state.change(
+            now, lambda slots: (replace(slots, paused_until=max(slots.paused_until, now + seconds)), None)
+        )
+
+    def paused(self) -> bool:
+        """Whether a pause is still running."""
+        now = self._clock()
+        return self.state.change(now, lambda slots: (slots, now < slots.paused_until))
 
     async def acquire(self) -> None:
         """Wait for a slot; a pause that began while waiting is waited out too."""
@@ -84,7 +95,7 @@ class TokenBucket:
             wait = self.reserve()
             if wait > 0:
                 await self._sleep(wait)
-            if self._clock() >= self._paused_until:
+            if not self.paused():
                 return
 
 

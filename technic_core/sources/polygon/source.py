@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,7 @@ from technic_core.sources.polygon.client import (
 from technic_core.sources.polygon.parsing import _aggregates_frame
 from technic_core.sources.polygon.reference import DETAILS_MINUTES_PER_RUN, _ReferenceData, _sector_mapping
 from technic_core.sources.polygon.restatement import _SplitRestatements
+from technic_core.sources.polygon.shared_limit import SharedRateState, default_limit_dir
 from technic_core.sources.polygon.splits import SplitJournal
 from technic_core.warehouse import Warehouse
 
@@ -79,23 +81,26 @@ class PolygonSource(_SplitRestatements, _ReferenceData):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         today: Callable[[], dt.date] = _today_in_new_york,
+        limit_dir: Path | None = None,
     ) -> None:
         """`clock`, `sleep` and `jitter` drive the limiter and backoff (tests pass a virtual clock);
         `today` dates details fetches and decides when they are stale; `volatility_index` asks `I:VIX` for the
-        volatility index (an indices plan; one more call per update)."""
+        volatility index (an indices plan; one more call per update); `limit_dir` keeps the rate limit in a
+        file there that every process using this key shares (None: this instance's own limit)."""
         if not api_key:
             raise ConfigError("polygon: an API key is required (POLYGON_API_KEY)")
         if concurrency < 1:
             raise ConfigError(f"polygon: concurrency {concurrency} must be at least 1")
         self.stats = SourceStats()
         self.warehouse = warehouse
-        self.limiter = TokenBucket(calls_per_minute, clock=clock, sleep=sleep)
+        self.base_url = base_url.rstrip("/")
+        shared = SharedRateState.for_key(limit_dir, self.base_url, api_key) if limit_dir is not None else None
+        self.limiter = TokenBucket(calls_per_minute, clock=clock, sleep=sleep, state=shared)
         self.retry = retry
         self.sleep = sleep
         self.jitter = jitter
         self.concurrency = concurrency
         self._api_key = api_key
-        self.base_url = base_url.rstrip("/")
         self._timeout = httpx.Timeout(timeout_s)
         self._reference_refresh = dt.timedelta(days=reference_refresh_days)
         self._details_refresh = dt.timedelta(days=details_refresh_days)
@@ -127,6 +132,7 @@ class PolygonSource(_SplitRestatements, _ReferenceData):
             details_refresh_days=settings.polygon_details_refresh_days,
             details_per_run=settings.polygon_details_per_run,
             volatility_index=settings.polygon_volatility_index,
+            limit_dir=settings.polygon_limit_dir or default_limit_dir(),
         )
 
     # ------------------------------------------------------------------ protocol

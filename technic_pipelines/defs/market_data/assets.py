@@ -16,6 +16,7 @@ from technic_pipelines.resources import MarketDataResource, WarehouseResource
     partitions_def=session_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="market_data",
+    pool="market_data",
     kinds={"polars", "parquet"},
     check_specs=check_specs("price_bars", quality.BAR_RULES),
     description=(

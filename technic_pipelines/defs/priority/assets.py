@@ -63,6 +63,7 @@ def _plan_description(config: PriorityConfig) -> str:
         ),
     ],
     group_name="scan",
+    pool="market_data",
     kinds={"polars", "parquet"},
     description=_plan_description(daily.DEFAULT_PRIORITY),
 )

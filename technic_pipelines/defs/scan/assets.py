@@ -55,6 +55,7 @@ def _screening_description(rules: ScreeningRules) -> str:
     backfill_policy=BackfillPolicy.single_run(),
     deps=[bars_window(daily.SCREENING_LOOKBACK)],
     group_name="scan",
+    pool="market_data",
     kinds={"polars", "parquet"},
     check_specs=check_specs("universe", quality.UNIVERSE_RULES),
     description=_screening_description(daily.DEFAULT_RULES),
