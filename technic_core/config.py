@@ -345,16 +345,16 @@ class Settings(TechnicSettings):
     polygon_volatility_index: bool = Field(
         False, description="also fetch I:VIX (needs an indices plan; one more call a day)"
     )
-    # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects for a tuple.
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        (), description="comma-separated keys the API accepts in X-API-Key"
-    )
     polygon_limit_dir: Path | None = Field(
         None,
         description=(
             "directory of the rate-limit state every process using the key shares (unset: the system temp "
             "directory; a shared volume spans machines)"
         ),
+    )
+    # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects for a tuple.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="comma-separated keys the API accepts in X-API-Key"
     )
 
     @field_validator("warehouse", mode="before")
@@ -383,10 +383,6 @@ class Settings(TechnicSettings):
         return value
 
 
-def validated(model: type[StrictModel], values: Mapping[str, object]) -> StrictModel:
-    """Build `model`, turning pydantic's error list into one `ConfigError` line per bad field."""
-    try:
-        return model.model_validate(dict(values))
 class AlertSettings(TechnicSettings):
     """When a data team is told that something is wrong: the webhook notifications and the scan's deadline.
 
@@ -421,6 +417,10 @@ class AlertSettings(TechnicSettings):
         return value
 
 
+def validated(model: type[StrictModel], values: Mapping[str, object]) -> StrictModel:
+    """Build `model`, turning pydantic's error list into one `ConfigError` line per bad field."""
+    try:
+        return model.model_validate(dict(values))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or model.__name__}: {err['msg']}" for err in exc.errors()
