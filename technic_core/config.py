@@ -7,6 +7,7 @@ environment variable.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Mapping
@@ -318,6 +319,9 @@ class Settings(TechnicSettings):
     source: str = Field("simulated", description="simulated | polygon | files")
     sim_symbols: int = Field(5_000, ge=1, le=20_000, description="simulated market size")
     sim_seed: int = Field(7, ge=0, description="simulated market seed")
+    sim_epoch: dt.date | None = Field(
+        None, description="simulated market's first session, YYYY-MM-DD (unset: the market's own, 2018-01-02)"
+    )
     files_dir: Path | None = Field(None, description="'files' source: directory of CSV or Parquet files")
     files_strict: bool = Field(True, description="'files' source: fail on a bad file (false: skip it)")
     polygon_api_key: SecretStr | None = Field(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -73,30 +73,81 @@ def window_start(session: dt.date, sessions: int) -> dt.date:
 # ----------------------------------------------------------------------------------------------- bars
 
 
+#: Sessions of bars `write_bars` fetches and writes at a time: a first backfill holds one chunk in memory,
+#: never its whole history, so its peak stays flat however many years it loads (a quarter of a year here).
+BARS_CHUNK_SESSIONS = 64
+
+
+@dataclass(frozen=True)
+class BarsWritten:
+    """What `write_bars` wrote: the sessions given a partition, their bar rows and distinct symbols."""
+
+    sessions: list[dt.date]
+    rows: int
+    symbols: int
+
+
 def write_bars(
-    store: Warehouse, source: MarketDataSource, sessions: Sequence[dt.date], *, every_session: bool = True
-) -> pl.DataFrame:
+    store: Warehouse,
+    source: MarketDataSource,
+    sessions: Sequence[dt.date],
+    *,
+    every_session: bool = True,
+    chunk_sessions: int = BARS_CHUNK_SESSIONS,
+    progress: Callable[[str], None] = _log.info,
+) -> BarsWritten:
     """Fetch the bars and index bars of `sessions` (a contiguous range) and write one partition each.
 
-    With `every_session` (the pipeline's rule), a session for which the source returned no bars raises
-    `DataSourceError` before anything is written; without it (a history that starts inside the range, as
-    in the ML sandbox) such sessions are left out. Index partitions are written before bar partitions, so a
-    bars partition on disk implies its index partition. Returns the fetched bars.
+    The range is fetched `chunk_sessions` sessions at a time (fetch, write its partitions, release), and
+    `progress` hears of each chunk; the partitions are the same whatever the chunk size. With
+    `every_session` (the pipeline's rule), a session for which the source returned no bars raises
+    `DataSourceError` before anything of its chunk is written (earlier chunks' partitions, each complete,
+    stay); without it (a history that starts inside the range, as in the ML sandbox) such sessions are left
+    out. Index partitions are written before bar partitions, so a bars partition on disk implies its index
+    partition.
     """
-    fetched = source.bars(sessions[0], sessions[-1])
-    by_session = {key[0]: frame for key, frame in fetched.partition_by("date", as_dict=True).items()}
-    empty = [s for s in sessions if s not in by_session]
-    if empty and every_session:
-        raise DataSourceError(
-            f"source {source.name!r} returned no bars for {len(empty)} session(s), first {empty[0]}; "
-            "nothing was written"
+    if chunk_sessions < 1:
+        raise ValueError(f"chunk_sessions: {chunk_sessions} is not a positive number of sessions")
+    written: list[dt.date] = []
+    rows = 0
+    symbols: set[str] = set()
+    for start in range(0, len(sessions), chunk_sessions):
+        chunk = sessions[start : start + chunk_sessions]
+        fetched = source.bars(chunk[0], chunk[-1])
+        by_session = {key[0]: frame for key, frame in fetched.partition_by("date", as_dict=True).items()}
+        empty = [s for s in chunk if s not in by_session]
+        if empty and every_session:
+            raise DataSourceError(
+                f"source {source.name!r} returned no bars for {len(empty)} session(s), first {empty[0]}; "
+                f"nothing from {chunk[0]} on was written"
+            )
+        present = [s for s in chunk if s in by_session]
+        if present:
+            write_index_bars(store, source, present)
+        for session in present:
+            store.write_partition("bars", session, by_session[session])
+        written += present
+        rows += fetched.height
+        symbols.update(fetched.get_column("symbol").unique().to_list())
+        progress(
+            f"bars {chunk[0]}…{chunk[-1]}: {len(present)} partitions, {fetched.height} rows "
+            f"({start + len(chunk)}/{len(sessions)} sessions)"
         )
-    present = [s for s in sessions if s in by_session]
-    if present:
-        write_index_bars(store, source, present)
-    for session in present:
-        store.write_partition("bars", session, by_session[session])
-    return fetched
+    return BarsWritten(written, rows, len(symbols))
+
+
+def stored_bars(
+    store: Warehouse, sessions: Sequence[dt.date], chunk_sessions: int = BARS_CHUNK_SESSIONS
+) -> Iterator[tuple[dt.date, pl.DataFrame]]:
+    """Each of `sessions`' stored bars (empty where there are none), oldest first, read `chunk_sessions`
+    sessions at a time: one listing and one scan per chunk instead of one per session, and never more than
+    a chunk in memory."""
+    for start in range(0, len(sessions), chunk_sessions):
+        chunk = sessions[start : start + chunk_sessions]
+        frames = store.read("bars", chunk[0], chunk[-1]).partition_by("date", as_dict=True)
+        by_session = {key[0]: frame for key, frame in frames.items()}
+        for session in chunk:
+            yield session, by_session.get(session, schema.empty(schema.BARS))
 
 
 def write_index_bars(store: Warehouse, source: MarketDataSource, sessions: Sequence[dt.date]) -> None:

@@ -65,7 +65,14 @@ class MarketDataResource(ConfigurableResource):
         """What the data in a warehouse was produced from; a warehouse must not mix two sources."""
         settings = self.settings()
         if settings.source == "simulated":
-            return {"source": settings.source, "sim_symbols": settings.sim_symbols, "sim_seed": settings.sim_seed}
+            # the epoch only when set, so the default market's identity (and its warehouses) stay as they were
+            epoch = {} if settings.sim_epoch is None else {"sim_epoch": settings.sim_epoch.isoformat()}
+            return {
+                "source": settings.source,
+                "sim_symbols": settings.sim_symbols,
+                "sim_seed": settings.sim_seed,
+                **epoch,
+            }
         if settings.source == "files":
             return {"source": settings.source, "files_dir": str(settings.files_dir)}
         if settings.source == "polygon":

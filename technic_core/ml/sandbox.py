@@ -38,7 +38,7 @@ def fill_warehouse(
         daily.write_index_bars(
             store, source, calendar.sessions_between(first_index_bar, calendar.previous_session(first_bar))
         )
-    bars = daily.write_bars(store, source, calendar.sessions_between(first_bar, ordered[-1]), every_session=False)
+    daily.write_bars(store, source, calendar.sessions_between(first_bar, ordered[-1]), every_session=False)
     earnings = daily.source_earnings(source, ordered[0], ordered[-1])
     index_bars = daily.read_index_bars(store, ordered[0], ordered[-1])
     for session in ordered:
@@ -47,6 +47,7 @@ def fill_warehouse(
         daily.plan_session(store, session, earnings, config.batch_size)
         daily.scan_session(store, session, config)
     bar_sessions = set(store.sessions("bars"))
+    bars = store.read("bars", ordered[0], ordered[-1])
     for session in ordered:
         if label_ready(session, bar_sessions):
             results = store.read("results", session, session)

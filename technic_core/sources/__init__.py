@@ -66,8 +66,9 @@ def _simulated(settings: Settings) -> MarketDataSource:
     # The checkpoints are a local speed-up only (the market is a pure function of its seed): under an
     # object-store root there is no local directory to keep them in, so each process simulates from the start.
     storage = open_storage(settings.warehouse)
+    epoch = settings.sim_epoch or SimulationConfig.epoch
     return SimulatedMarket(
-        SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed),
+        SimulationConfig(n_symbols=settings.sim_symbols, seed=settings.sim_seed, epoch=epoch),
         state_cache_dir=storage.root / ".cache" / "simulated" if isinstance(storage, LocalStorage) else None,
     )
 

@@ -34,8 +34,8 @@ def price_bars(
     ensure_single_source(store, market_data.identity())
     sessions = run_sessions(context)
     before = source_counters(source)
-    fetched = daily.write_bars(store, source, sessions)
-    context.log.info("wrote %d bar partitions (%d rows)", len(sessions), fetched.height)
+    written = daily.write_bars(store, source, sessions, progress=context.log.info)
+    context.log.info("wrote %d bar partitions (%d rows)", len(written.sessions), written.rows)
     previous_session = calendar.previous_session(sessions[0])
     previous = (
         store.read("bars", previous_session, previous_session)
@@ -43,17 +43,16 @@ def price_bars(
         else None
     )
     outcomes: dict[dt.date, list[quality.CheckOutcome]] = {}
-    for session in sessions:
-        written = store.read("bars", session, session)
+    for session, bars in daily.stored_bars(store, sessions):
         screened = daily.latest_universe(store, session)
-        outcomes[session] = quality.bar_checks(written, quality.expected_bar_symbols(screened, previous), previous)
-        previous = written
+        outcomes[session] = quality.bar_checks(bars, quality.expected_bar_symbols(screened, previous), previous)
+        previous = bars
     return MaterializeResult(
         check_results=check_results(quality.combine(outcomes), quality.BAR_RULES),
         metadata={
-            "dagster/row_count": fetched.height // len(sessions),
+            "dagster/row_count": written.rows // len(sessions),
             "sessions": len(sessions),
-            "symbols": fetched.get_column("symbol").n_unique(),
+            "symbols": written.symbols,
             "seconds": round(time.perf_counter() - started, 3),
             **source_metadata(source, before),
         },
