@@ -39,7 +39,7 @@ from technic_core import schema
 from technic_core.daily import daily_scan_id
 from technic_core.scoring import BUY_SIGNALS
 from technic_core.storage import AnyPath
-from technic_core.warehouse import DATASETS, Warehouse
+from technic_core.warehouse import DATASETS, PARTITION_FILE, Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,19 @@ class PartitionTail:
                 break
             self._publish(batch)
             self._next_batch += 1
+        # No batch file where the next was expected: a finished session may have been compacted, its batches
+        # then living on in one file whose rows keep their batch numbers.
+        compacted = await anyio.to_thread.run_sync(
+            _load_compacted,
+            self.directory / PARTITION_FILE,
+            self.topic.scan_id,
+            self._next_batch,
+            self.topic.last_seq,
+            self._signals,
+        )
+        for loaded in compacted or ():
+            self._publish(loaded)
+            self._next_batch = loaded.batch + 1
         return await self._publish_end_if_complete()
 
     def _publish(self, batch: _Batch) -> None:
@@ -201,12 +214,13 @@ class PartitionTail:
 
 @dataclass(frozen=True)
 class _Batch:
-    """A batch file's rows the topic lacks, as ready-to-send events (none when it holds no new row)."""
+    """A batch's rows the topic lacks, as ready-to-send events (none when it holds no new row)."""
 
     events: tuple[StreamEvent, ...]
     first_seq: int
     #: Buy signals published on the session so far, this batch included.
     signals: int
+    batch: int
 
 
 def _load_batch(path: AnyPath, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch | None:
@@ -214,17 +228,34 @@ def _load_batch(path: AnyPath, scan_id: str, batch: int, last_seq: int, signals:
     the calling worker thread: the JSON rows, the SSE frames and the joined write every subscriber gets, plain
     and compressed, so the event loop only hands the events out. None while the file does not exist."""
     frame = _read_batch(path)
+    return None if frame is None else _batch_events(frame, scan_id, batch, last_seq, signals)
+
+
+def _load_compacted(path: AnyPath, scan_id: str, next_batch: int, last_seq: int, signals: int) -> list[_Batch] | None:
+    """The batches from `next_batch` on of a compacted partition (`Warehouse.compact_results`: one file, each
+    row keeping its `batch`), each built as `_load_batch` builds one; None when there is no such file."""
+    frame = _read_batch(path)
     if frame is None:
         return None
+    batches = []
+    for (batch,), rows in frame.filter(pl.col("batch") >= next_batch).partition_by("batch", as_dict=True).items():
+        loaded = _batch_events(rows, scan_id, int(batch), last_seq, signals)
+        batches.append(loaded)
+        last_seq = loaded.events[0].seq if loaded.events else last_seq
+        signals = loaded.signals
+    return batches
+
+
+def _batch_events(frame: pl.DataFrame, scan_id: str, batch: int, last_seq: int, signals: int) -> _Batch:
     fresh = frame.filter(pl.col("seq") > last_seq)
     if fresh.height == 0:
-        return _Batch((), last_seq + 1, signals)
+        return _Batch((), last_seq + 1, signals, batch)
     first_seq = int(fresh.get_column("seq")[0])
     signals += int(fresh.get_column("signal").is_in(BUY_SIGNALS).sum())
     result = result_event(scan_id, batch, first_seq, encode_rows(fresh))
     events = (result, progress_event(scan_id, result.seq, batch=batch, signals=signals))
     sse_burst(list(events)).deflated()  # what a live subscriber receives, plain and gzip: built here, once
-    return _Batch(events, first_seq, signals)
+    return _Batch(events, first_seq, signals, batch)
 
 
 def _read_batch(path: AnyPath) -> pl.DataFrame | None:

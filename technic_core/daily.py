@@ -414,7 +414,8 @@ def scan_session(store: Warehouse, session: dt.date, config: ScanConfig = DEFAUL
     beta_252 and rs_63), with the champion alpha models.
 
     Writes each result batch as soon as it is computed (`results/date=…/batch=…`), then the rejections and
-    the scan's `scan_runs/` row (whose arrival ends the session's live streams).
+    the scan's `scan_runs/` row (whose arrival ends the session's live streams), then compacts the batches
+    into one file (`Warehouse.compact_results`).
     """
     started = time.perf_counter()
     first = window_start(session, config.lookback_sessions)
@@ -441,5 +442,6 @@ def scan_session(store: Warehouse, session: dt.date, config: ScanConfig = DEFAUL
     results = store.read("results", session, session)
     seconds = time.perf_counter() - started
     store.append_scan_run(scan_run_row(daily_scan_id(session), session, config, run, regime, seconds))
+    store.compact_results(session)
     _log.info("scanned %s: %d results, %d rejected, end=%s", session, run.results, run.rejected, run.end_reason)
     return SessionScan(session, run, results, plan, regime, written, load_s, seconds)

@@ -89,13 +89,16 @@ class Layout(enum.Enum):
     """How a dataset's rows are split into files; decides which writer may write it."""
 
     SESSION = "one file per session: <name>/date=YYYY-MM-DD/part-00000.parquet"
-    BATCHED = "one file per result batch: <name>/date=YYYY-MM-DD/batch=NNNNN.parquet"
+    BATCHED = (
+        "one file per result batch while a session is written: <name>/date=YYYY-MM-DD/batch=NNNNN.parquet; "
+        "once finished, compacted into <name>/date=YYYY-MM-DD/part-00000.parquet"
+    )
     PER_SCAN = "one file per scan: <name>/<scan_id>.parquet"
 
 
 #: Where to send a caller who hands `write_partition` a dataset that is not written one file per session.
 _OTHER_WRITERS = {
-    Layout.BATCHED: "begin_results, write_result_batch and finish_results",
+    Layout.BATCHED: "begin_results, write_result_batch, finish_results and compact_results",
     Layout.PER_SCAN: "append_scan_run",
 }
 
@@ -272,6 +275,31 @@ class Warehouse:
             raise WarehouseError(f"results {session}: run claims {batches_written} batches, missing {missing}")
         return expected
 
+    def compact_results(self, session: dt.date) -> AnyPath | None:
+        """Merge a finished session's batch files into one file (`PARTITION_FILE`, rows in seq order, each
+        keeping its `batch`); returns it, or None when the partition has no data file.
+
+        Why: a batch file per batch is what lets streams follow a session while it is scanned, but a year
+        of sessions is then thousands of small files, and every history read opens each one. Once the
+        session is finished its batches are read as one file. Readers see a whole partition throughout:
+        where the compacted file exists they read it alone (`_readable`), so its batches are deleted only
+        after it is complete, and a crash in between leaves duplicates nobody reads, deleted by the next
+        compaction or run.
+        """
+        results = DATASETS["results"]
+        directory = self._partition_dir(results, _checked_session(session))
+        files = self._visible_parquet_files(directory)
+        compacted = directory / PARTITION_FILE
+        batches = [file for file in files if file.name != PARTITION_FILE]
+        if compacted not in files:
+            if not batches:
+                return None
+            frame = self._lazy_frame(results, batches, None, None).collect().sort("seq")
+            self._write_parquet(frame, compacted)
+        for batch in reversed(batches):
+            self.storage.delete(batch)
+        return compacted
+
     def append_scan_run(self, frame: pl.DataFrame) -> AnyPath:
         """Write the row(s) of one scan to `scan_runs/<scan_id>.parquet`, atomically (re-writing replaces)."""
         scan_runs = DATASETS["scan_runs"]
@@ -299,7 +327,8 @@ class Warehouse:
     def partition_files(self, dataset: str, session: dt.date) -> list[AnyPath]:
         """The visible data files of one partition in name order (batch order for results)."""
         partitioned = self._partitioned_dataset(dataset)
-        return self._visible_parquet_files(self._partition_dir(partitioned, _checked_session(session)))
+        directory = self._partition_dir(partitioned, _checked_session(session))
+        return _readable(partitioned, self._visible_parquet_files(directory))
 
     def scan(self, dataset: str, start: dt.date | None = None, end: dt.date | None = None) -> pl.LazyFrame:
         """Lazy read of the sessions in the closed range [start, end] (open where None), in schema dtypes.
@@ -446,11 +475,21 @@ class Warehouse:
             else:
                 hive = "hive_partitioning = false"
             glob = _sql_string(f"{self.uri}/{each.file_glob}")
-            connection.execute(
-                f"CREATE OR REPLACE VIEW {_sql_identifier(each.name)} AS SELECT {columns} FROM ("
-                f"SELECT {typed_nulls} WHERE false UNION ALL BY NAME "
-                f"SELECT * FROM read_parquet({glob}, {hive}, union_by_name = true, allow_empty = true))"
-            )
+            files = f"read_parquet({glob}, {hive}, union_by_name = true, allow_empty = true"
+            if each.layout is Layout.BATCHED:
+                # `_readable` in SQL: a partition's batch files only where it has no compacted file. Filtered
+                # after the union, where `filename` and `date` exist even when no file does.
+                compacted = _sql_string(f"{self.uri}/{each.name}/date=*/{PARTITION_FILE}")
+                pattern = _sql_string(f"date=([0-9-]+)/{re.escape(PARTITION_FILE)}$")
+                rows = (
+                    f"SELECT {typed_nulls}, CAST(NULL AS VARCHAR) AS filename WHERE false UNION ALL BY NAME "
+                    f"SELECT * FROM {files}, filename = true)) "
+                    f"WHERE filename LIKE {_sql_string('%/' + PARTITION_FILE)} "
+                    f"OR date NOT IN (SELECT CAST(regexp_extract(file, {pattern}, 1) AS DATE) FROM glob({compacted})"
+                )
+            else:
+                rows = f"SELECT {typed_nulls} WHERE false UNION ALL BY NAME SELECT * FROM {files})"
+            connection.execute(f"CREATE OR REPLACE VIEW {_sql_identifier(each.name)} AS SELECT {columns} FROM ({rows})")
 
     # ---------------------------------------------------------------- small files (models, manifests)
 
@@ -489,7 +528,10 @@ class Warehouse:
                     days[name] = day
         files = self.storage.files_below(directory, sorted(days))
         return sorted(
-            ((days[name], [file for file in found if file.name.endswith(".parquet")]) for name, found in files.items()),
+            (
+                (days[name], _readable(partitioned, [file for file in found if file.name.endswith(".parquet")]))
+                for name, found in files.items()
+            ),
             key=lambda item: item[0],
         )
 
@@ -572,6 +614,15 @@ class Warehouse:
 
 
 # -------------------------------------------------------------------- internals
+
+
+def _readable(spec: Dataset, files: list[AnyPath]) -> list[AnyPath]:
+    """The files of one partition readers read: a compacted results partition's one file, else all."""
+    if spec.layout is Layout.BATCHED:
+        compacted = [file for file in files if file.name == PARTITION_FILE]
+        if compacted:
+            return compacted
+    return files
 
 
 def _checked_session(session: dt.date) -> dt.date:

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import gzip
 import json
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -117,6 +118,41 @@ def test_after_inside_a_batch_resumes_mid_batch_and_the_header_wins(server, mark
     assert first["first_seq"] == 31 and first["batch"] == 1
     with stream(server, f"/events/results/{market.session.isoformat()}?after=3") as events:
         assert seqs(until_end(events)) == list(range(4, total + 1))
+
+
+def test_a_tail_reads_on_from_the_compacted_partition_without_losing_or_repeating_rows(
+    server, warehouse, market, tmp_path
+):
+    """The pipeline compacts a finished session's batch files into one; a client still behind when that
+    happens, and one that replays the session afterwards, get every row once with its batch number."""
+    total, middle = market.results.height, len(market.batches) // 2
+    # The whole session compacted elsewhere, so that the tail never sees the batch files after `middle`.
+    elsewhere = Warehouse(tmp_path / "elsewhere")
+    for batch in range(len(market.batches)):
+        land(elsewhere, market, batch)
+    compacted = elsewhere.compact_results(LIVE)
+    assert compacted is not None
+    path = f"/events/results/{LIVE.isoformat()}"
+    with stream(server, path) as events:
+        first = []
+        for batch in range(middle + 1):
+            land(warehouse, market, batch)
+            first.append(next_result(events))
+        partition = warehouse.root / "results" / f"date={LIVE.isoformat()}"
+        shutil.copy(compacted, tmp_path / "part.tmp")
+        (tmp_path / "part.tmp").rename(partition / compacted.name)  # whole at once, as the warehouse writes it
+        for batch in range(middle + 1):
+            (partition / f"batch={batch:05d}.parquet").unlink()
+        warehouse.append_scan_run(daily_history_row(LIVE, total))
+        rest = until_end(events)
+    assert seqs(first) + seqs(rest) == list(range(1, total + 1))
+    assert end_reason(rest) == "complete"
+    assert [p.name for p in warehouse.partition_files("results", LIVE)] == ["part-00000.parquet"]
+    with stream(server, path) as events:
+        replayed = until_end(events)
+    assert seqs(replayed) == list(range(1, total + 1))
+    batches = [json.loads(event.data)["batch"] for event in replayed if event.event == "result"]
+    assert batches == [batch for batch, frame in enumerate(market.batches) if frame.height]
 
 
 def test_latest_replays_a_finished_session_and_ends_with_its_history(server, market):

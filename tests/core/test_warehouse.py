@@ -359,6 +359,55 @@ def test_finish_results_refuses_a_run_with_a_missing_batch(warehouse):
         warehouse.finish_results(DAYS[0], 2)
 
 
+def _duckdb_rows(warehouse: Warehouse, session: dt.date) -> pl.DataFrame:
+    query = f"SELECT * FROM results WHERE date = DATE '{session.isoformat()}' ORDER BY seq"
+    return pl.from_arrow(warehouse.connect().execute(query).to_arrow_table())
+
+
+def test_compacting_a_finished_session_leaves_one_file_with_the_same_rows(warehouse):
+    written = write_results_run(warehouse, DAYS[0], batches=4, rows=3)
+    write_results_run(warehouse, DAYS[1], batches=2)
+    compacted = warehouse.compact_results(DAYS[0])
+    assert compacted is not None and compacted.name == "part-00000.parquet"
+    directory = warehouse.root / "results" / f"date={DAYS[0].isoformat()}"
+    assert sorted(p.name for p in directory.iterdir()) == ["part-00000.parquet"]
+    assert warehouse.partition_files("results", DAYS[0]) == [compacted]
+    assert_frame_equal(warehouse.read("results", DAYS[0], DAYS[0]), written)  # each row keeps its batch
+    assert_frame_equal(_duckdb_rows(warehouse, DAYS[0]), written, check_dtypes=False)
+    assert warehouse.sessions("results") == DAYS[:2]
+    first_bytes = compacted.read_bytes()
+    assert warehouse.compact_results(DAYS[0]) == compacted and compacted.read_bytes() == first_bytes
+    assert warehouse.compact_results(DAYS[3]) is None
+
+
+def test_batches_left_beside_a_compacted_file_are_never_read_twice(warehouse):
+    """A compaction killed between writing its file and deleting the batches leaves both: readers take the
+    compacted file alone, and the next compaction removes the leftovers."""
+    spec = DATASETS["results"]
+    written = write_results_run(warehouse, DAYS[0], batches=3, rows=3)
+    warehouse.compact_results(DAYS[0])
+    warehouse.write_result_batch(DAYS[0], 1, make_frame(spec, DAYS[0], 3, batch=1, first_seq=4))
+    assert_frame_equal(warehouse.read("results", DAYS[0], DAYS[0]), written)
+    assert_frame_equal(_duckdb_rows(warehouse, DAYS[0]), written, check_dtypes=False)
+    warehouse.compact_results(DAYS[0])
+    assert [p.name for p in warehouse.partition_files("results", DAYS[0])] == ["part-00000.parquet"]
+    directory = warehouse.root / "results" / f"date={DAYS[0].isoformat()}"
+    assert [p.name for p in directory.iterdir()] == ["part-00000.parquet"]
+
+
+def test_a_rerun_of_a_compacted_session_replaces_it(warehouse):
+    write_results_run(warehouse, DAYS[0], batches=3)
+    warehouse.compact_results(DAYS[0])
+    warehouse.begin_results(DAYS[0])
+    assert warehouse.partition_files("results", DAYS[0]) == []
+    rerun = write_results_run(warehouse, DAYS[0], batches=2, rows=5)
+    assert [p.name for p in warehouse.partition_files("results", DAYS[0])] == [
+        "batch=00000.parquet",
+        "batch=00001.parquet",
+    ]
+    assert_frame_equal(warehouse.read("results", DAYS[0], DAYS[0]), rerun)
+
+
 # ------------------------------------------------------------------ corruption
 
 
