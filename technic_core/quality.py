@@ -5,7 +5,7 @@ broken partition fails the same way in a unit test, the UI and a backfill.
 
 Two kinds of rule (`CheckRule.blocking`): a rule whose failure means corrupt or unusable data (duplicates,
 invalid prices, unexplained rejections, a broken `seq`) blocks everything downstream; a plausibility
-expectation (coverage, rejection rate, freshness) only warns, because real universes are small, curated or
+expectation (coverage, rejection rate) only warns, because real universes are small, curated or
 messy and a clean watchlist must not fail a run for being clean.
 """
 
@@ -102,10 +102,7 @@ UNIVERSE_RULES = (
 RESULT_RULES = (
     CheckRule("results_columns", "all required result columns are present", blocking=True),
     CheckRule("results_values", "no NaN or null tech_rating or close; RSI within [0, 100]", blocking=True),
-    CheckRule("results_seq", "seq is strictly increasing without gaps across the batch files", blocking=True),
-)
-FRESHNESS_RULE = CheckRule(
-    "results_fresh", "the newest scanned session is at most one session behind the calendar", blocking=False
+    CheckRule("results_seq", "seq is strictly increasing without gaps across the partition's files", blocking=True),
 )
 
 
@@ -245,19 +242,6 @@ def result_checks(results: pl.DataFrame) -> list[CheckOutcome]:
             {"rows": results.height},
         ),
     ]
-
-
-def freshness_check(
-    latest_materialized: dt.date | None, expected_session: dt.date, previous_session: dt.date
-) -> CheckOutcome:
-    """The newest scanned session is the expected one or at most one session behind it."""
-    fresh = latest_materialized is not None and latest_materialized >= previous_session
-    return CheckOutcome(
-        "results_fresh",
-        fresh,
-        f"latest scanned session {latest_materialized}; latest complete session {expected_session}",
-        {"latest_materialized": str(latest_materialized), "expected_session": str(expected_session)},
-    )
 
 
 def combine(outcomes_by_session: dict[dt.date, list[CheckOutcome]]) -> list[CheckOutcome]:

@@ -132,14 +132,6 @@ def test_result_rules():
     assert not _by_name(quality.result_checks(unordered))["results_seq"].passed
 
 
-def test_freshness():
-    latest, previous = dt.date(2024, 6, 28), dt.date(2024, 6, 27)
-    assert quality.freshness_check(latest, latest, previous).passed
-    assert quality.freshness_check(previous, latest, previous).passed
-    assert not quality.freshness_check(dt.date(2024, 6, 26), latest, previous).passed
-    assert not quality.freshness_check(None, latest, previous).passed
-
-
 def test_combine_fails_if_any_session_fails_and_names_it():
     ok = quality.CheckOutcome("rule", True, "fine")
     bad = quality.CheckOutcome("rule", False, "broken", {"n": 1})

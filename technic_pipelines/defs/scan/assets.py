@@ -137,8 +137,9 @@ def market_conditions(context: AssetExecutionContext, warehouse: WarehouseResour
     description=(
         "The technical scan of every screened symbol: RSI, MACD, Bollinger width, ATR %, volume ratio, "
         "momentum 21/63/126, TechRating 0-100 and Signal, in the priority plan's order. Written batch by "
-        f"batch ({daily.DEFAULT_SCAN.batch_size} symbols) under results/date=YYYY-MM-DD/batch=NNNNN.parquet, "
-        "each row with a per-scan seq; symbols that could not be rated are listed under rejections/ with a "
+        f"batch ({daily.DEFAULT_SCAN.batch_size} symbols) under results/date=YYYY-MM-DD/batch=NNNNN.parquet "
+        "(live streams follow them), compacted into one part-00000.parquet once the scan is done, each row "
+        "with its batch and a per-scan seq; symbols that could not be rated are listed under rejections/ with a "
         f"reason. {freshness_description(_OVERDUE_MINUTES)}"
     ),
 )
