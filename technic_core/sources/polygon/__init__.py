@@ -42,7 +42,8 @@ always empty: Polygon's stock plans have no earnings calendar.
 
 Layout
 ------
-``client.py`` rate limit, retry policy and the requests of one batch · ``splits.py`` the split record, split
+``client.py`` rate limit, retry policy and the requests of one batch · ``shared_limit.py`` the rate limit's
+state shared by every process of a machine (a locked file per key) · ``splits.py`` the split record, split
 adjustment and the split journal · ``restatement.py`` keeping the journal current and restating stored
 partitions · ``reference.py`` ticker list, ticker details and SIC → GICS sectors · ``parsing.py`` responses
 as frames and records · ``source.py`` `PolygonSource` itself and its bar requests.
