@@ -45,6 +45,33 @@ def test_chunked_writes_the_same_partitions_as_one_fetch(market, tmp_path):
     assert files == partition_bytes(one_shot.root)
 
 
+def simulated_lengths(market: SimulatedMarket) -> list[int]:
+    """The number of sessions of each simulation `market` runs from now on."""
+    lengths: list[int] = []
+    simulate = market._model.simulate_sessions
+
+    def recording(state, first, length):
+        lengths.append(length)
+        return simulate(state, first, length)
+
+    market._model.simulate_sessions = recording  # type: ignore[method-assign]
+    return lengths
+
+
+def test_the_simulator_continues_where_it_stopped_in_the_process_and_the_next_one(tmp_path):
+    config = SimulationConfig(n_symbols=40, epoch=EPOCH, checkpoint_interval=16)
+    market = SimulatedMarket(config, state_cache_dir=tmp_path / "cache")
+    lengths = simulated_lengths(market)
+    daily.write_bars(Warehouse(tmp_path / "w"), market, SPAN, chunk_sessions=5)
+    assert sum(lengths) == len(calendar.sessions_between(EPOCH, SPAN[-1]))  # each session once, whatever the chunks
+
+    next_day = calendar.next_session(SPAN[-1])
+    resumed = SimulatedMarket(config, state_cache_dir=tmp_path / "cache")
+    lengths = simulated_lengths(resumed)
+    assert resumed.bars(next_day, next_day).equals(SimulatedMarket(config).bars(next_day, next_day))
+    assert lengths == [1]
+
+
 def test_stored_bars_reads_chunk_by_chunk_what_one_read_per_session_gives(market, tmp_path):
     store = Warehouse(tmp_path / "w")
     for written in (SPAN[:7], SPAN[9:]):  # a gap of two sessions

@@ -18,8 +18,9 @@ _PERSISTED_CHECKPOINTS = 2
 class _PersistedCheckpoints:
     """The newest recursion checkpoints of one market on disk (a cache: deleting it only costs time).
 
-    Files are written atomically and named by checkpoint number under a directory keyed by the market's
-    identity; an unreadable file is logged, deleted and ignored, never trusted.
+    Files are written atomically and named by the index of the session the state precedes, under a
+    directory keyed by the market's identity; an unreadable file is logged, deleted and ignored, never
+    trusted.
     """
 
     def __init__(self, root: Path, market_key: str) -> None:

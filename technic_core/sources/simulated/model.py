@@ -107,7 +107,7 @@ class _Prices(NamedTuple):
 class _MarketModel:
     """The recursion of one config over its sessions (`session_days`: day numbers of the simulated sessions).
 
-    `simulate_block` advances a `_State` through a block of sessions; each session is `_advance`, a fixed
+    `simulate_sessions` advances a `_State` through consecutive sessions; each session is `_advance`, a fixed
     sequence of steps that read and update the state. The steps draw nothing themselves: all of a session's
     random numbers come first (`_draws`), so the draws never depend on the code path.
     """
@@ -125,11 +125,8 @@ class _MarketModel:
         self._session_days = session_days
         self.planted = _PlantedScore(config, universe.size)
 
-    def simulate_block(self, state: _State, number: int) -> _Block:
-        """Advance `state` through block `number`'s sessions, recording their outputs."""
-        interval = self.config.checkpoint_interval
-        first = number * interval
-        length = min(interval, len(self._session_days) - first)
+    def simulate_sessions(self, state: _State, first: int, length: int) -> _Block:
+        """Advance `state` through sessions `first`…`first + length − 1`, recording their outputs."""
         horizon = self.config.alpha_horizon
         block = _Block(first, length, self._universe.size, horizon)
         for lag in range(1, horizon):

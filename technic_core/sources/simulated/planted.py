@@ -15,7 +15,7 @@ from technic_core.sources.simulated.config import SimulationConfig
 from technic_core.sources.simulated.parameters import REGIMES
 from technic_core.sources.simulated.state import _State
 
-_RING = 64  # closes kept per symbol: enough for ret_5 and mom_63
+_RING = 64  # closes kept per symbol: enough for ret_5 and mom_63; a power of two (see _ring_slots)
 _WINDOW = 20  # highs and volumes kept per symbol: volume_surge_sign and dist_high_20
 _RSI_PERIOD = 14
 _VOLATILITY_WINDOW = 20  # bar-to-bar changes in the symbol's own volatility (state-dependent planted score)
@@ -42,6 +42,12 @@ def _regime_weights(config: SimulationConfig) -> list[dict[str, float]]:
     ]
 
 
+def _ring_slots(bar_numbers: np.ndarray) -> np.ndarray:
+    """`bar_numbers % _RING` as a mask: the same slots (also of negative numbers, in two's complement) without
+    an integer division per element, which dominated the score's cost on large markets."""
+    return bar_numbers & (_RING - 1)
+
+
 def _zscore(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Cross-sectional z-score over `valid`, clipped to ±3; 0 elsewhere and when there is no spread."""
     count = np.count_nonzero(valid)
@@ -61,7 +67,6 @@ class _PlantedScore:
     def __init__(self, config: SimulationConfig, size: int) -> None:
         self.config = config
         self._size = size
-        self._columns = np.arange(size)
         #: w_j, j = 1..H: how a score's effect is spread over the next H sessions (also the oracle's weights).
         self.horizon_weights = _horizon_weights(config.alpha_horizon)
         self._alpha_weights = dict(config.alpha_weights)
@@ -133,14 +138,13 @@ class _PlantedScore:
         gamma = self.config.alpha_volatility_interaction
         if not self.config.alpha_state_dependence or gamma == 0:
             return None
-        bars = state.bar_count
         lags = np.arange(_VOLATILITY_WINDOW + 1)[:, None]
-        closes = state.close_ring[(bars[None, :] - 1 - lags) % _RING, self._columns[None, :]]
+        closes = np.take_along_axis(state.close_ring, _ring_slots(state.bar_count[None, :] - 1 - lags), axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             log_volatility = np.log(np.log(closes[:-1] / closes[1:]).std(axis=0))
-        valid = has_bar & (bars > _VOLATILITY_WINDOW) & np.isfinite(log_volatility)
+        valid = has_bar & (state.bar_count > _VOLATILITY_WINDOW) & np.isfinite(log_volatility)
         return 1.0 + gamma * _zscore(np.where(valid, log_volatility, 0.0), valid)
 
     def _close_back(self, state: _State, lag: int) -> np.ndarray:
         """Each symbol's close `lag` bars before its latest one (garbage where it has fewer bars)."""
-        return state.close_ring[(state.bar_count - 1 - lag) % _RING, self._columns]
+        return np.take_along_axis(state.close_ring, _ring_slots(state.bar_count[None, :] - 1 - lag), axis=0)[0]

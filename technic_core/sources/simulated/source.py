@@ -65,6 +65,8 @@ class SimulatedMarket:
         self._tickers = pl.Series("symbol", self._universe.tickers, dtype=pl.String)
         self._ticker_index = {ticker: i for i, ticker in enumerate(self._universe.tickers.tolist())}
         self._model = _MarketModel(self.config, self._universe, self._earnings, self._session_days)
+        #: States before a session, by session index: every block start, and the newest state a simulation
+        #: stopped at inside a block (a daily request resumes there instead of at its block's start).
         self._checkpoints: dict[int, _State] = {0: self._model.initial_state()}
         self._blocks: OrderedDict[int, _Block] = OrderedDict()
         self._lock = threading.RLock()
@@ -83,7 +85,7 @@ class SimulatedMarket:
             if index is None:
                 self.stats.cache_hits += 1
                 return schema.empty(schema.REFERENCE)
-            block, simulated = self._block(index // self.config.checkpoint_interval)
+            block, simulated = self._block(index // self.config.checkpoint_interval, index, index)
             if not simulated:
                 self.stats.cache_hits += 1
             u = self._universe
@@ -267,46 +269,66 @@ class SimulatedMarket:
             interval = self.config.checkpoint_interval
             pieces, simulated = [], False
             for number in range(first // interval, last // interval + 1) if first <= last else ():
-                block, block_simulated = self._block(number)
+                low, high = max(first, number * interval), min(last, (number + 1) * interval - 1)
+                block, block_simulated = self._block(number, low, high)
                 simulated |= block_simulated
-                rows = slice(max(first - block.first, 0), min(last + 1 - block.first, block.length))
-                pieces.append(piece(block, rows))
+                pieces.append(piece(block, slice(low - block.first, high + 1 - block.first)))
             if not simulated:
                 self.stats.cache_hits += 1
             elif self._state_cache is not None:
-                # the start of the newest block (a rerun or the next day resumes there) and its end
-                for number in sorted(self._checkpoints)[-_PERSISTED_CHECKPOINTS:]:
-                    self._state_cache.save(number, self._checkpoints[number])
+                # the start of the newest block (a rerun resumes there) and where the simulation stopped (the
+                # next day resumes there)
+                for index in sorted(self._checkpoints)[-_PERSISTED_CHECKPOINTS:]:
+                    self._state_cache.save(index, self._checkpoints[index])
             if not pieces:
                 return schema.empty(columns)
             return schema.conform(pl.concat(pieces, rechunk=False), columns, name)
 
     # --- simulation ------------------------------------------------------------------------------------
 
-    def _block(self, number: int) -> tuple[_Block, bool]:
-        """Block `number` and whether it had to be simulated (resuming from the nearest earlier checkpoint)."""
+    def _block(self, number: int, first: int, last: int) -> tuple[_Block, bool]:
+        """Block `number` holding at least sessions `first`…`last` (indices inside it), and whether it had to
+        be simulated. A simulation resumes from the newest checkpoint at or before `first` and stops after
+        `last`, so a request for the newest session simulates that session, not the rest of its block."""
         cached = self._blocks.get(number)
-        if cached is not None:
+        if cached is not None and cached.first <= first and last < cached.first + cached.length:
             self._blocks.move_to_end(number)
             return cached, False
-        resume = max(n for n in self._checkpoints if n <= number)
-        if self._state_cache is not None and resume < number:
-            persisted = self._state_cache.load_newest(after=resume, upto=number)
+        interval = self.config.checkpoint_interval
+        start = max(index for index in self._checkpoints if index <= first)
+        if self._state_cache is not None and start < first:
+            persisted = self._state_cache.load_newest(after=start, upto=first)
             if persisted is not None:
-                resume, self._checkpoints[persisted[0]] = persisted
-        state = self._checkpoints[resume].copy()
-        for current in range(resume, number + 1):
-            block = self._model.simulate_block(state, current)
-            if current + 1 not in self._checkpoints:
-                self._checkpoints[current + 1] = state.copy()
+                start, self._checkpoints[persisted[0]] = persisted
+        state = self._checkpoints[start].copy()
+        while True:  # block by block up to block `number`, recording each block start on the way
+            stop = min((start // interval + 1) * interval, last + 1)
+            block = self._model.simulate_sessions(state, start, stop - start)
+            self._keep_checkpoint(stop, state)
+            if stop > last:
+                break
+            start = stop
         self._blocks[number] = block
         while len(self._blocks) > _BLOCK_CACHE_SIZE:
             self._blocks.popitem(last=False)
         return block, True
 
+    def _keep_checkpoint(self, index: int, state: _State) -> None:
+        """Keep a copy of `state`, the state before session `index`: every block start, and of the states
+        inside blocks only the newest, so memory grows with blocks, not with requests."""
+        if index in self._checkpoints:
+            return
+        interval = self.config.checkpoint_interval
+        if index % interval:
+            for inside in [i for i in self._checkpoints if i % interval]:
+                del self._checkpoints[inside]
+        self._checkpoints[index] = state.copy()
+
     def _market_key(self) -> str:
         """Identity of the recursion: config, model version and the session calendar it runs over."""
         digest = hashlib.sha256()
-        digest.update(f"{MODEL_VERSION}|{self.config!r}".encode())
+        # "sessions": checkpoints are keyed by session index (they were by block number), so files of the
+        # old numbering are never read as states of other sessions
+        digest.update(f"{MODEL_VERSION}|sessions|{self.config!r}".encode())
         digest.update(np.asarray(self._session_days).tobytes())
         return digest.hexdigest()[:24]

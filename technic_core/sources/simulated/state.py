@@ -36,7 +36,8 @@ class _State:
 
 
 class _Block:
-    """Dense outputs of up to `checkpoint_interval` consecutive sessions (rows) × all symbols (columns)."""
+    """Dense outputs of consecutive sessions (rows) × all symbols (columns): the sessions `first`… of one
+    block of `checkpoint_interval` sessions, up to its end or to the last session asked for."""
 
     def __init__(self, first: int, length: int, n: int, horizon: int) -> None:
         self.first = first
