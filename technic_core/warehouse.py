@@ -283,19 +283,25 @@ class Warehouse:
         of sessions is then thousands of small files, and every history read opens each one. Once the
         session is finished its batches are read as one file. Readers see a whole partition throughout:
         where the compacted file exists they read it alone (`_readable`), so its batches are deleted only
-        after it is complete, and a crash in between leaves duplicates nobody reads, deleted by the next
-        compaction or run.
+        after it is complete. Batches found beside a compacted file (a compaction that died before deleting
+        them) are merged into it by seq, never dropped unread. When another writer changes the partition
+        while this one reads it (a concurrent run of the session), this compaction gives way and returns
+        None: that writer's own compaction follows.
         """
         results = DATASETS["results"]
         directory = self._partition_dir(results, _checked_session(session))
         files = self._visible_parquet_files(directory)
         compacted = directory / PARTITION_FILE
         batches = [file for file in files if file.name != PARTITION_FILE]
-        if compacted not in files:
-            if not batches:
-                return None
-            frame = self._lazy_frame(results, batches, None, None).collect().sort("seq")
-            self._write_parquet(frame, compacted)
+        if not batches:
+            return compacted if files else None
+        try:
+            rows = self._lazy_frame(results, files, None, None).collect()
+        except (FileNotFoundError, CorruptFileError, pl.exceptions.ComputeError, pa.ArrowException):
+            _log.info("results %s changed while being compacted; left to the writer that changed it", session)
+            return None
+        # A seq held twice (a batch beside the compacted file that already has it) is the same row twice.
+        self._write_parquet(rows.unique("seq", keep="first", maintain_order=True).sort("seq"), compacted)
         for batch in reversed(batches):
             self.storage.delete(batch)
         return compacted

@@ -394,6 +394,45 @@ def screen(
 
 
 @app.command()
+def compact(
+    start: str | None = typer.Option(None, "--from", help="First session (default: the oldest with results)."),
+    end: str | None = typer.Option(None, "--to", help="Last session (default: the newest with results)."),
+    warehouse: str | None = typer.Option(
+        None, "--warehouse", help="Warehouse root, a path or URI (default: TECHNIC_WAREHOUSE or ./warehouse)."
+    ),
+) -> None:
+    """Compact finished sessions' result batch files into one file each.
+
+    The daily scan does this for every session it scans; this command is for results written before it did
+    (or by an interrupted run). A session whose scan has not recorded its finish is left alone: its batches
+    may still be arriving.
+    """
+    from technic_core.daily import daily_scan_id
+    from technic_core.warehouse import DATASETS, Warehouse
+
+    store = Warehouse.from_settings(_settings(None, None, warehouse))
+    first, last = _session_option(start, "--from"), _session_option(end, "--to")
+    sessions = [day for day in store.sessions("results") if (first or day) <= day <= (last or day)]
+    finished_dir = store.root / DATASETS["scan_runs"].name
+    compacted = unfinished = 0
+    with Progress(
+        TextColumn("[bold]compact results[/bold]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} sessions"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("", total=len(sessions))
+        for day in sessions:
+            if store.storage.is_file(finished_dir / f"{daily_scan_id(day)}.parquet"):
+                compacted += store.compact_results(day) is not None
+            else:
+                unfinished += 1
+            progress.advance(task)
+    console.print(f"{compacted} session(s) compacted; {unfinished} left alone (no finished daily scan recorded)")
+
+
+@app.command()
 def columns(
     group: str | None = typer.Option(None, "--group", help="Only this group (e.g. moving_averages, oscillators)."),
     output: str = typer.Option("table", "--format", help="table, csv or json."),

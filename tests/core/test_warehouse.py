@@ -382,17 +382,20 @@ def test_compacting_a_finished_session_leaves_one_file_with_the_same_rows(wareho
 
 def test_batches_left_beside_a_compacted_file_are_never_read_twice(warehouse):
     """A compaction killed between writing its file and deleting the batches leaves both: readers take the
-    compacted file alone, and the next compaction removes the leftovers."""
+    compacted file alone, and the next compaction merges what the batches add and removes them."""
     spec = DATASETS["results"]
     written = write_results_run(warehouse, DAYS[0], batches=3, rows=3)
     warehouse.compact_results(DAYS[0])
     warehouse.write_result_batch(DAYS[0], 1, make_frame(spec, DAYS[0], 3, batch=1, first_seq=4))
     assert_frame_equal(warehouse.read("results", DAYS[0], DAYS[0]), written)
     assert_frame_equal(_duckdb_rows(warehouse, DAYS[0]), written, check_dtypes=False)
+    late = make_frame(spec, DAYS[0], 3, batch=3, first_seq=10)  # a batch written after an early compaction
+    warehouse.write_result_batch(DAYS[0], 3, late)
     warehouse.compact_results(DAYS[0])
     assert [p.name for p in warehouse.partition_files("results", DAYS[0])] == ["part-00000.parquet"]
     directory = warehouse.root / "results" / f"date={DAYS[0].isoformat()}"
     assert [p.name for p in directory.iterdir()] == ["part-00000.parquet"]
+    assert_frame_equal(warehouse.read("results", DAYS[0], DAYS[0]), pl.concat([written, in_key_order(spec, late)]))
 
 
 def test_a_rerun_of_a_compacted_session_replaces_it(warehouse):
