@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export DAGSTER_HOME := $(abspath $(or $(DAGSTER_HOME),$(CURDIR)/.dagster_home))
 INSTANCE := $(DAGSTER_HOME)/dagster.yaml
 
-.PHONY: install run test lint bench up clean
+.PHONY: install run test lint bench up up-prod clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,17 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "note: $(CHROMIUM) is missing; the browser tests will skip"; fi
 
-test: $(STAMP) $(INSTANCE) lint | $(CHROMIUM)
+# The production-shape test and `make up-prod` run a throwaway PostgreSQL server: install Debian's when no
+# initdb is found and we may (CI runs as root). Without it (and outside CI) that test skips with a reason.
+POSTGRES := /usr/lib/postgresql
+
+$(POSTGRES):
+	if command -v initdb >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "note: PostgreSQL's server (initdb) is missing; the production-shape test will skip"; fi
+
+test: $(STAMP) $(INSTANCE) lint | $(CHROMIUM) $(POSTGRES)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,6 +58,11 @@ lint: $(STAMP)
 
 up: $(STAMP)
 	bash scripts/up.sh
+
+# The production shape on one machine: Postgres as Dagster's storage, an S3-compatible bucket (moto) as the
+# warehouse, the Dagster UI and daemon, the API (deploy/README.md). Ctrl-C stops it and removes its data.
+up-prod: $(STAMP) | $(POSTGRES)
+	$(BIN)/python scripts/prod_stack.py up $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scan_speed.py
