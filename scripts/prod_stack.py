@@ -390,6 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.symbols < 1:
         parser.error("--symbols must be at least 1")
+    # Ctrl-C, `kill` and a closed terminal all unwind through the cleanup below; SIGINT is set explicitly because
+    # a shell starts background jobs with it ignored, and Python then installs no handler of its own.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
     settings = {"TECHNIC_SIM_SYMBOLS": str(options.symbols)}
     if options.start_date:
         settings["TECHNIC_START_DATE"] = options.start_date
