@@ -181,7 +181,7 @@ def run_scan(
     candidates = scan_candidates(universe, config, order)
     run = ScanRun(batches=iter(()), total=len(candidates))
     first_size = min(first_batch_size or config.batch_size, config.batch_size)
-    screen = None if config.where is None else _Screened.of(config.where, previous)
+    screen = None if config.where is None else Screened.of(config.where, previous)
     run.batches = _batches(
         run, config, session, bars, universe, candidates, regime, should_stop, clock, hooks, first_size, index, screen
     )
@@ -189,14 +189,14 @@ def run_scan(
 
 
 @dataclass(frozen=True)
-class _Screened:
+class Screened:
     """A scan's `where`: its compiled screen and the previous session's rows `prev()` reads."""
 
     screen: Screen
     previous: pl.DataFrame | None
 
     @classmethod
-    def of(cls, where: str, previous: pl.DataFrame | None) -> _Screened:
+    def of(cls, where: str, previous: pl.DataFrame | None) -> Screened:
         screen = where_screen(where)
         if not screen.prev_columns:
             return cls(screen, None)
@@ -437,7 +437,7 @@ def _batches(
     hooks: ScanHooks,
     first_size: int,
     index: pl.DataFrame | None,
-    screen: _Screened | None = None,
+    screen: Screened | None = None,
 ) -> Iterator[ScanBatch]:
     started = clock()
     next_seq = 1

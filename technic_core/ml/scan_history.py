@@ -34,7 +34,7 @@ import polars as pl
 from technic_core import calendar, schema
 from technic_core.config import SECTORS, ScanConfig
 from technic_core.scalars import as_float
-from technic_core.scan import ScanRun, run_scan
+from technic_core.scan import ScanRun, Screened, run_scan
 from technic_core.scoring import SIGNAL_THRESHOLDS
 from technic_core.warehouse import Warehouse
 
@@ -173,35 +173,47 @@ def record_replays(store: Warehouse, session: dt.date, count: int = DEFAULT_REPL
 
 @dataclass(frozen=True)
 class RatingProfile:
-    """The ratings of one stored scan, arranged for fast emulation: symbols in scan order (alphabetical)."""
+    """The ratings of one stored scan, arranged for fast emulation: symbols in scan order (alphabetical).
+
+    `results` are the rated rows themselves, in that order, and `previous` the session before's rows, for
+    configs whose `where` screens them (`prev()` reads the previous session)."""
 
     session: dt.date
     sectors: np.ndarray  # sector index per symbol (-1 when unknown)
     ratings: np.ndarray
+    results: pl.DataFrame
+    previous: pl.DataFrame | None = None
 
     @classmethod
-    def from_results(cls, session: dt.date, results: pl.DataFrame) -> RatingProfile:
+    def from_results(
+        cls, session: dt.date, results: pl.DataFrame, previous: pl.DataFrame | None = None
+    ) -> RatingProfile:
         rated = results.filter(pl.col("tech_rating").is_not_null()).sort("symbol")
         codes = {name: i for i, name in enumerate(SECTORS)}
         sectors = rated.get_column("sector").replace_strict(codes, default=-1, return_dtype=pl.Int64).to_numpy()
-        return cls(session, sectors, rated.get_column("tech_rating").to_numpy())
+        return cls(session, sectors, rated.get_column("tech_rating").to_numpy(), rated, previous)
 
     def emulate(self, config: ScanConfig) -> dict[str, float]:
         """`EMULATION_FEATURES` of `config` run over these ratings, the way `run_scan` would select and stop.
 
-        Candidates are the profile's symbols in the config's sectors in alphabetical order, capped at
-        `max_symbols`; results are those rated at least `min_tech_rating`; with `max_signals`, the scan
-        stops after the first batch that brings the buy signals to it.
+        Candidates are the profile's symbols in the config's sectors and watchlist (`symbols`) in alphabetical
+        order, capped at `max_symbols`; results are those rated at least `min_tech_rating` that its `where`
+        keeps; with `max_signals`, the scan stops after the first batch that brings the buy signals to it.
         """
-        if config.sectors is None:
-            candidates = self.ratings
-        else:
-            wanted = [SECTORS.index(name) for name in config.sectors]
-            candidates = self.ratings[np.isin(self.sectors, wanted)]
+        chosen = np.ones(self.ratings.size, dtype=bool)
+        if config.sectors is not None:
+            chosen &= np.isin(self.sectors, [SECTORS.index(name) for name in config.sectors])
+        if config.symbols is not None:
+            chosen &= self.results.get_column("symbol").is_in(list(config.symbols)).to_numpy()
+        candidates = self.ratings[chosen]
         eligible = candidates.size
+        screened = self._screened(config.where)[chosen] if config.where is not None else None
         if config.max_symbols is not None:
             candidates = candidates[: config.max_symbols]
+            screened = None if screened is None else screened[: config.max_symbols]
         kept = candidates >= config.min_tech_rating
+        if screened is not None:
+            kept &= screened
         signals = kept & (candidates >= SIGNAL_THRESHOLDS["Buy"])
         visited = candidates.size
         if config.max_signals is not None and candidates.size:
@@ -217,13 +229,23 @@ class RatingProfile:
             "profile_signals": float(signals[:visited].sum()),
         }
 
+    def _screened(self, where: str) -> np.ndarray:
+        """Per profile row, whether the screen `where` keeps it (as a scan's `where` keeps results)."""
+        kept = Screened.of(where, self.previous).apply(self.results)[0].get_column("symbol")
+        return self.results.get_column("symbol").is_in(kept).to_numpy()
 
-def latest_profile(store: Warehouse, before: dt.date | None = None) -> RatingProfile | None:
-    """The rating profile of the latest stored results session (strictly before `before`, when given)."""
-    sessions = [s for s in store.sessions("results") if before is None or s < before]
+
+def latest_profile(
+    store: Warehouse, before: dt.date | None = None, stored: Sequence[dt.date] | None = None
+) -> RatingProfile | None:
+    """The rating profile of the latest stored results session (strictly before `before`, when given), with
+    the session before it for screens that read `prev()`. `stored`: the sessions with results, when known."""
+    stored = store.sessions("results") if stored is None else stored
+    sessions = [s for s in stored if before is None or s < before]
     if not sessions:
         return None
-    return RatingProfile.from_results(sessions[-1], store.read("results", sessions[-1], sessions[-1]))
+    previous = store.read("results", sessions[-2], sessions[-2]) if len(sessions) > 1 else None
+    return RatingProfile.from_results(sessions[-1], store.read("results", sessions[-1], sessions[-1]), previous)
 
 
 # -------------------------------------------------------------------- predictor inputs
@@ -285,10 +307,7 @@ def history_features(store: Warehouse) -> pl.DataFrame:
     for run in runs.iter_rows(named=True):
         session = run["date"]
         if session not in profiles:
-            prior = [s for s in result_sessions if s < session]
-            profiles[session] = (
-                RatingProfile.from_results(prior[-1], store.read("results", prior[-1], prior[-1])) if prior else None
-            )
+            profiles[session] = latest_profile(store, before=session, stored=result_sessions)
         config = ScanConfig.model_validate(json.loads(run["config_json"]))
         features = feature_row(
             config,

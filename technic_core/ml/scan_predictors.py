@@ -280,6 +280,8 @@ def filter_shape(config: ScanConfig) -> tuple[object, ...]:
     batch size only matters with a signal stop, which is checked per batch."""
     return (
         None if config.sectors is None else frozenset(config.sectors),
+        None if config.symbols is None else frozenset(config.symbols),
+        None if config.where is None else " ".join(config.where.split()),
         config.max_symbols,
         config.min_tech_rating,
         config.max_signals,

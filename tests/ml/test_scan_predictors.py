@@ -11,12 +11,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from technic_core import schema
+from technic_core import calendar, schema
 from technic_core.config import SECTORS, ScanConfig
 from technic_core.errors import ConfigError
 from technic_core.ml import optimizer
 from technic_core.ml.registry import ModelRegistry
-from technic_core.ml.scan_history import RatingProfile, history_features, record_replays, replay_session, sample_configs
+from technic_core.ml.scan_history import (
+    RatingProfile,
+    history_features,
+    latest_profile,
+    record_replays,
+    replay_session,
+    sample_configs,
+)
 from technic_core.ml.scan_predictors import (
     BASELINE,
     BASELINE_SESSIONS,
@@ -32,6 +39,7 @@ from technic_core.ml.scan_predictors import (
     train_scan_predictors,
 )
 from technic_core.ml.training import InsufficientHistoryError
+from technic_core.scan import run_scan
 from technic_core.warehouse import Warehouse
 from tests.ml.conftest import copy_warehouse
 
@@ -89,6 +97,30 @@ def test_emulation_on_the_sessions_own_ratings_reproduces_the_engine(store):
             emulated = profile.emulate(config)
             assert emulated["profile_results"] == actual["result_count"], config
             assert emulated["profile_visited"] == actual["symbols_scanned"], config
+
+
+def test_emulation_of_a_watchlist_and_a_screen_reproduces_the_engine(store):
+    session, before = store.sessions("results")[-1], store.sessions("results")[-2]
+    profile = latest_profile(store)
+    assert profile is not None and profile.session == session and profile.previous is not None
+    bars = store.read("bars", calendar.sessions_back(session, ScanConfig().lookback_sessions)[0], session)
+    universe = store.read("universe", session, session)
+    previous = store.read("results", before, before)
+    watchlist = tuple(profile.results.get_column("symbol").to_list()[::4])
+    configs = [
+        ScanConfig(symbols=watchlist),
+        ScanConfig(where="rsi < 55 and change_1d > -0.01", min_tech_rating=40),
+        ScanConfig(symbols=watchlist, where="close > prev(close) and rsi > prev(rsi)", max_symbols=60),
+        ScanConfig(where="rsi > 40", max_signals=5, batch_size=7),
+    ]
+    for config in configs:
+        run = run_scan(config, session, bars, universe, previous=previous)
+        results = sum(batch.results.height for batch in run)
+        emulated = profile.emulate(config)
+        assert 0 < emulated["profile_results"] == results, config
+        assert emulated["profile_visited"] == run.scanned, config
+    plain = profile.emulate(ScanConfig())
+    assert all(profile.emulate(config)["profile_results"] < plain["profile_results"] for config in configs)
 
 
 def test_predictors_beat_the_rolling_median_and_are_promoted(trained_predictors):
