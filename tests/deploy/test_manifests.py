@@ -76,6 +76,7 @@ CHART_KEY_PATHS = {
     "postgresql.postgresqlHost",
     "postgresql.postgresqlUsername",
     "postgresql.postgresqlDatabase",
+    "postgresql.postgresqlScheme",
     "postgresql.service.port",
     "generatePostgresqlPasswordSecret",
     "telemetry.enabled",
