@@ -192,3 +192,30 @@ def test_killed_runs_fail_with_the_reason_and_the_queue_moves_again(tmp_path, mo
             lambda: _status(instance, queued.run_id) == DagsterRunStatus.FAILURE, "the orphaned run to fail", 90, logs
         )
         assert f"process {worker_pid} on {HOST}" in _failure_message(instance, queued.run_id)
+
+
+def test_a_run_after_a_killed_one_fails_it_and_frees_its_pool_slot_without_a_daemon(tmp_path, monkeypatch, started):
+    """`technic run` killed mid-backfill holds the market_data pool's only slot; the next `technic run` (no
+    daemon anywhere) fails that run with the reason, frees the slot and finishes instead of waiting forever."""
+    home, logs = tmp_path / "dagster_home", tmp_path / "logs"
+    logs.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cli._ensure_dagster_home()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TECHNIC_")}
+    env.update(DAGSTER_HOME=str(home), TECHNIC_SIM_SYMBOLS=SYMBOLS, TECHNIC_WAREHOUSE=str(tmp_path / "warehouse"))
+    with DagsterInstance.get() as instance:
+        first = _start(started, [str(BIN / "technic"), "run", "--date", SESSION], env, logs / "first.log")
+
+        def started_run():
+            assert first.poll() is None, f"`technic run` ended early\n{_tails(logs)}"
+            runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED], tags={HOST_TAG: HOST}))
+            return next((r.run_id for r in runs if _start_pid(instance, r.run_id) == first.pid), None)
+
+        killed = _wait_for(started_run, "the first run to start", 90, logs)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        second = _start(started, [str(BIN / "technic"), "run", "--date", SESSION], env, logs / "second.log")
+        assert second.wait(timeout=240) == 0, _tails(logs)
+        assert _status(instance, killed) == DagsterRunStatus.FAILURE
+        assert f"process {first.pid} on {HOST}" in _failure_message(instance, killed)
+        assert f"marked run {killed} failed" in (logs / "second.log").read_text()

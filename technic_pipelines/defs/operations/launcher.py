@@ -24,7 +24,7 @@ import datetime as dt
 import socket
 from collections.abc import Mapping
 
-from dagster import DagsterEventType, DagsterRun
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 # The one place Technic imports Dagster internals: a run launcher is a documented extension point (the
 # instance's `run_launcher:`), but its base types are exported only from these modules. dagster is pinned to
@@ -66,24 +66,49 @@ class LocalProcessRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        host = socket.gethostname()
-        if run.tags.get(HOST_TAG) != host:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "its process is not on this machine; not checked")
-        starts = self._instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1)
-        if not starts.records:
-            # Not started yet: run monitoring's start timeout covers a process that dies before this point.
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "it has not started yet")
-        entry = starts.records[0].event_log_entry
-        pid = entry.dagster_event.pid if entry.dagster_event is not None else None
-        if pid is None:
-            # Dagster always records it; without one there is no process to look at, and no reason to fail the run.
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "its start event names no process; not checked")
-        fate = process_fate(pid, entry.timestamp)
-        if fate is ProcessFate.RUNNING:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} on {host} is running")
-        started = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED,
-            f"process {pid} on {host}, which started this run at {started}, {fate.value}: it was killed or "
-            "crashed before it could record how the run ended",
-        )
+        return worker_health(self._instance, run)
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[tuple[str, str]]:
+    """Fail this machine's STARTED runs whose process is gone and free the pool slots they held; returns
+    (run id, reason) of each.
+
+    What run monitoring does in the daemon, for `technic run`, which may run without one: a run killed
+    mid-way otherwise keeps its slot of a pool with a limit of one (market_data), and the next run that
+    needs the pool would wait for it forever.
+    """
+    failed = []
+    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED], tags=dict(host_tags()))):
+        health = worker_health(instance, run)
+        if health.status != WorkerStatus.FAILED:
+            continue
+        instance.report_run_failed(run, health.msg)
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        failed.append((run.run_id, health.msg or "its process is gone"))
+    return failed
+
+
+def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:
+    """Whether the process that executes `run` is alive, when it ran on this machine (see the module)."""
+    host = socket.gethostname()
+    if run.tags.get(HOST_TAG) != host:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "its process is not on this machine; not checked")
+    starts = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1)
+    if not starts.records:
+        # Not started yet: run monitoring's start timeout covers a process that dies before this point.
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "it has not started yet")
+    entry = starts.records[0].event_log_entry
+    pid = entry.dagster_event.pid if entry.dagster_event is not None else None
+    if pid is None:
+        # Dagster always records it; without one there is no process to look at, and no reason to fail the run.
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "its start event names no process; not checked")
+    fate = process_fate(pid, entry.timestamp)
+    if fate is ProcessFate.RUNNING:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"process {pid} on {host} is running")
+    started = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return CheckRunHealthResult(
+        WorkerStatus.FAILED,
+        f"process {pid} on {host}, which started this run at {started}, {fate.value}: it was killed or "
+        "crashed before it could record how the run ended",
+    )
