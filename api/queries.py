@@ -49,7 +49,7 @@ from technic_core.screens.evaluation import (
     result_columns,
 )
 from technic_core.storage import AnyPath
-from technic_core.warehouse import Warehouse
+from technic_core.warehouse import DATASETS, Warehouse, readable_names
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,8 @@ def _partition_stamps(store: Warehouse, dataset: str, session: dt.date) -> tuple
             )
     except (FileNotFoundError, NotADirectoryError):
         return [], ()
+    readable = set(readable_names(DATASETS[dataset], [name for name, _ in found]))
+    found = [(name, stat) for name, stat in found if name in readable]
     return [directory / name for name, _ in found], tuple((name, st.st_mtime_ns, st.st_size) for name, st in found)
 
 

@@ -44,6 +44,7 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -622,13 +623,17 @@ class Warehouse:
 # -------------------------------------------------------------------- internals
 
 
+def readable_names(spec: Dataset, names: Sequence[str]) -> list[str]:
+    """The data files of one partition, by name, that readers read: a compacted results partition's one file
+    (batches beside it are leftovers of its compaction), else all of them."""
+    if spec.layout is Layout.BATCHED and PARTITION_FILE in names:
+        return [PARTITION_FILE]
+    return list(names)
+
+
 def _readable(spec: Dataset, files: list[AnyPath]) -> list[AnyPath]:
-    """The files of one partition readers read: a compacted results partition's one file, else all."""
-    if spec.layout is Layout.BATCHED:
-        compacted = [file for file in files if file.name == PARTITION_FILE]
-        if compacted:
-            return compacted
-    return files
+    wanted = set(readable_names(spec, [file.name for file in files]))
+    return [file for file in files if file.name in wanted]
 
 
 def _checked_session(session: dt.date) -> dt.date:

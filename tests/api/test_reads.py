@@ -167,3 +167,17 @@ def test_an_older_partition_without_the_catalog_columns_reads_as_nulls(client, w
     batch = _read_batch(path)
     assert batch is not None and batch.schema == pl.Schema(schema.RESULTS)
     assert batch.get_column("rs_63").null_count() == batch.height
+
+
+def test_a_compacted_session_reads_once_even_with_a_leftover_batch_beside_it(client, warehouse, market):
+    """A compaction that died before deleting its batches leaves them beside the compacted file; every read
+    path (pages, one symbol through DuckDB, the newest session) takes the compacted file alone."""
+    session = market.session
+    warehouse.compact_results(session)
+    warehouse.write_result_batch(session, 0, market.batches[0])  # the leftover
+    page = client.get(f"/results/{session}", params={"limit": 1000, "order_by": "seq"}).json()
+    assert page["total"] == market.results.height
+    assert [row["seq"] for row in page["rows"]] == market.results.sort("seq").get_column("seq").to_list()
+    symbol = market.batches[0].get_column("symbol")[0]
+    assert client.get(f"/results/{session}/{symbol}").status_code == 200
+    assert client.get("/health").json()["latest_session"] == session.isoformat()
