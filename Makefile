@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/prioritization.py
 	$(BIN)/python bench/ml_quality.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache
