@@ -263,6 +263,15 @@ class SessionFrames:
                     continue
             return self._current(session)
 
+    def current_generation(self, session: dt.date) -> int | None:
+        """The generation of the session's kept rows when its files are unchanged since they were read, else
+        None; never reads a file (a listing and a stat per file on a local root)."""
+        with self._lock:
+            loaded = self._loaded.get(session)
+        if loaded is None:
+            return None
+        return loaded.generation if _partition_stamps(self.store, "results", session)[1] == loaded.stamps else None
+
     def previous(self, session: dt.date) -> pl.DataFrame:
         """The rows of the NYSE session before `session` (what `prev()` reads), empty when it has none."""
         return self.get(calendar.previous_session(session))
@@ -492,6 +501,20 @@ class ResultQueries:
         response = encode(_select(rows, previous.frame if previous else None, request, wire=True))
         self.responses.put(key, response)
         return response
+
+    def kept_response(self, session: dt.date, request: RowRequest, query: Hashable) -> Response | None:
+        """What `respond` would answer from `responses`, found without reading or evaluating anything (None
+        when it would have to): cheap enough to try on the event loop before handing a request to a thread."""
+        generation = self.frames.current_generation(session)
+        if generation is None:
+            return None
+        previous = 0
+        if request.where is not None and request.where.prev_columns:
+            found = self.frames.current_generation(calendar.previous_session(session))
+            if found is None:
+                return None
+            previous = found
+        return self.responses.get((session, generation, previous, query))
 
     def result(self, session: dt.date, symbol: str) -> pl.DataFrame:
         sql = "SELECT * FROM results WHERE date = $date AND symbol = $symbol"

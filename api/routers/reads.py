@@ -7,9 +7,11 @@ never block the event loop that carries the streams.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Hashable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 
 from api import auth, deps
 from api.events import for_wire
@@ -75,10 +77,36 @@ def _page(request: Request, queries: ResultQueries, session: dt.date, filters: R
 
     if filters.format != "json":  # parquet keeps stored precision, CSV has wire precision
         return encode(queries.page(session, rows, wire=filters.format == "csv"))
-    # JSON pages are kept for identical requests (same URL, parameters in any order) while the rows are
-    # unchanged; the URL is part of the key because the `Link` header repeats it.
-    query = (str(request.url.replace(query="")), tuple(sorted(request.query_params.multi_items())))
-    return queries.respond(session, rows, query, encode)
+    return queries.respond(session, rows, _response_key(request), encode)
+
+
+def _response_key(request: Request) -> Hashable:
+    """JSON pages are kept for identical requests (same URL, parameters in any order) while the rows are
+    unchanged; the URL is part of the key because the `Link` header repeats it."""
+    return str(request.url.replace(query="")), tuple(sorted(request.query_params.multi_items()))
+
+
+async def _answer(
+    request: Request,
+    store: Warehouse,
+    queries: ResultQueries,
+    session_of: Callable[[], dt.date],
+    filters: ResultFilters,
+) -> Response:
+    """A results page: a kept JSON answer straight from the event loop when the warehouse is local (finding it
+    costs a directory listing, no read), else `_page` in a worker thread.
+
+    Why: many clients polling one screen are answered from the response cache; a thread per answer would
+    cost them a hop each and, with dozens in flight, answer them out of arrival order, which is what their
+    slowest answers wait on. Anything that reads or evaluates stays off the loop.
+    """
+    if store.is_local and filters.format == "json":
+        session = session_of()
+        kept = queries.kept_response(session, row_request(filters), _response_key(request))
+        if kept is not None:
+            return kept
+        return await run_in_threadpool(_page, request, queries, session, filters)
+    return await run_in_threadpool(lambda: _page(request, queries, session_of(), filters))
 
 
 _PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -120,16 +148,16 @@ def partitions(store: WarehouseDep) -> Partitions:
 
 
 @router.get("/results/latest", response_model=ResultsPage, responses=_PAGE_RESPONSES)
-def latest_results(
+async def latest_results(
     request: Request, store: WarehouseDep, queries: QueriesDep, filters: Annotated[ResultFilters, Query()]
 ) -> Response:
     """Results of the newest scanned session: filtered, screened (`where`), ordered and paged (`offset`,
     `next_offset`), with the chosen `columns`."""
-    return _page(request, queries, _latest_results_session(store), filters)
+    return await _answer(request, store, queries, lambda: _latest_results_session(store), filters)
 
 
 @router.get("/results/{date}", response_model=ResultsPage, responses=_PAGE_RESPONSES)
-def session_results(
+async def session_results(
     request: Request,
     date: SessionPath,
     store: WarehouseDep,
@@ -137,7 +165,7 @@ def session_results(
     filters: Annotated[ResultFilters, Query()],
 ) -> Response:
     """Results of one session: filtered, screened (`where`), ordered and paged, with the chosen `columns`."""
-    return _page(request, queries, _results_session(store, date), filters)
+    return await _answer(request, store, queries, lambda: _results_session(store, date), filters)
 
 
 @router.get("/results/{date}/{symbol}", response_model=ResultRow)
