@@ -69,15 +69,20 @@ export async function getJSON(path, params = {}, { signal } = {}) {
   return response.json();
 }
 
-export async function postJSON(path, body, { signal } = {}) {
+/** `body` as JSON by `method` (POST, PUT); the answer's JSON, or null for 204. */
+export async function sendJSON(method, path, body, { signal } = {}) {
   const response = await fetch(path, {
-    method: 'POST',
+    method,
     headers: headers({ 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
     signal,
   });
   if (!response.ok) throw await failure(response);
   return response.status === 204 ? null : response.json();
+}
+
+export function postJSON(path, body, options = {}) {
+  return sendJSON('POST', path, body, options);
 }
 
 /** Fetch `address` with the key and save the answer as `filename` (a plain link could not send the key). */

@@ -6,8 +6,8 @@
 // rows were read, so each later batch arrives once; rows are deduplicated by seq all the same. With a
 // screen, the stream itself carries it (`?where=`) and sends only the rows of each batch it selects.
 
-import { ApiError, download, getJSON, url, whereError } from './api.js';
-import { columnCatalog, resultColumnNames, resultSessions, savedScreens } from './data.js';
+import { ApiError, apiKey, download, getJSON, sendJSON, url, whereError } from './api.js';
+import { columnCatalog, forget, resultColumnNames, resultSessions, savedScreens } from './data.js';
 import { escapeHtml, formatInteger, formatterFor, isNumeric, labelOf } from './format.js';
 import { screenErrorBox } from './screen-error.js';
 import { LiveStream } from './stream.js';
@@ -107,9 +107,28 @@ export function render(main, route) {
         <div class="screen-actions">
           <button type="submit">Apply</button>
           <button type="button" class="secondary" id="clear-where">Clear</button>
+          <button type="button" class="secondary" id="save-screen" aria-haspopup="dialog">Save…</button>
         </div>
       </form>
       <div id="where-error" class="where-error" role="alert" hidden></div>
+      <dialog id="save-dialog" aria-labelledby="save-dialog-title">
+        <form method="dialog" id="save-form">
+          <h2 id="save-dialog-title">Save screen</h2>
+          <label>Name <small>(a–z, 0–9, - and _)</small>
+            <input id="save-name" required pattern="[a-z0-9_\\-]{1,64}" maxlength="64" autocomplete="off" spellcheck="false">
+          </label>
+          <label>Title <small>(optional)</small>
+            <input id="save-title" maxlength="120" autocomplete="off">
+          </label>
+          <p class="save-expression"><code id="save-expression"></code></p>
+          <p id="save-note" class="status" aria-live="polite"></p>
+          <div id="save-error" class="where-error" role="alert" hidden></div>
+          <div class="actions">
+            <button value="cancel" class="secondary" formnovalidate>Cancel</button>
+            <button value="save" id="save-confirm">Save</button>
+          </div>
+        </form>
+      </dialog>
       <div class="table-tools">
         <label for="find" class="visually-hidden">Find symbol</label>
         <input type="search" id="find" placeholder="Find symbol or name" autocomplete="off" spellcheck="false">
@@ -393,6 +412,56 @@ export function render(main, route) {
     savedSelect.value = '';
     applyForm();
   });
+  // ---------------------------------------------------------------- saving the typed screen
+  const saveDialog = $('#save-dialog');
+  const saveName = $('#save-name');
+  const saveError = $('#save-error');
+  const saveNote = $('#save-note');
+  $('#save-screen').addEventListener('click', () => {
+    const expression = whereInput.value.trim();
+    if (!expression) {
+      setStatus('Type a screen to save first', 'warn');
+      whereInput.focus();
+      return;
+    }
+    $('#save-expression').textContent = expression;
+    saveError.hidden = true;
+    saveNote.textContent = apiKey() ? '' : 'Saving needs an API key (the key button at the top).';
+    saveName.value = state.screen || '';
+    $('#save-title').value = state.screen ? savedSelect.selectedOptions[0]?.text || '' : '';
+    saveDialog.showModal();
+    saveName.focus();
+  });
+  saveName.addEventListener('input', () => {
+    const existing = [...savedSelect.options].find((option) => option.value && option.value === saveName.value);
+    saveNote.textContent = existing ? `Saving changes "${existing.value}": a new version; its earlier hits keep theirs.` : '';
+  });
+  $('#save-form').addEventListener('submit', async (event) => {
+    if (event.submitter && event.submitter.value !== 'save') return;
+    event.preventDefault();
+    const name = saveName.value.trim();
+    const body = { expression: $('#save-expression').textContent };
+    const title = $('#save-title').value.trim();
+    if (title) body.title = title;
+    try {
+      const saved = await sendJSON('PUT', `/screens/${encodeURIComponent(name)}`, body);
+      forget('screens');
+      let option = [...savedSelect.options].find((o) => o.value === saved.name);
+      if (!option) {
+        option = new Option(saved.title || saved.name, saved.name);
+        savedSelect.add(option);
+      }
+      option.text = saved.title || saved.name;
+      option.dataset.expression = saved.expression;
+      saveDialog.close('saved');
+      setStatus(`Saved screen "${saved.name}" (version ${saved.version})`, 'done');
+      writeHash(false, { where: saved.expression, screen: saved.name });
+    } catch (error) {
+      saveError.textContent = whereError(error, 'body.expression')?.message || error.message;
+      saveError.hidden = false;
+    }
+  });
+
   savedSelect.addEventListener('change', () => {
     const option = savedSelect.selectedOptions[0];
     if (!option || !option.value) return;
