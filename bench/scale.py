@@ -284,6 +284,7 @@ def plot(report: dict[str, object], path: Path) -> None:
         axis.set_title(f"{title}\nlog-log slope {model['loglog_slope']}", fontsize=10)
         axis.set_xlabel(xlabel)
         axis.set_ylabel("MB" if cost.endswith("_mb") else "seconds")
+        axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(f"Technic scale, simulated market ({report['machine']})")
