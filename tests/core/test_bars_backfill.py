@@ -15,6 +15,7 @@ from technic_core.config import Settings
 from technic_core.errors import DataSourceError
 from technic_core.sources import make_source
 from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
+from technic_core.sources.simulated.source import _RECENT_CHECKPOINTS, _SPARSE_CHECKPOINTS
 from technic_core.warehouse import Warehouse
 
 EPOCH = dt.date(2021, 3, 1)
@@ -70,6 +71,17 @@ def test_the_simulator_continues_where_it_stopped_in_the_process_and_the_next_on
     lengths = simulated_lengths(resumed)
     assert resumed.bars(next_day, next_day).equals(SimulatedMarket(config).bars(next_day, next_day))
     assert lengths == [1]
+
+
+def test_the_simulator_keeps_few_states_in_memory_and_reads_old_sessions_again_identically():
+    config = SimulationConfig(n_symbols=20, epoch=EPOCH, checkpoint_interval=2)
+    market = SimulatedMarket(config)
+    sessions = calendar.sessions_between(EPOCH, dt.date(2021, 9, 30))  # 148 sessions: 74 blocks
+    market.bars(sessions[0], sessions[-1])
+    assert len(market._checkpoints) <= 1 + _RECENT_CHECKPOINTS + _SPARSE_CHECKPOINTS < len(sessions) // 2
+    fresh = SimulatedMarket(config)
+    for old in (sessions[3], sessions[41], sessions[100]):
+        assert market.bars(old, old).equals(fresh.bars(old, old))
 
 
 def test_stored_bars_reads_chunk_by_chunk_what_one_read_per_session_gives(market, tmp_path):

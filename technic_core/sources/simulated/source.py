@@ -39,6 +39,12 @@ REGIMES_SCHEMA: schema.Columns = {"date": pl.Date, "regime": pl.String}
 
 #: Generated blocks kept in memory (the least recently used is dropped first), so day-by-day requests are cheap.
 _BLOCK_CACHE_SIZE = 4
+#: Block-start states kept in memory: the first, the newest `_RECENT_CHECKPOINTS` and at most
+#: `_SPARSE_CHECKPOINTS` older ones, evenly spread (one every `stride` blocks, the stride doubling as history
+#: grows). Memory then stays bounded however long the history (a state holds rings of bars per symbol), and
+#: reading an old session again re-simulates at most `stride` blocks.
+_RECENT_CHECKPOINTS = 4
+_SPARSE_CHECKPOINTS = 16
 _BAR_VALUES = ("open", "high", "low", "close", "volume", "vwap", "trades")  # _Block arrays behind a bar row
 
 
@@ -70,6 +76,7 @@ class SimulatedMarket:
         self._checkpoints: dict[int, _State] = {0: self._model.initial_state()}
         self._blocks: OrderedDict[int, _Block] = OrderedDict()
         self._lock = threading.RLock()
+        self._stride = 1  # blocks between the older block-start states kept in memory
         self._state_cache = _PersistedCheckpoints(state_cache_dir, self._market_key()) if state_cache_dir else None
 
     # --- public API ------------------------------------------------------------------------------------
@@ -314,8 +321,8 @@ class SimulatedMarket:
         return block, True
 
     def _keep_checkpoint(self, index: int, state: _State) -> None:
-        """Keep a copy of `state`, the state before session `index`: every block start, and of the states
-        inside blocks only the newest, so memory grows with blocks, not with requests."""
+        """Keep a copy of `state`, the state before session `index`: of the states inside blocks only the
+        newest, and of the block starts those `_thin_checkpoints` leaves."""
         if index in self._checkpoints:
             return
         interval = self.config.checkpoint_interval
@@ -323,6 +330,21 @@ class SimulatedMarket:
             for inside in [i for i in self._checkpoints if i % interval]:
                 del self._checkpoints[inside]
         self._checkpoints[index] = state.copy()
+        self._thin_checkpoints()
+
+    def _thin_checkpoints(self) -> None:
+        """Drop block-start states beyond the first, the newest few and one every `_stride` blocks, doubling
+        the stride while more than `_SPARSE_CHECKPOINTS` older ones remain."""
+        interval = self.config.checkpoint_interval
+        starts = sorted(i for i in self._checkpoints if i % interval == 0)
+        older = [i for i in starts[1:-_RECENT_CHECKPOINTS] if (i // interval) % self._stride == 0]
+        while len(older) > _SPARSE_CHECKPOINTS:
+            self._stride *= 2
+            older = [i for i in older if (i // interval) % self._stride == 0]
+        kept = {starts[0], *starts[-_RECENT_CHECKPOINTS:], *older}
+        for index in starts:
+            if index not in kept:
+                del self._checkpoints[index]
 
     def _market_key(self) -> str:
         """Identity of the recursion: config, model version and the session calendar it runs over."""
