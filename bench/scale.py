@@ -15,14 +15,16 @@ each stage a process of its own:
               a fresh copy of the warehouse and instance as the first scan left them.
 
 A stage's time is its process's wall time from launch to exit (imports included), its memory the peak of the
-summed resident memory of the process and all its children, sampled every 50 ms (psutil). The seconds each
-asset reports in its materialization come from the Dagster instance.
+process's resident memory plus its descendants' unique memory (Dagster's log capture), sampled every 50 ms
+(psutil). The seconds each asset reports in its materialization come from the Dagster instance; the backfill
+also reports how long its per-partition Dagster events took to record.
 
 The peer is the growth model: cost proportional to symbol-sessions for the backfill and to symbols for the
-daily run. For each sweep the report gives the cost per unit at each point relative to the smallest point
-(1.0 everywhere is linear; below 1 is cheaper than linear, the fixed costs spread over more work) and the
-log-log slope of cost against size (1.0 is linear). Targets: a 10-year × 5,000-symbol first backfill under
-5 minutes with peak memory under 4 GB, the daily run at 20,000 symbols under 15 s, and growth close to linear.
+daily run, and no growth of the daily run or the backfill's memory with history. For each sweep the report
+gives each point's measured / predicted against the model through the smallest point (1.0 everywhere
+matches; below 1 is cheaper, the fixed costs spread over more work) and the log-log slope of cost against
+size (1.0 is linear). Targets: a 10-year × 5,000-symbol first backfill under 5 minutes with peak memory under
+4 GB, the daily run at 20,000 symbols under 15 s, and growth close to linear.
 Writes bench/results/scale.json and bench/results/scale.png; --quick runs a small version in a few minutes.
 """
 
@@ -67,14 +69,17 @@ class Measured:
     output: str
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of `process` and all its descendants (ones that exit mid-sample count as zero)."""
-    total, members = 0, [process]
+def tree_memory(process: psutil.Process) -> int:
+    """Resident bytes of `process` plus the unique bytes of each of its descendants (ones that exit
+    mid-sample count as zero). Unique, not resident: a child just forked shares the parent's pages until it
+    execs, and counting them twice would report a peak that never existed."""
+    total, children = 0, []
     with contextlib.suppress(psutil.Error):
-        members += process.children(recursive=True)
-    for member in members:
+        total = process.memory_info().rss
+        children = process.children(recursive=True)
+    for child in children:
         with contextlib.suppress(psutil.Error):
-            total += member.memory_info().rss
+            total += child.memory_full_info().uss
     return total
 
 
@@ -89,7 +94,7 @@ def measure(command: list[str], env: dict[str, str]) -> Measured:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss(process))
+            peak = max(peak, tree_memory(process))
             done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
