@@ -71,6 +71,9 @@ PRIORITY = daily.DEFAULT_PRIORITY
 #: the most a batch waits beyond its computation before it is published.
 OUTBOX_POLL_S = 0.002
 
+#: Fewest rows of a batch whose burst the scan worker builds for the subscribers (see `ScanManager._record`).
+PREBUILT_BURST_ROWS = 16
+
 #: Symbols in an ad-hoc scan's first batch (later ones have the config's `batch_size`): a large scan computes
 #: its first batch alone (`technic_core.scan.UP_FRONT_SYMBOLS`), so a small one puts the first results on the
 #: stream soonest.
@@ -522,7 +525,9 @@ class ScanManager:
         )
         # The write every live subscriber gets, plain and gzip, built here rather than on the event loop. A scan
         # nobody follows (yet: `POST /scan`) skips it; a client that attaches later has its replay built anyway.
-        if scan.topic.subscribers:
+        # So does a batch of a few rows: such batches come faster than the loop takes them, and subscribers
+        # join what is ready into one write, so a burst of this batch alone would go unsent.
+        if scan.topic.subscribers and batch.results.height >= PREBUILT_BURST_ROWS:
             sse_burst(events).deflated()
         self._publish(scan.topic, *events)
 

@@ -290,14 +290,22 @@ def _median_of(repeats: list[dict]) -> dict:
 # ------------------------------------------------------------------ first ad-hoc result
 
 
+async def _streamed_scan(
+    http: httpx.AsyncClient, port: int, config: dict
+) -> tuple[float, dict, Receipts, asyncio.Transport]:
+    """Once no scan is active: the instant before `POST /scan/stream`, its answer, and a client on its stream."""
+    while (await http.get("/scans/active")).json()["scans"]:
+        await asyncio.sleep(0.01)
+    sent = time.monotonic()
+    started = (await http.post("/scan/stream", json=config)).json()
+    receipts = Receipts()
+    transport = await _sse_client(port, f"/events/results/{started['scan_id']}", receipts)
+    return sent, started, receipts, transport
+
+
 async def _first_result_ms(port: int, config: dict) -> float:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"X-API-Key": KEY}) as http:
-        while (await http.get("/scans/active")).json()["scans"]:
-            await asyncio.sleep(0.01)
-        sent = time.monotonic()
-        started = (await http.post("/scan/stream", json=config)).json()
-        receipts = Receipts()
-        transport = await _sse_client(port, f"/events/results/{started['scan_id']}", receipts)
+        sent, started, receipts, transport = await _streamed_scan(http, port, config)
         await asyncio.wait_for(receipts.first_result.wait(), 60)
         received = receipts.results[0][2]
         # Stop, and wait until the worker has finished the batch it is computing before the next scan is
@@ -318,12 +326,7 @@ async def _first_results(port: int, config: dict, runs: int) -> list[float]:
 async def _whole_scan_s(port: int, config: dict) -> float:
     """Seconds from sending `POST /scan/stream` to the end of the scan's (gzip) event stream."""
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"X-API-Key": KEY}) as http:
-        while (await http.get("/scans/active")).json()["scans"]:
-            await asyncio.sleep(0.01)
-        sent = time.monotonic()
-        started = (await http.post("/scan/stream", json=config)).json()
-        receipts = Receipts()
-        await _sse_client(port, f"/events/results/{started['scan_id']}", receipts)
+        sent, started, receipts, _ = await _streamed_scan(http, port, config)
         await asyncio.wait_for(receipts.closed.wait(), 120)  # the server ends the stream after `end`
         elapsed = time.monotonic() - sent
         await http.delete(f"/scan/{started['scan_id']}")
@@ -338,7 +341,9 @@ async def _whole_scans_s(port: int, config: dict, runs: int) -> list[float]:
 # ------------------------------------------------------------------ orchestration
 
 
-def _start_server(root: Path, port_socket) -> tuple[subprocess.Popen, int]:
+def _start_server(root: Path, port_socket, log: Path) -> tuple[subprocess.Popen, int]:
+    """A `technic serve` over `root`; its output goes to `log` (a pipe nobody reads would fill with the
+    access log of a thousand clients and stop the server mid-write)."""
     port = port_socket.getsockname()[1]
     port_socket.close()  # uvicorn binds it again; nothing else on the box races for an ephemeral port here
     env = {
@@ -351,8 +356,8 @@ def _start_server(root: Path, port_socket) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen(
         [sys.executable, "-m", "technic_pipelines.cli", "serve", "--port", str(port), "--warehouse", str(root)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -362,9 +367,7 @@ def _start_server(root: Path, port_socket) -> tuple[subprocess.Popen, int]:
         except httpx.TransportError:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"server did not start: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
-            )
+            raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.1)
 
 
@@ -422,7 +425,7 @@ def main() -> None:
         print(
             f"warehouse: {args.symbols} symbols, {market.results.height} result rows, {time.perf_counter() - built:.1f}s"
         )
-        server, port = _start_server(root, free_socket())
+        server, port = _start_server(root, free_socket(), Path(temp) / "server.log")
         try:
             # The server preloads scan inputs in the background at start-up; a first scan waits for that, so
             # no delivery run below shares the CPU with it.
