@@ -151,6 +151,17 @@ def _watch_partitions(store, dataset: str, sessions: list[dt.date], progress: Pr
     return done
 
 
+def _session_progress(stage: str) -> Progress:
+    """A progress bar over sessions on stderr: the stage, what it is doing, sessions done of all, time."""
+    return Progress(
+        TextColumn(f"[bold]{stage}[/bold] {{task.description:<26}}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} sessions"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+
+
 def _backfill_bars(store, missing: list[dt.date], settings: Settings, stage_seconds: dict[str, float]) -> None:
     """Load missing bar history in one run over the partition range (one Dagster run, not one per day)."""
     from technic_pipelines.definitions import BARS_BACKFILL_JOB
@@ -159,14 +170,7 @@ def _backfill_bars(store, missing: list[dt.date], settings: Settings, stage_seco
 
     span = calendar.sessions_between(missing[0], missing[-1])
     tags = {PARTITION_RANGE_START_TAG: session_key(span[0]), PARTITION_RANGE_END_TAG: session_key(span[-1])}
-    with Progress(
-        TextColumn("[bold]backfill bars[/bold] {task.description:<26}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} sessions"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as progress:
+    with _session_progress("backfill bars") as progress:
         task = progress.add_task("fetching from the source", total=len(span))
         done = _watch_partitions(store, "bars", span, progress, task)
         started = time.perf_counter()
@@ -417,13 +421,7 @@ def compact(
     sessions = [day for day in store.sessions("results") if (first or day) <= day <= (last or day)]
     finished_dir = store.root / DATASETS["scan_runs"].name
     compacted = unfinished = 0
-    with Progress(
-        TextColumn("[bold]compact results[/bold]"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} sessions"),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as progress:
+    with _session_progress("compact results") as progress:
         task = progress.add_task("", total=len(sessions))
         for day in sessions:
             if store.storage.is_file(finished_dir / f"{daily_scan_id(day)}.parquet"):
