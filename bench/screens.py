@@ -41,14 +41,12 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import httpx
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.api.support`, shared with the API tests
@@ -68,7 +66,7 @@ from technic_core.ml.sandbox import fill_warehouse
 from technic_core.screens import ScreenLibrary
 from technic_core.sources.simulated import SimulatedMarket, SimulationConfig
 from technic_core.warehouse import Warehouse
-from tests.api.support import free_socket
+from tests.api.support import serve_process
 
 RESULTS = Path(__file__).parent / "results" / "screens.json"
 KEY = "bench-key"
@@ -201,33 +199,6 @@ def history_figures(store: Warehouse, sessions: int) -> dict[str, object]:
 # ------------------------------------------------------------------ the server and its clients
 
 
-def _start_server(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`technic serve` over `root`; its output (an access-log line per request) goes to `log`, never to a pipe
-    nobody drains, which would block the server once full."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # uvicorn binds it again; nothing else on the box races for an ephemeral port here
-    env = {**os.environ, "TECHNIC_API_KEYS": KEY}
-    env.pop("TECHNIC_WAREHOUSE", None)
-    with log.open("ab") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "technic_pipelines.cli", "serve", "--port", str(port), "--warehouse", str(root)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server, port
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.1)
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -288,7 +259,7 @@ def concurrency_figures(root: Path, clients: int, requests: int) -> dict[str, ob
 
 
 def _concurrency_figures(root: Path, log: Path, clients: int, requests: int) -> dict[str, object]:
-    server, port = _start_server(root, log)
+    server, port = serve_process(root, log, {"TECHNIC_API_KEYS": KEY})
     figures: dict[str, object] = {}
     try:
         _wait_until_idle(server.pid)

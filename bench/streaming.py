@@ -34,7 +34,6 @@ import multiprocessing
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.api.suppo
 from api.events import GzipStream
 from technic_core import calendar
 from technic_core.warehouse import Warehouse
-from tests.api.support import build_warehouse, daily_history_row, free_socket, simulate
+from tests.api.support import build_warehouse, daily_history_row, serve_process, simulate
 
 RESULTS = Path(__file__).parent / "results" / "streaming.json"
 KEY = "bench-key"
@@ -341,34 +340,13 @@ async def _whole_scans_s(port: int, config: dict, runs: int) -> list[float]:
 # ------------------------------------------------------------------ orchestration
 
 
-def _start_server(root: Path, port_socket, log: Path) -> tuple[subprocess.Popen, int]:
-    """A `technic serve` over `root`; its output goes to `log` (a pipe nobody reads would fill with the
-    access log of a thousand clients and stop the server mid-write)."""
-    port = port_socket.getsockname()[1]
-    port_socket.close()  # uvicorn binds it again; nothing else on the box races for an ephemeral port here
-    env = {
-        **os.environ,
-        "TECHNIC_API_KEYS": KEY,
-        "TECHNIC_API_MAX_STREAMS_PER_KEY": "100000",
-        "TECHNIC_API_MAX_SCANS_PER_KEY": "100",
-        "TECHNIC_API_SUBSCRIBER_QUEUE": "1024",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "technic_pipelines.cli", "serve", "--port", str(port), "--warehouse", str(root)],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server, port
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
+#: What the delivery runs need of the server: room for 1,000 streams on one key and long subscriber queues.
+SERVER_ENV = {
+    "TECHNIC_API_KEYS": KEY,
+    "TECHNIC_API_MAX_STREAMS_PER_KEY": "100000",
+    "TECHNIC_API_MAX_SCANS_PER_KEY": "100",
+    "TECHNIC_API_SUBSCRIBER_QUEUE": "1024",
+}
 
 
 def _stage(market_results, rows_per_batch: int, max_batches: int, directory: Path) -> tuple[list[str], int]:
@@ -425,7 +403,7 @@ def main() -> None:
         print(
             f"warehouse: {args.symbols} symbols, {market.results.height} result rows, {time.perf_counter() - built:.1f}s"
         )
-        server, port = _start_server(root, free_socket(), Path(temp) / "server.log")
+        server, port = serve_process(root, Path(temp) / "server.log", SERVER_ENV)
         try:
             # The server preloads scan inputs in the background at start-up; a first scan waits for that, so
             # no delivery run below shares the CPU with it.

@@ -4,13 +4,18 @@ market, a real uvicorn server on a free loopback port, and waiting on conditions
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import polars as pl
 import uvicorn
 
@@ -151,6 +156,37 @@ def free_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     return sock
+
+
+def serve_process(
+    root: Path, log: Path, env: Mapping[str, str], timeout_s: float = 120.0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A `technic serve` subprocess over `root` on a free loopback port, returned once `/health` answers.
+
+    `env` is added to this process's environment (`TECHNIC_WAREHOUSE` left out: `root` is the warehouse). Its
+    output (an access-log line per request) goes to `log`, never to a pipe nobody drains, which would block
+    the server once full."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # uvicorn binds it again; nothing else on the box races for an ephemeral port here
+    environment = {name: value for name, value in os.environ.items() if name != "TECHNIC_WAREHOUSE"} | dict(env)
+    with log.open("ab") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "technic_pipelines.cli", "serve", "--port", str(port), "--warehouse", str(root)],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server, port
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"technic serve did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
 
 
 @contextmanager
