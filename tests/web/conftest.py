@@ -9,7 +9,6 @@ A failing test leaves a screenshot of its page in its tmp_path.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.environment import unavailable
 from tests.web.support import ServeProcess, WebWarehouse, build_web_warehouse
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,9 +34,7 @@ PHONE = {"width": 390, "height": 844}
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} — CI must run the browser tests (install Debian's chromium and playwright)")
-    pytest.skip(reason)
+    unavailable(reason, "CI must run the browser tests (install Debian's chromium and playwright)")
 
 
 @pytest.hookimpl(wrapper=True)
