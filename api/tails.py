@@ -65,6 +65,7 @@ class PartitionTail:
         self.directory = store.root / DATASETS["results"].name / f"date={session.isoformat()}"
         self._history_file = store.root / DATASETS["scan_runs"].name / f"{daily_scan_id(session)}.parquet"
         self._history_mtime: int | None = None
+        self._history_row: _HistoryRow | None = None
         self._next_batch = 0
         self._signals = 0
 
@@ -164,8 +165,12 @@ class PartitionTail:
                 break
             self._publish(batch)
             self._next_batch += 1
-        # No batch file where the next was expected: a finished session may have been compacted, its batches
-        # then living on in one file whose rows keep their batch numbers.
+        return await self._publish_end_if_complete()
+
+    async def _read_compacted(self) -> None:
+        """Publish what a compacted partition holds beyond the batches read: the pipeline compacts a finished
+        session (after its scan-history row), and a tail still behind then finds no next batch file; the
+        batches live on in one file whose rows keep their batch numbers."""
         compacted = await anyio.to_thread.run_sync(
             _load_compacted,
             self.directory / PARTITION_FILE,
@@ -177,7 +182,6 @@ class PartitionTail:
         for loaded in compacted or ():
             self._publish(loaded)
             self._next_batch = loaded.batch + 1
-        return await self._publish_end_if_complete()
 
     def _publish(self, batch: _Batch) -> None:
         """Hand a loaded batch's events to the topic (only this tail publishes to it, so the `last_seq` the
@@ -198,18 +202,26 @@ class PartitionTail:
             self.topic.publish(event)
 
     async def _publish_end_if_complete(self) -> bool:
-        try:
-            mtime = await anyio.to_thread.run_sync(_mtime_ns, self._history_file)
-        except FileNotFoundError:
+        history = await self._history()
+        if history is None:
             return False
-        if mtime == self._history_mtime:
-            return False
-        self._history_mtime = mtime
-        history = await anyio.to_thread.run_sync(_read_history_row, self._history_file)
-        if history is None or history.result_count != self.topic.last_seq:
+        if history.result_count != self.topic.last_seq:
+            await self._read_compacted()
+        if history.result_count != self.topic.last_seq:
             return False
         self.topic.publish(end_event(self.topic.scan_id, self.topic.last_seq, history.end_reason or "complete"))
         return True
+
+    async def _history(self) -> _HistoryRow | None:
+        """The session's scan-history row, read again only when its file changed; None while there is none."""
+        try:
+            mtime = await anyio.to_thread.run_sync(_mtime_ns, self._history_file)
+        except FileNotFoundError:
+            return None
+        if mtime != self._history_mtime:
+            self._history_mtime = mtime
+            self._history_row = await anyio.to_thread.run_sync(_read_history_row, self._history_file)
+        return self._history_row
 
 
 @dataclass(frozen=True)
