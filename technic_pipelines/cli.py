@@ -114,14 +114,16 @@ def _execute(job_name: str, tags: dict[str, str], settings: Settings, partition_
     from dagster import DagsterInstance
 
     from technic_pipelines.definitions import defs
-    from technic_pipelines.defs.operations.launcher import fail_dead_runs, host_tags
+    from technic_pipelines.defs.operations.launcher import fail_dead_runs, host_tags, initialize_pools
 
     # the host tag lets run monitoring fail this run if this process dies before recording its end
     tags = {**tags, **host_tags()}
     with DagsterInstance.get() as instance:
         for run_id, reason in fail_dead_runs(instance):
             err_console.print(f"[yellow]note:[/yellow] marked run {run_id} failed: {reason}")
-        result = defs.resolve_job_def(job_name).execute_in_process(
+        job = defs.resolve_job_def(job_name)
+        initialize_pools(instance, job.graph.pools)
+        result = job.execute_in_process(
             instance=instance,
             partition_key=partition_key,
             tags=tags,

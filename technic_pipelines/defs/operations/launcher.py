@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
@@ -31,6 +31,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunSta
 # one release, and tests/pipelines/test_instance_config.py exercises both imports against it.
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, LaunchRunContext, WorkerStatus
 from dagster._core.remote_representation.code_location import GrpcServerCodeLocation
+from sqlalchemy.exc import SQLAlchemyError
 
 from technic_core.processes import ProcessFate, process_fate
 
@@ -87,6 +88,27 @@ def fail_dead_runs(instance: DagsterInstance) -> list[tuple[str, str]]:
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append((run.run_id, health.msg or "its process is gone"))
     return failed
+
+
+def initialize_pools(instance: DagsterInstance, pools: Iterable[str]) -> None:
+    """Give each of `pools` its limit row (the instance's default limit) before a run claims a slot of it.
+
+    Dagster creates a pool's row when a run first claims one of its slots. On PostgreSQL two runs doing that
+    at once make one of them fail: the loser's INSERT breaks the unique key, and the UPDATE Dagster falls back
+    to runs in the transaction that error aborted. Made here instead, the loser of the same race finds the
+    winner's row and goes on, and the runs themselves find the row made.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    if instance.get_concurrency_config().pool_config.default_pool_limit is None:
+        return
+    for pool in sorted(set(pools) - storage.get_concurrency_keys()):
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except SQLAlchemyError:
+            if pool not in storage.get_concurrency_keys():
+                raise
 
 
 def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:
