@@ -48,13 +48,16 @@ class ScanBatch:
 
 @dataclass(frozen=True)
 class ScanHooks:
-    """Seams for later stages, each applied per batch so early termination still saves their work.
+    """Seams for later stages.
 
-    `enrich` adds columns to a batch's scored results (e.g. ML alpha) before `seq` is assigned; it must keep
-    rows and the scan's signal (a batch's signals are counted from the scan's own). `reorder` receives the
-    symbols not yet scanned and every result so far and returns the remaining symbols in their new visiting
-    order (dynamic prioritization); it must return the same set. The results frame it gets grows in place as
-    batches follow: a hook that keeps it beyond the call keeps a `clone()`.
+    `enrich` adds columns to scored results (e.g. ML alpha) before they are cut into batches and numbered: it
+    gets the results of each computation pass (the symbols the engine scores at once, with the catalog), so
+    its cost, like the catalog's, grows with rows and not with batches. It must keep the rows, in order, and
+    the scan's signal (a batch's signals are counted from the scan's own); columns named like the numbering
+    (`batch`, `seq`) are dropped. `reorder` runs between batches: it receives the symbols not yet scanned and
+    every result so far and returns the remaining symbols in their new visiting order (dynamic
+    prioritization); it must return the same set. The results frame it gets grows in place as batches
+    follow: a hook that keeps it beyond the call keeps a `clone()`.
     """
 
     enrich: Callable[[pl.DataFrame], pl.DataFrame] | None = None
@@ -307,8 +310,8 @@ class _ScoredTable:
     """The scored rows of every symbol computed so far, ready to be cut into batches.
 
     A pass computes the catalog (`compute_catalog`, last rows only) and the scores of many symbols at once,
-    judges each (result or rejection, with the reason) and appends them to two frames already in their
-    published schemas, in the pass's visiting order. A batch then only looks its symbols up and cuts their
+    judges each (result or rejection, with the reason), enriches the results (`ScanHooks.enrich`) and
+    appends them to two frames already in their published schemas, in the pass's visiting order. A batch then only looks its symbols up and cuts their
     rows out: a slice when they are consecutive (a batch in visiting order), a gather otherwise (after a
     reorder) — no query is planned per batch, so a scan's cost grows with its rows, not its batches.
     """
@@ -321,9 +324,11 @@ class _ScoredTable:
         universe: pl.DataFrame,
         regime: str | None,
         index: pl.DataFrame | None,
+        enrich: Callable[[pl.DataFrame], pl.DataFrame] | None,
     ) -> None:
         self._config, self._session, self._bars_of = config, session, bars_of
         self._universe, self._regime, self._index = universe, regime, index
+        self._enrich = enrich
         self._reference = universe.select("symbol", "sector", "industry")
         self.results, self.rejections = _NO_RESULTS, _NO_REJECTIONS
         #: Symbol → its row in `results` (≥ 0) or, bit-inverted, in `rejections` (< 0).
@@ -369,6 +374,11 @@ class _ScoredTable:
                 *[pl.lit(None, dtype=schema.RESULTS[c]).alias(c) for c in schema.OPTIONAL_RESULT_COLUMNS],
             )
         )
+        if self._enrich is not None and kept.height:
+            enriched = self._enrich(kept)
+            if not enriched.get_column("symbol").equals(kept.get_column("symbol")):
+                raise ValueError("enrich hook must keep the rows it is given, in their order")
+            kept = enriched
         kept = schema.conform(kept, _SCORED_COLUMNS, "scan results")
         rejected = schema.conform(rejected, schema.REJECTIONS, "scan rejections")
         offset, rejected_offset = self.results.height, self.rejections.height
@@ -414,14 +424,10 @@ def _rows(frame: pl.DataFrame, rows: list[int]) -> pl.DataFrame:
     return frame[rows]
 
 
-def _numbered(results: pl.DataFrame, batch_no: int, seqs: pl.Series, first_seq: int, hooked: bool) -> pl.DataFrame:
-    """`results` with its `batch` and `seq` columns appended (`seq` cut from `seqs`, 1, 2, 3 …); `hooked`: an
-    enrich hook made the frame and may have added either column, which is then replaced."""
+def _numbered(results: pl.DataFrame, batch_no: int, seqs: pl.Series, first_seq: int) -> pl.DataFrame:
+    """`results` with its `batch` and `seq` columns appended (`seq` cut from `seqs`, 1, 2, 3 …)."""
     count = results.height
-    numbering = [pl.Series("batch", np.full(count, batch_no, dtype=np.int64)), seqs.slice(first_seq - 1, count)]
-    if hooked and any(name in results.columns for name in _NUMBERING):
-        return results.with_columns(numbering)
-    return results.hstack(numbering)
+    return results.hstack([pl.Series("batch", np.full(count, batch_no, dtype=np.int64)), seqs.slice(first_seq - 1, count)])
 
 
 def _batches(
@@ -442,7 +448,8 @@ def _batches(
     started = clock()
     next_seq = 1
     history = bars if isinstance(bars, ScanHistory) else ScanHistory.of(bars)
-    table = _ScoredTable(config, session, history.batches(session, config.lookback_sessions), universe, regime, index)
+    bars_of = history.batches(session, config.lookback_sessions)
+    table = _ScoredTable(config, session, bars_of, universe, regime, index, hooks.enrich)
     run.end_reason = END_COMPLETE
     #: Visiting order; `order[:position]` are scanned. A reorder rewrites the rest.
     order, position = list(candidates), 0
@@ -466,15 +473,9 @@ def _batches(
             table.compute(symbols if alone else order[position:])
         position += len(symbols)
         results, rejections, signals, reasons = table.take(symbols)
-        hooked = hooks.enrich is not None and results.height > 0
-        if hooked:
-            assert hooks.enrich is not None
-            results = hooks.enrich(results)
         if screen is not None and results.height:
             results, signals = screen.apply(results)
-        results = _numbered(results, batch_no, seqs, next_seq, hooked=hooked)
-        if hooked:
-            results = schema.conform(results, schema.RESULTS, "scan results")
+        results = _numbered(results, batch_no, seqs, next_seq)
         next_seq += results.height
         run.scanned += len(symbols)
         run.results += results.height

@@ -202,20 +202,32 @@ def test_min_tech_rating_filters_but_keeps_seq_gapless(bars):
     assert below.height > 0
 
 
-def test_enrich_hook_adds_columns_per_batch(bars):
+def test_enrich_hook_adds_columns_to_every_result_once(bars):
     universe = _universe(bars)
     seen_sizes = []
 
     def enrich(results: pl.DataFrame) -> pl.DataFrame:
         seen_sizes.append(results.height)
-        return results.with_columns((pl.col("tech_rating") / 100).alias("alpha_score"))
+        # a hook may add a column named like the numbering: the engine's own numbering wins
+        return results.with_columns((pl.col("tech_rating") / 100).alias("alpha_score"), pl.lit(-1).alias("seq"))
 
     from technic_core.scan import ScanHooks
 
     run = run_scan(ScanConfig(batch_size=10), SESSION, bars, universe, hooks=ScanHooks(enrich=enrich))
-    results = pl.concat([b.results for b in run])
-    assert len(seen_sizes) == len([s for s in seen_sizes if s > 0]) and sum(seen_sizes) == results.height
+    batches = list(run)
+    results = pl.concat([b.results for b in batches])
+    assert 0 not in seen_sizes and sum(seen_sizes) == results.height
+    assert len(seen_sizes) < len(batches), "enriched per computation pass, not per batch"
     assert (results.get_column("alpha_score") * 100 - results.get_column("tech_rating")).abs().max() < 1e-12
+    assert results.get_column("seq").to_list() == list(range(1, results.height + 1))
+
+
+def test_an_enrich_hook_that_drops_rows_is_refused(bars):
+    from technic_core.scan import ScanHooks
+
+    hooks = ScanHooks(enrich=lambda results: results.head(1))
+    with pytest.raises(ValueError, match="enrich hook must keep the rows"):
+        list(run_scan(ScanConfig(batch_size=10), SESSION, bars, _universe(bars), hooks=hooks))
 
 
 def test_reorder_hook_changes_the_remaining_order_and_must_keep_the_set(bars):
