@@ -238,6 +238,11 @@ def sse_burst(events: list[StreamEvent]) -> Burst:
 #: so bytes cost a thousand times what compressing costs: level 6 makes a batch markedly smaller than level 1
 #: for a little more compute, once (the comparison is in bench/README.md, streaming).
 GZIP_LEVEL = 6
+#: zlib's smallest window for raw deflate (it turns 8 into 9).
+_MIN_WINDOW_BITS = 9
+#: zlib's defaults pair a 2^15 window with memory level 8 (a 2^15-entry hash table): smaller windows keep
+#: that ratio.
+_WINDOW_BITS_PER_MEMORY_LEVEL = zlib.MAX_WBITS - zlib.DEF_MEM_LEVEL
 _CRC_POLYNOMIAL = 0xEDB88320  # CRC-32 (gzip's), reflected
 
 
@@ -302,7 +307,14 @@ class DeflateSegment:
 
     @classmethod
     def of(cls, plain: bytes) -> DeflateSegment:
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        # A fresh compressor's memory (window, match chains, hash table) is sized by its window and memory
+        # level, and most of a small segment's cost is touching it: at the full 32 KB window, ~256 KB for a
+        # one-row batch of 2 KB. A window no longer than the segment finds every match the full one would
+        # (no match reaches outside the segment), so small segments get one that fits, and a hash table
+        # scaled with it. Any inflater reads the result: a raw deflate stream's window only bounds distances.
+        window_bits = min(zlib.MAX_WBITS, max(_MIN_WINDOW_BITS, (len(plain) - 1).bit_length()))
+        memory_level = min(zlib.DEF_MEM_LEVEL, window_bits - _WINDOW_BITS_PER_MEMORY_LEVEL)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -window_bits, memory_level)
         return cls(compressor.compress(plain) + compressor.flush(zlib.Z_SYNC_FLUSH), plain)
 
     def extend_crc(self, crc: int) -> int:
