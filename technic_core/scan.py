@@ -427,7 +427,9 @@ def _rows(frame: pl.DataFrame, rows: list[int]) -> pl.DataFrame:
 def _numbered(results: pl.DataFrame, batch_no: int, seqs: pl.Series, first_seq: int) -> pl.DataFrame:
     """`results` with its `batch` and `seq` columns appended (`seq` cut from `seqs`, 1, 2, 3 …)."""
     count = results.height
-    return results.hstack([pl.Series("batch", np.full(count, batch_no, dtype=np.int64)), seqs.slice(first_seq - 1, count)])
+    return results.hstack(
+        [pl.Series("batch", np.full(count, batch_no, dtype=np.int64)), seqs.slice(first_seq - 1, count)]
+    )
 
 
 def _batches(
