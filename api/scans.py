@@ -29,8 +29,8 @@ import polars as pl
 from api.events import (
     END_ERROR,
     RESULT,
+    ScanRowEncoder,
     StreamEvent,
-    encode_rows,
     end_event,
     progress_event,
     result_event,
@@ -279,6 +279,8 @@ class AdHocScan:
     done: Future[None] | None = None
     #: With `config.symbols`: which of them the scan visits.
     watchlist: Watchlist | None = None
+    #: Its result rows as JSON, encoded a computation pass at a time (the last step of its enrichment).
+    encoder: ScanRowEncoder = field(default_factory=ScanRowEncoder)
 
     @property
     def session(self) -> dt.date:
@@ -501,7 +503,7 @@ class ScanManager:
         plan = scan.inputs.priority if scan.ordering == ORDER_PRIORITY else None
         hooks = daily.plan_hooks(plan.frame if plan else None, scan.inputs.universe, scan.inputs.alpha, PRIORITY).hooks
         reorder = self._hooks.reorder or hooks.reorder
-        return ScanHooks(enrich=hooks.enrich, reorder=reorder).with_enrichment(self._hooks.enrich)
+        return ScanHooks(enrich=hooks.enrich, reorder=reorder).with_enrichment(self._hooks.enrich, scan.encoder)
 
     def _record(self, scan: AdHocScan, batch: ScanBatch) -> None:
         first_seq = scan.results + 1
@@ -511,7 +513,7 @@ class ScanManager:
         scan.rejected += batch.rejections.height
         events = []
         if batch.results.height:
-            events.append(result_event(scan.scan_id, batch.batch, first_seq, encode_rows(batch.results)))
+            events.append(result_event(scan.scan_id, batch.batch, first_seq, scan.encoder.rows(batch.results)))
         events.append(
             progress_event(
                 scan.scan_id,

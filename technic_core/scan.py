@@ -300,10 +300,8 @@ UP_FRONT_SYMBOLS = 500
 REORDER_MIN_SYMBOLS = 10
 
 #: Result columns as the scored table holds them: all of `schema.RESULTS` but the numbering of each batch.
-_NUMBERING = ("batch", "seq")
-_SCORED_COLUMNS: schema.Columns = {name: dtype for name, dtype in schema.RESULTS.items() if name not in _NUMBERING}
 #: Empty frames of the table's two schemas, built once (a frame of ninety typed columns takes milliseconds).
-_NO_RESULTS, _NO_REJECTIONS = schema.empty(_SCORED_COLUMNS), schema.empty(schema.REJECTIONS)
+_NO_RESULTS, _NO_REJECTIONS = schema.empty(schema.SCORED_RESULTS), schema.empty(schema.REJECTIONS)
 
 
 class _ScoredTable:
@@ -379,7 +377,7 @@ class _ScoredTable:
             if not enriched.get_column("symbol").equals(kept.get_column("symbol")):
                 raise ValueError("enrich hook must keep the rows it is given, in their order")
             kept = enriched
-        kept = schema.conform(kept, _SCORED_COLUMNS, "scan results")
+        kept = schema.conform(kept, schema.SCORED_RESULTS, "scan results")
         rejected = schema.conform(rejected, schema.REJECTIONS, "scan rejections")
         offset, rejected_offset = self.results.height, self.rejections.height
         self._where.update(zip(kept.get_column("symbol").to_list(), range(offset, offset + kept.height)))

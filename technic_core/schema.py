@@ -166,6 +166,11 @@ RESULTS: Columns = {
     **_RESULT_TAIL,
 }
 
+#: The columns that number a result row within its scan: the batch it was published in and its `seq`.
+NUMBERING = ("batch", "seq")
+#: A scored result before it is numbered: `RESULTS` but the numbering, which comes last.
+SCORED_RESULTS: Columns = {name: dtype for name, dtype in RESULTS.items() if name not in NUMBERING}
+
 #: Result columns a scan may leave null: filled by later stages (ML alpha, priority plan) when present.
 OPTIONAL_RESULT_COLUMNS = ("alpha_5d", "alpha_10d", "alpha_score", "priority_score", "priority_tier")
 

@@ -1,5 +1,6 @@
 """The two row encoders of `api.events.encode_rows` (Python for a few rows, polars for more) send the same
-rows: compared value by value on real scan results and on adversarial floats."""
+rows: compared value by value on real scan results and on adversarial floats. A scan's `ScanRowEncoder`
+sends what `encode_rows` would."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from api.events import PYTHON_ENCODED_ROWS, encode_rows, for_wire
+from api.events import PYTHON_ENCODED_ROWS, ScanRowEncoder, encode_rows, for_wire
 
 
 def _by_polars(frame: pl.DataFrame) -> list[dict]:
@@ -73,3 +74,19 @@ def test_encoded_rows_are_compact_json_objects_in_frame_order(rows):
     lines = encode_rows(frame)
     assert [json.loads(line)["symbol"] for line in lines] == frame.get_column("symbol").to_list()
     assert all(" " not in line and json.loads(line)["rsi"] == 0.333333 for line in lines)
+
+
+def test_a_scan_encoder_sends_its_batches_as_encode_rows_would(market):
+    results = market.results.with_columns(pl.col("seq") + 1000, pl.lit(7, dtype=pl.Int64).alias("batch"))
+    scored = results.drop("batch", "seq")
+    half = scored.height // 2
+    encoder, half_seen = ScanRowEncoder(), ScanRowEncoder()
+    # two passes, the first in another column order: the enrich step sees a pass before the engine conforms it
+    for seen in (encoder, half_seen):
+        seen(scored.slice(0, half).select(reversed(scored.columns)))
+    encoder(scored.slice(half))
+    batches = [results.slice(0, 1), results.slice(half - 2, 5), results[[9, 2, half + 1]], results.slice(0, 0)]
+    for batch in batches:
+        assert encoder.rows(batch) == encode_rows(batch)
+    # rows of a pass it never saw (not one of its scan's) are encoded for themselves
+    assert half_seen.rows(results.slice(half - 2, 5)) == encode_rows(results.slice(half - 2, 5))
