@@ -5,7 +5,7 @@ Why a whole session at once rather than per scan batch: ranks and the percentile
 cross-sectional, so a batch of 250 symbols scored alone would rank against itself and the same stock could
 get a different score depending on which batch it landed in. `alpha_enricher` therefore builds the
 features of every symbol with a bar on the session and predicts them all when the scan starts; the
-`ScanHooks.enrich` function it returns only joins each batch to those predictions.
+`ScanHooks.enrich` function it returns only joins the scan's results to those predictions.
 
 `alpha_<h>d` is the model's prediction: the expected percentile rank (centered, in about ±0.5) of the
 symbol's return over the next h sessions. `alpha_score` (0–100) is the cross-sectional percentile of the
@@ -152,7 +152,7 @@ def alpha_enricher(
     universe: pl.DataFrame | None = None,
     regime: str | None = None,
 ) -> Callable[[pl.DataFrame], pl.DataFrame] | None:
-    """A `ScanHooks.enrich` function adding the alpha columns to each batch of a scan of `session`.
+    """A `ScanHooks.enrich` function adding the alpha columns to the results of a scan of `session`.
 
     Pass the scan's own inputs: `bars` (history up to the session; the last `FEATURE_LOOKBACK_SESSIONS`
     are used), `universe` (its screened symbols are the population of `alpha_score`) and `regime`. Returns

@@ -1,5 +1,6 @@
 """The scan-time hooks of a prioritized scan: `SectorHitRateReorder` (a `ScanHooks.reorder`) and
-`PlanAnnotator` (a `ScanHooks.enrich`). Both run after every batch on the scan's critical path.
+`PlanAnnotator` (a `ScanHooks.enrich`). Both run on the scan's critical path: the reorder between batches,
+the annotator once per computation pass.
 
 Dynamic reordering
 ------------------
@@ -170,10 +171,9 @@ class PlanAnnotator:
     scanned under, so the plan travels with the result to the warehouse and the streams; symbols the plan
     lacks get nulls. `elapsed_s` is its cost, part of the prioritization overhead.
 
-    Why so spare: it runs on every batch on the scan's critical path, where a join, or even rebuilding the
-    batch's ~40 columns as a new frame, costs more than the lookup itself. A batch's symbols are looked
-    up in a dict of (score, tier) (see `SectorHitRateReorder`) and the two columns appended to a shallow copy
-    of the batch.
+    Why so spare: it runs on the scan's critical path, where a join, or even rebuilding the results' ~90
+    columns as a new frame, costs more than the lookup itself. The results' symbols are looked up in a dict
+    of (score, tier) (see `SectorHitRateReorder`) and the two columns appended to a shallow copy.
     """
 
     def __init__(self, plan: pl.DataFrame) -> None:
