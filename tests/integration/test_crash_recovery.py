@@ -1,6 +1,7 @@
 """Runs whose process was killed with SIGKILL end as FAILED by themselves, and queued runs launch again.
 
-Real processes throughout, over the project's instance config in a temporary DAGSTER_HOME: two `technic run`
+Real processes throughout, over the project's instance config (run monitoring polling faster) in a temporary
+DAGSTER_HOME: two `technic run`
 processes killed mid-run (as many runs as the instance runs at once) and a run queued behind them; then a
 real `dagster-daemon` must fail both runs, with the reason, and launch the queued one. Then that daemon, its
 code server and the run worker are killed together (a crash or reboot under the daemon), and a new daemon
@@ -22,12 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.loader import LoadingContextForTest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus
 
 from technic_core.processes import ProcessFate, process_fate
 from technic_pipelines import cli
+from technic_pipelines.cli import PROJECT_INSTANCE_CONFIG
 from technic_pipelines.definitions import BARS_BACKFILL_JOB, defs
 from technic_pipelines.defs.operations.launcher import HOST_TAG
 
@@ -119,7 +122,13 @@ def test_killed_runs_fail_with_the_reason_and_the_queue_moves_again(tmp_path, mo
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
     logs.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    cli._ensure_dagster_home()  # links the project's dagster.yaml, as `technic` and `make` do
+    # The project's dagster.yaml with run monitoring polling every second instead of every 30: the daemons
+    # below must notice dead runs within the test's patience, not the project's minute.
+    config = yaml.safe_load(PROJECT_INSTANCE_CONFIG.read_text())
+    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    cli._ensure_dagster_home()  # keeps that config, as `technic` and `make` keep a home's own
     base = {k: v for k, v in os.environ.items() if not k.startswith("TECHNIC_")}
     base.update(DAGSTER_HOME=str(home), TECHNIC_SIM_SYMBOLS=SYMBOLS)
 
