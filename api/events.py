@@ -103,6 +103,10 @@ class ScanRowEncoder:
         self._encoded.update(zip(symbols, (row[:-1] for row in encode_rows(scored))))
         return results
 
+    def forget(self) -> None:
+        """Drop the encoded rows (once the scan has published them all)."""
+        self._encoded.clear()
+
     def rows(self, batch: pl.DataFrame) -> tuple[str, ...]:
         """`encode_rows(batch)` for a batch of the scan (its rows as the passes encoded them, numbered)."""
         encoded = self._encoded

@@ -479,6 +479,7 @@ class ScanManager:
             logger.exception("ad-hoc scan failed", extra={"scan_id": scan.scan_id})
             scan.end_reason, scan.error = END_ERROR, str(exc)
         scan.elapsed_s = time.perf_counter() - started
+        scan.encoder.forget()  # a finished scan is kept for replays, whose rows are in its topic's log
         run.end_reason = scan.end_reason
         self._append_history(scan, run, started_at)
         scan.status = FINISHED

@@ -90,3 +90,5 @@ def test_a_scan_encoder_sends_its_batches_as_encode_rows_would(market):
         assert encoder.rows(batch) == encode_rows(batch)
     # rows of a pass it never saw (not one of its scan's) are encoded for themselves
     assert half_seen.rows(results.slice(half - 2, 5)) == encode_rows(results.slice(half - 2, 5))
+    encoder.forget()  # and after it forgot its rows
+    assert encoder.rows(results.slice(0, 3)) == encode_rows(results.slice(0, 3))
