@@ -299,7 +299,6 @@ UP_FRONT_SYMBOLS = 500
 #: are tiny. Batches of at least this size call it after each batch, as before.
 REORDER_MIN_SYMBOLS = 10
 
-#: Result columns as the scored table holds them: all of `schema.RESULTS` but the numbering of each batch.
 #: Empty frames of the table's two schemas, built once (a frame of ninety typed columns takes milliseconds).
 _NO_RESULTS, _NO_REJECTIONS = schema.empty(schema.SCORED_RESULTS), schema.empty(schema.REJECTIONS)
 
@@ -309,9 +308,10 @@ class _ScoredTable:
 
     A pass computes the catalog (`compute_catalog`, last rows only) and the scores of many symbols at once,
     judges each (result or rejection, with the reason), enriches the results (`ScanHooks.enrich`) and
-    appends them to two frames already in their published schemas, in the pass's visiting order. A batch then only looks its symbols up and cuts their
-    rows out: a slice when they are consecutive (a batch in visiting order), a gather otherwise (after a
-    reorder) — no query is planned per batch, so a scan's cost grows with its rows, not its batches.
+    appends them to two frames already in their published schemas, in the pass's visiting order. A batch
+    then only looks its symbols up and cuts their rows out: a slice when they are consecutive (a batch in
+    visiting order), a gather otherwise (after a reorder) — no query is planned per batch, so a scan's cost
+    grows with its rows, not its batches.
     """
 
     def __init__(
